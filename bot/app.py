@@ -1,0 +1,70 @@
+"""The bot: a `commands.Bot` that owns the services and loads the cogs as extensions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord.ext import commands
+
+from bot.cogs.help import HelpCommand
+from bot.config import Settings
+from bot.wiring import Services
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "bot.cogs.errors",
+    "bot.cogs.greeting",
+)
+
+
+def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
+    """Point discord.py at another REST base and gateway (a proxy or the local sandbox).
+
+    discord.py keeps both as class attributes, so this is process-wide; None keeps Discord's own.
+    """
+    if api_base:
+        discord.http.Route.BASE = api_base
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def intents() -> discord.Intents:
+    """Only what the bot uses: guilds, messages and their content, DMs, voice states."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.message_content = True
+    wanted.voice_states = True
+    return wanted
+
+
+class VoiceChatBot(commands.Bot):
+    def __init__(self, settings: Settings, services: Services, **options: Any) -> None:
+        super().__init__(
+            command_prefix=settings.command_prefix,
+            intents=intents(),
+            help_command=HelpCommand(),
+            case_insensitive=True,
+            strip_after_prefix=True,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            **options,
+        )
+        self.settings = settings
+        self.services = services
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        log.info("loaded %d extensions", len(EXTENSIONS))
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
+
+    async def close(self) -> None:
+        await super().close()
+        await self.services.close()

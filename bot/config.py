@@ -1,0 +1,235 @@
+"""Typed settings, read once at start from the environment and `.env`.
+
+This is the only place defaults live. A real environment variable wins over `.env`.
+Every bad value is reported as one line naming the setting; `load_settings` raises
+`SettingsError` with all of them at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+STT_ENGINE_NAMES = ("google", "whisper", "sphinx")
+TTS_ENGINE_NAMES = ("gtts", "piper", "espeak")
+
+
+class SettingsError(Exception):
+    """One or more settings are invalid; `str()` has one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float_range(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw.strip())
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _ids(raw: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in raw.replace(";", ",").split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError("must be a comma-separated list of numeric user ids")
+    return tuple(int(p) for p in parts)
+
+
+def _engines(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+        if not names:
+            raise ValueError("needs at least one engine")
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def _prefix(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 5 or " " in value:
+        raise ValueError("must be 1 to 5 characters with no spaces")
+    return value
+
+
+def _language(raw: str) -> str:
+    value = raw.strip()
+    letters = value.replace("-", "").replace("_", "")
+    if not (2 <= len(value) <= 12 and letters.isalpha()):
+        raise ValueError("must look like en-US")
+    return value
+
+
+def _url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ValueError("must start with http://, https://, ws:// or wss://")
+    return value.rstrip("/")
+
+
+def _setting(default: str, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(default=None, metadata={"default": default, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the bot. Field names are the environment variable names, lower-cased."""
+
+    discord_token: str | None = _setting(
+        "", _optional, "Bot token. Empty: run against the local sandbox with a console."
+    )
+    command_prefix: str = _setting("!", _prefix, "Prefix of text commands.")
+    data_dir: Path = _setting("./data", lambda r: Path(r.strip()), "Folder for all runtime state.")
+    instructions_file: Path = _setting(
+        "./instructions/bot_instruction.md",
+        lambda r: Path(r.strip()),
+        "Text that !instruction sends.",
+    )
+    language: str = _setting("en-US", _language, "Default language for speech (per server).")
+    log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    discord_api_base: str | None = _setting(
+        "", _url, "REST base URL (empty: Discord's own). For an API proxy or a stand-in."
+    )
+    discord_gateway_url: str | None = _setting(
+        "", _url, "Gateway URL (empty: Discord's own). For a gateway proxy or a stand-in."
+    )
+    bot_owner_ids: tuple[int, ...] = _setting(
+        "", _ids, "Comma-separated user ids that are admins besides the application owner."
+    )
+    admin_role: str = _setting("Bot Admin", _text, "Members holding this role are admins.")
+    # Speech to text
+    stt_engines: tuple[str, ...] = _setting(
+        "google,whisper,sphinx", _engines(STT_ENGINE_NAMES), "Speech-to-text engines, in order."
+    )
+    google_speech_api_key: str | None = _setting(
+        "", _optional, "Your own key for the google speech engine (empty: library's test key)."
+    )
+    google_stt_endpoint: str | None = _setting(
+        "", _url, "Endpoint of the google speech engine (empty: the library's default)."
+    )
+    whisper_model: str | None = _setting(
+        "", _optional, "faster-whisper model name or folder (empty: bundled tiny.en if installed)."
+    )
+    max_audio_mb: int = _setting("25", _int_range(1, 500), "Largest audio file to transcribe, MB.")
+    max_audio_seconds: int = _setting(
+        "900", _int_range(1, 4 * 3600), "Longest audio to transcribe, seconds."
+    )
+    transcribe_cooldown_seconds: float = _setting(
+        "10", _float_range(0, 3600), "Per-user wait between transcriptions."
+    )
+    # Text to speech and voice
+    tts_engines: tuple[str, ...] = _setting(
+        "gtts,piper,espeak", _engines(TTS_ENGINE_NAMES), "Text-to-speech engines, in order."
+    )
+    gtts_tld: str = _setting("com", _text, "Top-level domain gTTS uses (accent).")
+    gtts_endpoint: str | None = _setting(
+        "", _url, "Base URL for gTTS requests (empty: the library's default)."
+    )
+    piper_voice: str | None = _setting(
+        "", _optional, "Piper voice .onnx path (empty: bundled en_US-joe-medium if installed)."
+    )
+    max_spoken_chars: int = _setting("300", _int_range(20, 5000), "Longest text spoken per reply.")
+    voice_idle_seconds: int = _setting(
+        "300", _int_range(5, 86400), "Leave voice after this many seconds of silence."
+    )
+    say_cooldown_seconds: float = _setting(
+        "3", _float_range(0, 3600), "Per-user wait between !say commands."
+    )
+    # Model
+    chat_min_confidence: float = _setting(
+        "0.35", _float_range(0, 1), "Below this confidence the bot says it is not sure."
+    )
+    train_max_mb: int = _setting("5", _int_range(1, 200), "Largest training file, MB.")
+    train_max_rows: int = _setting(
+        "200000", _int_range(10, 5_000_000), "Most rows in a training file."
+    )
+    train_cooldown_seconds: float = _setting(
+        "30", _float_range(0, 86400), "Per-user wait between !train commands."
+    )
+    # Files
+    max_upload_mb: int = _setting(
+        "10", _int_range(1, 500), "Largest file the bot uploads (Discord's basic limit is 10)."
+    )
+
+    @property
+    def sandbox(self) -> bool:
+        """True when no token is set: the bot runs against the local Discord stand-in."""
+        return self.discord_token is None
+
+    def __repr__(self) -> str:  # never show the token
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if shown["discord_token"]:
+            shown["discord_token"] = "***"
+        return f"Settings({shown})"
+
+
+def setting_docs() -> list[tuple[str, str, str]]:
+    """(NAME, default, description) for every setting, for docs and `.env.example`."""
+    return [(f.name.upper(), f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)]
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env"
+) -> Settings:
+    """Build settings from `.env` overlaid by the real environment; raise SettingsError."""
+    merged: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields(Settings):
+        name = f.name.upper()
+        raw = merged.get(name, f.metadata["default"])
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            reason = str(exc)
+            if "invalid literal" in reason or "could not convert" in reason:
+                reason = "is not a number"
+            problems.append(f"{name}: {reason} (got {raw!r})")
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)
+

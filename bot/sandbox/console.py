@@ -1,0 +1,135 @@
+"""A terminal chat with the bot through the sandbox, as a user in #general.
+
+Started by `python -m bot` when no DISCORD_TOKEN is set. A plain line is a message;
+lines starting with `/` are console commands (see HELP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from bot.sandbox.runner import sandboxed_bot
+from bot.sandbox.server import Sandbox
+
+HELP = """Sandbox console: you are chatting in #general of a local stand-in for Discord.
+  a plain line            send it as a message (try !hi or !help)
+  /upload PATH [text]     send a message with a file attached (audio is transcribed)
+  /voice PATH [text]      send PATH as a Discord voice message
+  /reply ID text          reply to message ID (e.g. !correct, !transcribe)
+  /voice join|leave       move yourself into or out of the voice channel
+  /as NAME                speak as owner, moderator or member (current: {user})
+  /dm text                send a direct message to the bot
+  /help                   this text;  Ctrl-D or /quit to leave"""
+
+
+class Console:
+    def __init__(self, sandbox: Sandbox, out_dir: Path) -> None:
+        self.sandbox = sandbox
+        self.out_dir = out_dir
+        self.user = "owner"
+        self.last_event = asyncio.get_running_loop().time()
+        sandbox.listeners.append(self.on_event)
+        sandbox.voice.on_utterance = self.on_utterance
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    async def settle(self, quiet: float = 2.0, limit: float = 120.0) -> None:
+        """Wait until the bot has been quiet for `quiet` seconds (piped input ends early)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline and loop.time() - self.last_event < quiet:
+            await asyncio.sleep(0.1)
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        self.last_event = asyncio.get_running_loop().time()
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+            return
+        if data["author"]["id"] != str(self.sandbox.bot_user.id):
+            return
+        marker = "(edited) " if event == "MESSAGE_UPDATE" else ""
+        self.say(f"[{data['id']}] bot: {marker}{data['content']}")
+        for attachment in data.get("attachments", []):
+            path = self.out_dir / f"{attachment['id']}-{attachment['filename']}"
+            path.write_bytes(self.sandbox.file(attachment))
+            self.say(f"    file saved: {path}")
+
+    def on_utterance(self, utterance: Any) -> None:
+        where = f" -> {utterance.path}" if utterance.path else ""
+        self.say(f"    bot spoke in voice: {utterance.duration:.1f} s{where}")
+
+    async def handle(self, line: str) -> bool:
+        """Handle one input line; False means quit."""
+        if not line.startswith("/"):
+            if line.strip():
+                sent = await self.sandbox.send(line, author=self.user)
+                self.say(f"[{sent['id']}] {self.user}: {line}")
+            return True
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            self.say(f"  can't read that line: {exc}")
+            return True
+        command, args = words[0], words[1:]
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/help":
+            self.say(HELP.format(user=self.user))
+        elif command == "/as" and args:
+            self.sandbox.user(args[0])
+            self.user = args[0]
+            self.say(f"  you are now {self.user}")
+        elif command == "/voice" and args in (["join"], ["leave"]):
+            if args[0] == "join":
+                await self.sandbox.join_voice(self.user)
+                self.say(f"  {self.user} joined the voice channel")
+            else:
+                await self.sandbox.leave_voice(self.user)
+                self.say(f"  {self.user} left the voice channel")
+        elif command in ("/upload", "/voice") and args:
+            await self.upload(Path(args[0]).expanduser(), " ".join(args[1:]), command == "/voice")
+        elif command == "/reply" and len(args) >= 2 and args[0].isdigit():
+            await self.sandbox.send(" ".join(args[1:]), author=self.user, reply_to=int(args[0]))
+        elif command == "/dm" and args:
+            await self.sandbox.send(" ".join(args), author=self.user, dm=True)
+        else:
+            self.say("  unknown console command; /help lists them")
+        return True
+
+    async def upload(self, path: Path, text: str, voice_message: bool) -> None:
+        if not path.is_file():
+            self.say(f"  no such file: {path}")
+            return
+        data = await asyncio.to_thread(path.read_bytes)
+        await self.sandbox.send(
+            text, author=self.user, files=[(path.name, data)], voice_message=voice_message
+        )
+        self.say(f"  {self.user} sent {path.name} ({len(data)} bytes)")
+
+
+async def read_line() -> str | None:
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line.rstrip("\n") if line else None  # "" means end of input (Ctrl-D)
+
+
+async def run_console(settings: Settings) -> None:
+    out_dir = settings.data_dir / "sandbox"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print("Starting the bot against the local sandbox (no DISCORD_TOKEN set)...", flush=True)
+    async with sandboxed_bot(settings, voice_out_dir=out_dir) as (sandbox, _bot):
+        console = Console(sandbox, out_dir)
+        console.say(HELP.format(user=console.user))
+        while (line := await read_line()) is not None:
+            try:
+                if not await console.handle(line):
+                    break
+            except ValueError as exc:
+                console.say(f"  {exc}")
+        else:
+            await console.settle()
+        console.say("Bye.")

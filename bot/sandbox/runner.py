@@ -1,0 +1,56 @@
+"""Run the real bot against the sandbox: shared by the console, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from bot.app import VoiceChatBot, use_endpoints
+from bot.config import Settings
+from bot.sandbox.server import Sandbox
+from bot.wiring import build_services
+
+log = logging.getLogger(__name__)
+
+SANDBOX_TOKEN = "sandbox-token"  # the sandbox accepts any token
+
+
+@contextlib.asynccontextmanager
+async def sandboxed_bot(
+    settings: Settings, *, voice_out_dir: Path | None = None, ready_timeout: float = 20.0
+) -> AsyncIterator[tuple[Sandbox, VoiceChatBot]]:
+    """Start the sandbox and the bot connected to it; stop both on exit."""
+    sandbox = Sandbox(admin_role=settings.admin_role, out_dir=voice_out_dir)
+    await sandbox.start()
+    bot: VoiceChatBot | None = None
+    task: asyncio.Task[None] | None = None
+    try:
+        use_endpoints(sandbox.api_base, sandbox.gateway_url)
+        services = await build_services(settings)
+        # The sandbox's voice endpoint uses TLS with its own certificate authority; only
+        # this client trusts it. Production keeps discord.py's default connector.
+        connector = aiohttp.TCPConnector(limit=0, ssl=sandbox.voice.client_ssl_context)
+        bot = VoiceChatBot(settings, services, connector=connector, guild_ready_timeout=0.05)
+        task = asyncio.create_task(bot.start(SANDBOX_TOKEN), name="sandbox-bot")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ready_timeout
+        while not bot.is_ready():
+            if task.done():
+                task.result()  # surfaces a login or connection failure
+                raise RuntimeError("the bot stopped before it was ready")
+            if loop.time() > deadline:
+                raise TimeoutError("the bot did not connect to the sandbox in time")
+            await asyncio.sleep(0.02)
+        yield sandbox, bot
+    finally:
+        if bot is not None:
+            await bot.close()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        await sandbox.stop()

