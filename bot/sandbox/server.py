@@ -233,11 +233,20 @@ class Sandbox:
         """The first message the bot sent after message `after` (by id order) that matches."""
         after_id = int(after["id"]) if isinstance(after, dict) else (after or 0)
 
+        bot_id = str(self.bot_user.id)
+
         def find() -> dict[str, Any] | None:
-            for message in self.bot_messages(channel_id):
-                if int(message["id"]) > after_id and (predicate is None or predicate(message)):
-                    return message
-            return None
+            found = None
+            for message in reversed(self.messages.values()):  # newest first; ids only grow
+                if int(message["id"]) <= after_id:
+                    break
+                if (
+                    message["author"]["id"] == bot_id
+                    and (channel_id is None or int(message["channel_id"]) == channel_id)
+                    and (predicate is None or predicate(message))
+                ):
+                    found = message
+            return found
 
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(find), timeout)

@@ -1,0 +1,356 @@
+"""Files under DATA_DIR that users may fetch or archive, and nothing else.
+
+`FileService.resolve` is the one path check; `read_for_upload` and `archive` both go
+through it. Every refusal gives the same message, so the reply never tells a user what
+exists on the host or why exactly a path was refused.
+
+Paths are checked twice: first as text (traversal, absolute and Windows forms, URL-encoded
+and Unicode look-alike spellings, control characters, hidden names, the database), then
+after resolving symlinks (the real target must still be inside DATA_DIR and pass the same
+name rules). Files are opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat, so a
+symlink or a FIFO swapped in after the check is still refused and never blocks a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import threading
+import unicodedata
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote
+
+from bot.errors import InvalidInputError, NotFoundError, TooLargeError
+
+log = logging.getLogger(__name__)
+
+PATH_REFUSED = (
+    "That path is not allowed. Give a path inside the data folder, like datasets/smalltalk.csv."
+)
+FILE_NOT_FOUND = "File not found."
+IS_FOLDER = "That is a folder; use !archive to zip it."
+NOTHING_TO_ARCHIVE = "There is no dataset, folder or file by that name to archive."
+EMPTY_ARCHIVE = "There are no files there that can be archived."
+ARCHIVES_REFUSED = "The archives folder can't be archived itself; pick a dataset or another folder."
+
+DEFAULT_PROTECTED = ("bot.db", "bot.db-wal", "bot.db-shm", "bot.db-journal")
+ARCHIVES_DIR = "archives"
+MAX_COMPONENT_CHARS = 255
+MAX_PATH_CHARS = 1024
+MAX_DECODE_ROUNDS = 4
+MIB = 1024 * 1024
+
+# Characters that carry path meaning; URL-decoding or NFKC must not add any of them.
+_PATH_SPECIALS = "/\\.:~"
+# Look-alikes of / \ . that NFKC leaves alone (U+FF0F, U+FF0E, U+2024 ... it maps itself).
+_LOOKALIKES = frozenset(
+    "\u2215\u2044\u2571\u29f8\u29f5\u29f9\u2216\u2572\ufe68\uff3c\uff0f\u2024\u2025\u2026"
+    "\uff0e\ufe52\u3002\uff61\u0701\u0702\ua4f8\ua60e\u2e31\u2e33\u2cf9\u2cfa"
+)
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)]
+)
+
+
+@dataclass(frozen=True)
+class Archive:
+    path_relative: str  # e.g. "archives/smalltalk-20261125T232100Z.zip", always with "/"
+    size: int
+    uploadable: bool  # size <= the upload cap
+    data: bytes | None  # the zip's bytes when uploadable
+    files: int = 0  # number of files inside
+
+
+def _refuse() -> InvalidInputError:
+    return InvalidInputError(PATH_REFUSED)
+
+
+def format_mb(size: int) -> str:
+    """Bytes as MB (MiB) for messages: "12.3", or "10" for a whole number."""
+    value = size / MIB
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def _specials(text: str) -> list[int]:
+    return [text.count(c) for c in _PATH_SPECIALS]
+
+
+def _check_characters(text: str) -> None:
+    """Refuse control and format characters and look-alikes of / \\ . (raw or via NFKC)."""
+    if any(unicodedata.category(c).startswith("C") or c in _LOOKALIKES for c in text):
+        raise _refuse()
+    if _specials(unicodedata.normalize("NFKC", text)) != _specials(text):
+        raise _refuse()
+
+
+def _check_text(user_path: str) -> None:
+    """Refuse the text itself, and any spelling of it that URL-decoding reveals."""
+    if not isinstance(user_path, str) or not user_path.strip() or len(user_path) > MAX_PATH_CHARS:
+        raise _refuse()
+    _check_characters(user_path)
+    text = user_path
+    for _ in range(MAX_DECODE_ROUNDS):
+        decoded = unquote(text, errors="replace")
+        if decoded == text:
+            return
+        if _specials(decoded) != _specials(user_path):
+            raise _refuse()
+        _check_characters(decoded)
+        text = decoded
+    raise _refuse()  # still changing after several rounds: deliberately obfuscated
+
+
+def _name_allowed(name: str, protected: frozenset[str]) -> bool:
+    return not (
+        name.startswith((".", "~"))
+        or ":" in name
+        or len(name) > MAX_COMPONENT_CHARS
+        or name.casefold() in protected
+        or name.split(".")[0].strip().upper() in _WINDOWS_DEVICES
+    )
+
+
+def _safe_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:80]
+    return stem or "data"
+
+
+class FileService:
+    """Read and archive files under `data_dir` for users, refusing everything else."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        max_upload_bytes: int,
+        protected: Sequence[str] = DEFAULT_PROTECTED,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.max_upload_bytes = max_upload_bytes
+        self._protected = frozenset(name.casefold() for name in protected)
+        self._naming_lock = threading.Lock()
+
+    @property
+    def _root(self) -> Path:
+        return self.data_dir.resolve()
+
+    # The one path check.
+
+    def resolve(self, user_path: str) -> Path:
+        """The real path of an existing file or folder under data_dir that users may see.
+
+        Raises InvalidInputError(PATH_REFUSED) for any refused path, NotFoundError for an
+        allowed path that does not exist. Makes a few stat calls, no reads.
+        """
+        _check_text(user_path)
+        if user_path.startswith(("/", "\\")):
+            raise _refuse()
+        parts = [p for p in re.split(r"[/\\]", user_path) if p not in ("", ".")]
+        if not all(_name_allowed(p, self._protected) for p in parts):
+            raise _refuse()
+        return self._locate(parts)
+
+    def _locate(self, parts: Sequence[str]) -> Path:
+        root = self._root
+        try:
+            real = root.joinpath(*parts).resolve()
+        except (OSError, RuntimeError):  # symlink loop
+            raise _refuse() from None
+        if not real.is_relative_to(root):
+            raise _refuse()
+        if not all(_name_allowed(p, self._protected) for p in real.relative_to(root).parts):
+            raise _refuse()  # a symlink inside pointing at the database, .env, ...
+        try:
+            mode = real.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(FILE_NOT_FOUND) from None
+        except OSError:
+            raise _refuse() from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise _refuse()  # device, socket, FIFO
+        return real
+
+    def _open_regular(self, real: Path) -> tuple[BinaryIO, os.stat_result]:
+        """Open a checked path for reading without following a symlink or blocking."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)
+        except FileNotFoundError:
+            raise NotFoundError(FILE_NOT_FOUND) from None
+        except OSError:
+            raise _refuse() from None
+        handle = os.fdopen(fd, "rb")
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            handle.close()
+            raise InvalidInputError(IS_FOLDER)
+        if not stat.S_ISREG(info.st_mode):
+            handle.close()
+            raise _refuse()
+        return handle, info
+
+    # !getfile
+
+    async def read_for_upload(self, user_path: str) -> tuple[str, bytes]:
+        """(file name, bytes) of a regular file under data_dir no larger than the cap."""
+        return await asyncio.to_thread(self._read_for_upload, user_path)
+
+    def _read_for_upload(self, user_path: str) -> tuple[str, bytes]:
+        real = self.resolve(user_path)
+        handle, info = self._open_regular(real)
+        with handle:
+            self._check_size(info.st_size)
+            data = handle.read(self.max_upload_bytes + 1)
+        self._check_size(len(data))  # it grew while we read
+        return real.name, data
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_upload_bytes:
+            raise TooLargeError(
+                f"That file is too large to send ({format_mb(size)} MB; "
+                f"the limit is {format_mb(self.max_upload_bytes)} MB)."
+            )
+
+    # !archive
+
+    async def archive(self, name: str, datasets_dir_name: str = "datasets") -> Archive:
+        """Zip a dataset (datasets/NAME.*), or a folder or file under data_dir.
+
+        The zip goes to data_dir/archives/<name>-<UTC time>.zip, written atomically; its
+        bytes are returned too when it fits under the upload cap.
+        """
+        return await asyncio.to_thread(self._archive, name, datasets_dir_name)
+
+    def _archive(self, name: str, datasets_dir_name: str) -> Archive:
+        members = self._dataset_members(name, datasets_dir_name)
+        if not members:
+            try:
+                target = self.resolve(name)
+            except NotFoundError:
+                raise NotFoundError(NOTHING_TO_ARCHIVE) from None
+            archives = self._root / ARCHIVES_DIR
+            if target == archives or target.is_relative_to(archives):
+                raise InvalidInputError(ARCHIVES_REFUSED)
+            members = self._folder_members(target)
+        if not members:
+            raise InvalidInputError(EMPTY_ARCHIVE)
+        path, count = self._write_zip(members, _safe_stem(name))
+        size = path.stat().st_size
+        uploadable = size <= self.max_upload_bytes
+        return Archive(
+            path_relative=f"{ARCHIVES_DIR}/{path.name}",
+            size=size,
+            uploadable=uploadable,
+            data=path.read_bytes() if uploadable else None,
+            files=count,
+        )
+
+    def _dataset_members(self, name: str, datasets_dir_name: str) -> list[tuple[Path, str]]:
+        """Files datasets/NAME.* (data and corrections) when NAME is a plain name."""
+        _check_text(name)
+        if re.search(r"[/\\]", name) or not _name_allowed(name, self._protected):
+            return []
+        try:
+            folder = self.resolve(datasets_dir_name)
+        except NotFoundError:
+            return []
+        if not folder.is_dir():
+            return []
+        members = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith(name + "."):
+                real = self._allowed_file(folder.relative_to(self._root).parts + (entry.name,))
+                if real is not None:
+                    members.append((real, entry.name))
+        return members
+
+    def _folder_members(self, target: Path) -> list[tuple[Path, str]]:
+        """Every allowed regular file under target (a folder or one file), with its zip name.
+
+        Skips hidden entries, the archives folder, the database and symlinks whose target is
+        outside data_dir or refused; symlinked folders are not followed.
+        """
+        root = self._root
+        if target.is_file():
+            return [(target, target.name)]
+        base = root if target == root else target.parent
+        archives = root / ARCHIVES_DIR
+        members = []
+        for dirpath, dirnames, filenames in os.walk(target):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and here / d != archives
+            )
+            for filename in sorted(filenames):
+                path = here / filename
+                real = self._allowed_file(path.relative_to(root).parts)
+                if real is not None and not real.is_relative_to(archives):
+                    members.append((real, path.relative_to(base).as_posix()))
+        return members
+
+    def _allowed_file(self, parts: Sequence[str]) -> Path | None:
+        """The real path of a regular file the path rules allow, else None."""
+        if not all(_name_allowed(p, self._protected) for p in parts):
+            return None
+        try:
+            real = self._locate(parts)
+        except (InvalidInputError, NotFoundError):
+            log.debug("Archive skips a refused entry")
+            return None
+        return real if real.is_file() else None
+
+    def _write_zip(self, members: Sequence[tuple[Path, str]], stem: str) -> tuple[Path, int]:
+        archives = self._root / ARCHIVES_DIR  # the operator may make it a symlink to another disk
+        archives.mkdir(exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".zip.tmp", dir=archives)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                count = self._zip_into(out, members)
+                out.flush()
+                os.fsync(out.fileno())
+            with self._naming_lock:
+                final = self._free_name(archives, stem)
+                os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        log.info("Archived %d files into %s", count, final.name)
+        return final, count
+
+    def _zip_into(self, out: BinaryIO, members: Sequence[tuple[Path, str]]) -> int:
+        count = 0
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for real, arcname in members:
+                try:
+                    handle, _ = self._open_regular(real)
+                except (InvalidInputError, NotFoundError):
+                    log.debug("Archive skips an entry that changed since it was listed")
+                    continue
+                with handle:
+                    info = zipfile.ZipInfo.from_file(real, arcname, strict_timestamps=False)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with zf.open(info, "w") as entry:
+                        shutil.copyfileobj(handle, entry, 1024 * 1024)
+                count += 1
+        return count
+
+    @staticmethod
+    def _free_name(folder: Path, stem: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        candidate = folder / f"{stem}-{stamp}.zip"
+        n = 2
+        while candidate.exists():
+            candidate = folder / f"{stem}-{stamp}-{n}.zip"
+            n += 1
+        return candidate

@@ -1,0 +1,104 @@
+"""Turn a chat message into text worth reading aloud.
+
+Discord markup is replaced by what a listener would want to hear: mentions by names, links by
+"a link", custom emoji by their names. Code blocks are skipped, shouting is toned down
+("soooooo" -> "sooo"), and long messages are cut at a word with the cut announced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+CUT_NOTICE = "… (message cut)"
+
+_CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_INLINE_CODE = re.compile(r"`([^`]*)`")
+_USER = re.compile(r"<@!?(\d+)>")
+_ROLE = re.compile(r"<@&(\d+)>")
+_CHANNEL = re.compile(r"<#(\d+)>")
+_SLASH_COMMAND = re.compile(r"</([\w -]+):\d+>")
+_TIMESTAMP = re.compile(r"<t:-?\d+(?::[tTdDfFR])?>")
+_CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
+_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(<?https?://[^)\s]+>?\)")
+_LINK = re.compile(r"<?\b(?:https?://|www\.)[^\s<>]+>?", re.IGNORECASE)
+_EVERYONE = re.compile(r"@(everyone|here)\b")
+# Paired emphasis markers: **bold**, *italic*, __underline__, ~~strike~~, ||spoiler||.
+_EMPHASIS = re.compile(r"(\*{1,3}|_{2}|~~|\|\|)(?=\S)(.+?)(?<=\S)\1")
+_LINE_MARKUP = re.compile(r"^\s*(?:>{1,3}|#{1,3}|-#|[-*•])\s+")
+# A run of more than three of the same character; digits are left alone (1000000).
+_REPEATS = re.compile(r"([^\d\s])\1{3,}")
+_SENTENCE_END = ".!?…:;,"
+
+
+def clean_for_speech(
+    text: str,
+    *,
+    prefix: str,
+    max_chars: int,
+    users: Mapping[int, str] | None = None,
+    roles: Mapping[int, str] | None = None,
+    channels: Mapping[int, str] | None = None,
+) -> str | None:
+    """The text to speak for a message, or None when there is nothing to speak.
+
+    Messages starting with the command `prefix` are never spoken. Mentions are replaced by
+    the names in `users`, `roles` and `channels` (unknown ids by "someone", "a role",
+    "a channel"). At most `max_chars` characters of the message are spoken; a longer one
+    is cut at a word and `CUT_NOTICE` is appended.
+    """
+    if text.lstrip().startswith(prefix):
+        return None
+    text = _CODE_BLOCK.sub(" ", text)
+    text = _INLINE_CODE.sub(r"\1", text)
+    text = _replace_mentions(text, users or {}, roles or {}, channels or {})
+    text = _MARKDOWN_LINK.sub(r"\1", text)
+    text = _LINK.sub("a link", text)
+    text = _CUSTOM_EMOJI.sub(lambda m: m.group(1).replace("_", " "), text)
+    text = _strip_markdown(text)
+    text = _REPEATS.sub(r"\1\1\1", text)
+    text = _join_lines(text)
+    if not any(ch.isalnum() for ch in text):
+        return None
+    return _cap(text, max_chars)
+
+
+def _replace_mentions(
+    text: str,
+    users: Mapping[int, str],
+    roles: Mapping[int, str],
+    channels: Mapping[int, str],
+) -> str:
+    text = _USER.sub(lambda m: users.get(int(m.group(1)), "someone"), text)
+    text = _ROLE.sub(lambda m: roles.get(int(m.group(1)), "a role"), text)
+    text = _CHANNEL.sub(lambda m: channels.get(int(m.group(1)), "a channel"), text)
+    text = _SLASH_COMMAND.sub(lambda m: m.group(1), text)
+    text = _TIMESTAMP.sub("a time", text)
+    return _EVERYONE.sub(r"\1", text)
+
+
+def _strip_markdown(text: str) -> str:
+    previous = None
+    while previous != text:  # nested markers: ***bold italic***, **__both__**
+        previous = text
+        text = _EMPHASIS.sub(r"\2", text)
+    return "\n".join(_LINE_MARKUP.sub("", line) for line in text.splitlines())
+
+
+def _join_lines(text: str) -> str:
+    """One line, with a full stop where a line ended without punctuation (a pause when spoken)."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return " ".join(
+        line if i == len(lines) - 1 or line[-1] in _SENTENCE_END else f"{line}."
+        for i, line in enumerate(lines)
+    )
+
+
+def _cap(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > 0 else text[:max_chars]
+    return f"{cut.rstrip(' ,;:-')} {CUT_NOTICE}"

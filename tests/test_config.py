@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import SettingsError, load_settings, setting_docs
+
+
+def test_defaults() -> None:
+    s = load_settings({}, env_file=None)
+    assert s.command_prefix == "!" and s.language == "en-US" and s.data_dir == Path("./data")
+    assert s.sandbox and s.discord_token is None
+    assert s.stt_engines == ("google", "whisper", "sphinx")
+    assert s.max_audio_mb == 25 and s.max_upload_mb == 10
+
+
+def test_env_file_is_read_and_real_environment_wins(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("COMMAND_PREFIX=?\nLANGUAGE=fr-FR\nDISCORD_TOKEN=abc.def\n")
+    s = load_settings({"LANGUAGE": "de-DE"}, env_file=env)
+    assert s.command_prefix == "?" and s.language == "de-DE" and not s.sandbox
+
+
+def test_each_bad_value_gets_one_line_naming_it() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {"MAX_AUDIO_MB": "lots", "STT_ENGINES": "google,siri", "LOG_LEVEL": "LOUD",
+             "BOT_OWNER_IDS": "12,abc", "MAX_UPLOAD_MB": "0"},
+            env_file=None,
+        )
+    problems = info.value.problems
+    assert len(problems) == 5
+    assert any(p.startswith("BOT_OWNER_IDS: must be a comma-separated") for p in problems)
+    assert any(p.startswith("MAX_AUDIO_MB: is not a number") for p in problems)
+    assert any("unknown engine 'siri'" in p for p in problems)
+
+
+def test_token_is_never_shown() -> None:
+    s = load_settings({"DISCORD_TOKEN": "super-secret-token"}, env_file=None)
+    assert "super-secret-token" not in repr(s) and "super-secret-token" not in str(s)
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    for name, _default, _doc in setting_docs():
+        assert f"{name}=" in example, name
