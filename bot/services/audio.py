@@ -39,6 +39,8 @@ FRAME_SECONDS = 0.01
 SILENCE_FLOOR_DB = -60.0
 # A pause is a frame this far (dB) below the loud parts of the recording.
 PAUSE_BELOW_LOUD_DB = 30.0
+# A frame this far (dB) below the typical level is a place to cut audio that has no pause.
+QUIETER_BY_DB = 6.0
 # Less decoded sound than this means the file held no usable audio.
 MIN_DECODED_SECONDS = 0.1
 
@@ -211,8 +213,8 @@ def split_on_silence(segment: AudioSegment, max_seconds: float = 50.0) -> list[A
     """Cut the audio into consecutive pieces of at most `max_seconds`, at pauses where possible.
 
     Each cut lands in the middle of the longest pause within the last half of the allowed
-    span; with no pause there, at its quietest 10 ms frame, and with no variation at all
-    that is a hard cut at the limit. Nothing is dropped: the pieces add up to the input.
+    span; with no pause there, at its quietest 10 ms frame if that is clearly quieter than
+    the rest, else exactly at the limit. Nothing is dropped: the pieces add up to the input.
     """
     total_ms = len(segment)
     if total_ms <= max_seconds * 1000:
@@ -255,6 +257,11 @@ def _longest_pause_middle(quiet: np.ndarray) -> int | None:
 
 
 def _quietest(levels: np.ndarray) -> int:
-    """Index of the quietest frame, the last one on ties (so flat audio is cut at the limit)."""
-    reversed_index = int(np.argmin(levels[::-1]))
-    return len(levels) - 1 - reversed_index
+    """Index of a clearly quieter frame (the quietest), else len(levels): a hard cut at the end."""
+    finite = levels[np.isfinite(levels)]
+    if finite.size == 0:
+        return len(levels)
+    index = int(np.argmin(levels))
+    if levels[index] > float(np.median(finite)) - QUIETER_BY_DB:
+        return len(levels)
+    return index

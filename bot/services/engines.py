@@ -62,7 +62,9 @@ class EngineChain(Generic[E]):
         self, call: Callable[[E], Awaitable[T]], prefer: str | None = None
     ) -> EngineResult[T]:
         """Run `call` on the first engine that works; `prefer` moves one engine to the front."""
-        order = sorted(self._engines, key=lambda item: item[0] != prefer) if prefer else self._engines
+        order = (
+            sorted(self._engines, key=lambda item: item[0] != prefer) if prefer else self._engines
+        )
         reasons: list[str] = []
         for index, (name, engine) in enumerate(order):
             if self.is_resting(name):

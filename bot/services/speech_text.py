@@ -21,7 +21,7 @@ _SLASH_COMMAND = re.compile(r"</([\w -]+):\d+>")
 _TIMESTAMP = re.compile(r"<t:-?\d+(?::[tTdDfFR])?>")
 _CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
 _MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(<?https?://[^)\s]+>?\)")
-_LINK = re.compile(r"<?\b(?:https?://|www\.)[^\s<>]+>?", re.IGNORECASE)
+_LINK = re.compile(r"<?\b(?:https?://|www\.)[^\s<>]*[^\s<>.,!?;:'\")\]]>?", re.IGNORECASE)
 _EVERYONE = re.compile(r"@(everyone|here)\b")
 # Paired emphasis markers: **bold**, *italic*, __underline__, ~~strike~~, ||spoiler||.
 _EMPHASIS = re.compile(r"(\*{1,3}|_{2}|~~|\|\|)(?=\S)(.+?)(?<=\S)\1")

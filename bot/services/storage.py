@@ -93,7 +93,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Table and id column per settings scope; never built from user input.
-_SETTINGS_TABLES = {"guild": ("guild_settings", "guild_id"), "channel": ("channel_settings", "channel_id")}
+_SETTINGS_TABLES = {
+    "guild": ("guild_settings", "guild_id"),
+    "channel": ("channel_settings", "channel_id"),
+}
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -19,10 +19,14 @@ from typing import Any
 
 import aiohttp
 import av
+import discord
+import imageio_ffmpeg
 import nacl.secret
 import numpy as np
 import pytest
+import yarl
 
+from bot.sandbox.server import Sandbox
 from bot.sandbox.voice import MODE, OPUS_SILENCE, Utterance, VoiceServer
 
 GUILD_ID = 4242
@@ -407,3 +411,55 @@ async def test_waiting_for_a_missing_utterance_times_out(
     await client.connect()
     with pytest.raises(TimeoutError):
         await server.wait_for_utterance(GUILD_ID, timeout=0.5)
+
+
+async def test_real_discord_client_plays_into_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unmodified discord.py client joins through the sandbox gateway and plays a clip."""
+    clip = tmp_path / "tone.wav"
+    with wave.open(str(clip), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(48_000)
+        out.writeframes(tone(1.2).tobytes())
+
+    async with Sandbox(out_dir=tmp_path / "voice") as sandbox:
+        monkeypatch.setattr(discord.http.Route, "BASE", sandbox.api_base)
+        monkeypatch.setattr(
+            discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(sandbox.gateway_url)
+        )
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.voice_states = True
+        connector = aiohttp.TCPConnector(limit=0, ssl=sandbox.voice.client_ssl_context)
+        client = discord.Client(intents=intents, connector=connector, guild_ready_timeout=0.05)
+        runner = asyncio.create_task(client.start("sandbox-token"))
+        try:
+            async with asyncio.timeout(20):
+                while not client.is_ready():
+                    if runner.done():
+                        runner.result()  # surfaces a login failure instead of a timeout
+                    await asyncio.sleep(0.02)
+
+            channel = client.get_channel(Sandbox.VOICE_CHANNEL_ID)
+            assert isinstance(channel, discord.VoiceChannel)
+            voice = await channel.connect(timeout=15, reconnect=False)
+            assert voice.is_connected()
+
+            finished = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            source = discord.FFmpegOpusAudio(str(clip), executable=imageio_ffmpeg.get_ffmpeg_exe())
+            voice.play(source, after=lambda _error: loop.call_soon_threadsafe(finished.set))
+            utterance = await sandbox.voice.wait_for_utterance(Sandbox.GUILD_ID, timeout=20)
+            await asyncio.wait_for(finished.wait(), 10)
+
+            assert utterance.duration == pytest.approx(1.2, rel=0.1)
+            assert dominant_frequency(utterance.pcm, 48_000, 2) == pytest.approx(440, abs=5)
+            assert utterance.path is not None and utterance.path.exists()
+
+            await asyncio.wait_for(voice.disconnect(), 10)
+            assert not voice.is_connected()
+        finally:
+            await client.close()
+            await asyncio.gather(runner, return_exceptions=True)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pydub import AudioSegment
-
 from bot.services import audio
 from bot.services.speech import WhisperEngine
+
+AudioSegment = audio.AudioSegment
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPOKEN = "hello world this is a test"

@@ -8,13 +8,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pydub import AudioSegment
-from pydub.generators import Sine, WhiteNoise
-
 from bot.errors import InvalidInputError, TooLargeError
 from bot.services import audio
 
 PHRASE_SECONDS = 2.655
+AudioSegment = audio.AudioSegment  # pydub's, imported through audio (which quiets its warning)
 
 
 def silent(seconds: float) -> AudioSegment:
@@ -22,8 +20,15 @@ def silent(seconds: float) -> AudioSegment:
 
 
 def tone(seconds: float, volume_db: float = -12.0) -> AudioSegment:
-    segment = Sine(440, sample_rate=audio.SAMPLE_RATE).to_audio_segment(seconds * 1000, volume_db)
-    return segment.set_sample_width(2)
+    from pydub.generators import Sine
+
+    return Sine(440, sample_rate=audio.SAMPLE_RATE).to_audio_segment(seconds * 1000, volume_db)
+
+
+def noise(seconds: float, volume_db: float) -> AudioSegment:
+    from pydub.generators import WhiteNoise
+
+    return WhiteNoise(sample_rate=audio.SAMPLE_RATE).to_audio_segment(seconds * 1000, volume_db)
 
 
 def assert_speech_format(segment: AudioSegment) -> None:
@@ -203,9 +208,7 @@ def test_audio_without_pauses_is_cut_hard_at_the_limit() -> None:
 
 
 def test_noisy_audio_is_cut_at_its_quietest_point() -> None:
-    noise = WhiteNoise(sample_rate=16000).to_audio_segment(30_000, volume=-20).set_sample_width(2)
-    dip = WhiteNoise(sample_rate=16000).to_audio_segment(300, volume=-35).set_sample_width(2)
-    track = noise + dip + noise  # no real pause, only a softer stretch at 30 s
+    track = noise(30, -20) + noise(0.3, -35) + noise(30, -20)  # no pause, a softer bit at 30 s
     pieces = audio.split_on_silence(track, 50)
     assert len(pieces) == 2
     assert 30_000 < len(pieces[0]) < 30_300
