@@ -335,11 +335,8 @@ class VoiceServer:
         self._websockets.add(ws)
         session: _Session | None = None
         try:
-            await ws.send_str(
-                _dumps(
-                    OP_HELLO, {"v": GATEWAY_VERSION, "heartbeat_interval": HEARTBEAT_INTERVAL_MS}
-                )
-            )
+            hello = {"v": GATEWAY_VERSION, "heartbeat_interval": HEARTBEAT_INTERVAL_MS}
+            await ws.send_str(_dumps(OP_HELLO, hello))
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     session = await self._handle_text(ws, session, msg.data)
