@@ -86,7 +86,12 @@ def run() -> str:
         ("`!hi` round trip p50, this bot", "—", f"{median(ours) * 1000:.2f} ms", None),
         ("`!hi` round trip p99, this bot", "—", f"{percentile(ours, 99) * 1000:.2f} ms", None),
         ("`!hi` round trip p50, bare discord.py bot", "—", f"{median(bare) * 1000:.2f} ms", None),
-        ("`!hi` round trip p99, bare discord.py bot", "—", f"{percentile(bare, 99) * 1000:.2f} ms", None),
+        (
+            "`!hi` round trip p99, bare discord.py bot",
+            "—",
+            f"{percentile(bare, 99) * 1000:.2f} ms",
+            None,
+        ),
         ("ratio p50 (this / bare)", "≤ 1.2", f"{ratio:.2f}", ratio <= 1.2),
     ]
     return f"## `!hi` round trip ({ROUNDS} commands)\n\n" + table(rows)

@@ -30,7 +30,10 @@ def main() -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        print("The bot cannot start: fix these settings (in the environment or .env):", file=sys.stderr)
+        print(
+            "The bot cannot start: fix these settings (in the environment or .env):",
+            file=sys.stderr,
+        )
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2

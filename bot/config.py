@@ -8,6 +8,7 @@ Every bad value is reported as one line naming the setting; `load_settings` rais
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -90,11 +91,18 @@ def _prefix(raw: str) -> str:
     return value
 
 
-def _language(raw: str) -> str:
+def parse_language(raw: str) -> str:
     value = raw.strip()
     letters = value.replace("-", "").replace("_", "")
     if not (2 <= len(value) <= 12 and letters.isalpha()):
         raise ValueError("must look like en-US")
+    return value
+
+
+def _dataset_name(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", value):
+        raise ValueError("must be 1 to 40 letters, digits, - or _")
     return value
 
 
@@ -125,7 +133,7 @@ class Settings:
         lambda r: Path(r.strip()),
         "Text that !instruction sends.",
     )
-    language: str = _setting("en-US", _language, "Default language for speech (per server).")
+    language: str = _setting("en-US", parse_language, "Default language for speech (per server).")
     log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     discord_api_base: str | None = _setting(
         "", _url, "REST base URL (empty: Discord's own). For an API proxy or a stand-in."
@@ -176,6 +184,9 @@ class Settings:
         "3", _float_range(0, 3600), "Per-user wait between !say commands."
     )
     # Model
+    default_dataset: str = _setting(
+        "smalltalk", _dataset_name, "Dataset a server uses until an admin runs !select_dataset."
+    )
     chat_min_confidence: float = _setting(
         "0.35", _float_range(0, 1), "Below this confidence the bot says it is not sure."
     )
@@ -232,4 +243,3 @@ def load_settings(
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
-

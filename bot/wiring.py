@@ -6,18 +6,34 @@ import logging
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.services.files import FileService
+from bot.services.storage import Storage
+from bot.services.text import MB
 
 log = logging.getLogger(__name__)
+
+DB_FILE = "bot.db"
 
 
 @dataclass
 class Services:
+    """Everything the cogs use, built once; closed when the bot closes."""
+
     settings: Settings
+    storage: Storage
+    files: FileService
 
     async def close(self) -> None:
-        log.debug("services closed")
+        await self.storage.close()
 
 
 async def build_services(settings: Settings) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Services(settings=settings)
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    storage = Storage(data_dir / DB_FILE)
+    await storage.open()
+    return Services(
+        settings=settings,
+        storage=storage,
+        files=FileService(data_dir, settings.max_upload_mb * MB),
+    )

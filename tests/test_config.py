@@ -25,8 +25,13 @@ def test_env_file_is_read_and_real_environment_wins(tmp_path: Path) -> None:
 def test_each_bad_value_gets_one_line_naming_it() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(
-            {"MAX_AUDIO_MB": "lots", "STT_ENGINES": "google,siri", "LOG_LEVEL": "LOUD",
-             "BOT_OWNER_IDS": "12,abc", "MAX_UPLOAD_MB": "0"},
+            {
+                "MAX_AUDIO_MB": "lots",
+                "STT_ENGINES": "google,siri",
+                "LOG_LEVEL": "LOUD",
+                "BOT_OWNER_IDS": "12,abc",
+                "MAX_UPLOAD_MB": "0",
+            },
             env_file=None,
         )
     problems = info.value.problems

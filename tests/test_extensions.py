@@ -6,14 +6,14 @@ import importlib
 
 from bot.app import EXTENSIONS, VoiceChatBot
 from bot.config import load_settings
-from bot.wiring import Services
+from bot.wiring import build_services
 
 
 async def test_extensions_load_and_command_names_do_not_clash(tmp_path) -> None:
     for name in EXTENSIONS:
         assert hasattr(importlib.import_module(name), "setup"), name
     settings = load_settings({"DATA_DIR": str(tmp_path)}, env_file=None)
-    bot = VoiceChatBot(settings, Services(settings=settings))
+    bot = VoiceChatBot(settings, await build_services(settings))
     for name in EXTENSIONS:
         await bot.load_extension(name)  # raises CommandRegistrationError on a clash
     names = [n for c in bot.walk_commands() for n in (c.qualified_name, *c.aliases)]

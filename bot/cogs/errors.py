@@ -17,7 +17,9 @@ from bot.services.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Sorry, something went wrong on my side. The error has been logged; please try again later."
+APOLOGY = (
+    "Sorry, something went wrong on my side. The error has been logged; please try again later."
+)
 
 
 def _usage(ctx: commands.Context[VoiceChatBot]) -> str:
@@ -45,7 +47,9 @@ def message_for(ctx: commands.Context[VoiceChatBot], error: Exception) -> str | 
         return f"Missing `{name}`. Usage: {_usage(ctx)}"
     if isinstance(error, commands.TooManyArguments):
         return f"Too many arguments. Usage: {_usage(ctx)}"
-    if isinstance(error, commands.BadArgument | commands.BadUnionArgument | commands.BadLiteralArgument):
+    if isinstance(
+        error, commands.BadArgument | commands.BadUnionArgument | commands.BadLiteralArgument
+    ):
         return f"{error} Usage: {_usage(ctx)}"
     if isinstance(error, commands.ArgumentParsingError):
         return f"I couldn't read those arguments ({error}). Usage: {_usage(ctx)}"
@@ -67,7 +71,9 @@ def message_for_exception(error: BaseException) -> str | None:
     if isinstance(error, UserFacingError):
         return error.message
     if isinstance(error, AllEnginesFailedError):
-        return "That service is unavailable right now (no engine could be reached). Try again later."
+        return (
+            "That service is unavailable right now (no engine could be reached). Try again later."
+        )
     if isinstance(error, discord.HTTPException) and error.status == 413:
         return "That file is too large for Discord to accept."
     return None

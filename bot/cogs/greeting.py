@@ -31,7 +31,9 @@ class Greeting(commands.Cog):
 
     @commands.command(brief="Say hello.", extras={"example": "hi"})
     async def hi(self, ctx: commands.Context[VoiceChatBot]) -> None:
-        await ctx.reply(f"Hi {ctx.author.display_name}! Type `{ctx.clean_prefix}help` to see what I can do.")
+        await ctx.reply(
+            f"Hi {ctx.author.display_name}! Type `{ctx.clean_prefix}help` to see what I can do."
+        )
 
     @commands.command(brief="Show how to use the bot.", extras={"example": "instruction"})
     async def instruction(self, ctx: commands.Context[VoiceChatBot]) -> None:

@@ -18,8 +18,10 @@ def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
 class HelpCommand(commands.HelpCommand):
     def __init__(self) -> None:
         super().__init__(
-            command_attrs={"brief": "Show the commands, or details of one.", "extras": {
-                "example": "help train"}}
+            command_attrs={
+                "brief": "Show the commands, or details of one.",
+                "extras": {"example": "help train"},
+            }
         )
 
     @property
@@ -32,7 +34,9 @@ class HelpCommand(commands.HelpCommand):
 
     async def send_bot_help(self, mapping: Any) -> None:
         lines = ["**Commands**"]
-        for cog, cmds in sorted(mapping.items(), key=lambda kv: kv[0].qualified_name if kv[0] else "~"):
+        for cog, cmds in sorted(
+            mapping.items(), key=lambda kv: kv[0].qualified_name if kv[0] else "~"
+        ):
             visible = await self.filter_commands(cmds, sort=True)
             if not visible:
                 continue

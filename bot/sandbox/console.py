@@ -92,7 +92,7 @@ class Console:
                 await self.sandbox.leave_voice(self.user)
                 self.say(f"  {self.user} left the voice channel")
         elif command in ("/upload", "/voice") and args:
-            await self.upload(Path(args[0]).expanduser(), " ".join(args[1:]), command == "/voice")
+            await self.upload(args[0], " ".join(args[1:]), command == "/voice")
         elif command == "/reply" and len(args) >= 2 and args[0].isdigit():
             await self.sandbox.send(" ".join(args[1:]), author=self.user, reply_to=int(args[0]))
         elif command == "/dm" and args:
@@ -101,15 +101,21 @@ class Console:
             self.say("  unknown console command; /help lists them")
         return True
 
-    async def upload(self, path: Path, text: str, voice_message: bool) -> None:
-        if not path.is_file():
-            self.say(f"  no such file: {path}")
+    async def upload(self, name: str, text: str, voice_message: bool) -> None:
+        try:
+            filename, data = await asyncio.to_thread(_read_file, name)
+        except OSError as exc:
+            self.say(f"  can't read {name}: {exc.strerror}")
             return
-        data = await asyncio.to_thread(path.read_bytes)
         await self.sandbox.send(
-            text, author=self.user, files=[(path.name, data)], voice_message=voice_message
+            text, author=self.user, files=[(filename, data)], voice_message=voice_message
         )
-        self.say(f"  {self.user} sent {path.name} ({len(data)} bytes)")
+        self.say(f"  {self.user} sent {filename} ({len(data)} bytes)")
+
+
+def _read_file(name: str) -> tuple[str, bytes]:
+    path = Path(name).expanduser()
+    return path.name, path.read_bytes()
 
 
 async def read_line() -> str | None:

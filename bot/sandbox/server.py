@@ -172,7 +172,8 @@ class Sandbox:
         try:
             return self.users[name]
         except KeyError:
-            raise ValueError(f"no sandbox user {name!r}; choose from {', '.join(self.users)}")
+            choices = ", ".join(self.users)
+            raise ValueError(f"no sandbox user {name!r}; choose from {choices}") from None
 
     async def send(
         self,
@@ -205,7 +206,9 @@ class Sandbox:
     async def join_voice(self, author: str = "owner", channel_id: int | None = None) -> None:
         user = self.user(author)
         self.voice_states[user.id] = channel_id or self.VOICE_CHANNEL_ID
-        await self._publish("VOICE_STATE_UPDATE", self._voice_state(user, self.voice_states[user.id]))
+        await self._publish(
+            "VOICE_STATE_UPDATE", self._voice_state(user, self.voice_states[user.id])
+        )
 
     async def leave_voice(self, author: str = "owner") -> None:
         user = self.user(author)
@@ -287,8 +290,10 @@ class Sandbox:
             "channels": channels,
             "members": members,
             "member_count": len(members),
-            "voice_states": [self._voice_state(self.user_by_id(uid), cid, with_member=False)
-                             for uid, cid in self.voice_states.items()],
+            "voice_states": [
+                self._voice_state(self.user_by_id(uid), cid, with_member=False)
+                for uid, cid in self.voice_states.items()
+            ],
             "presences": [],
             "emojis": [],
             "stickers": [],
@@ -577,7 +582,9 @@ class Sandbox:
         await self._publish("MESSAGE_CREATE", message)  # Discord echoes the bot's own messages
         return _json(message)
 
-    async def _read_message_body(self, request: web.Request) -> tuple[dict[str, Any], list[SentFile]]:
+    async def _read_message_body(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any], list[SentFile]]:
         if not request.content_type.startswith("multipart/"):
             return await request.json(), []
         body: dict[str, Any] = {}

@@ -52,7 +52,7 @@ MIB = 1024 * 1024
 
 # Characters that carry path meaning; URL-decoding or NFKC must not add any of them.
 _PATH_SPECIALS = "/\\.:~"
-# Look-alikes of / \ . that NFKC leaves alone (U+FF0F, U+FF0E, U+2024 ... it maps itself).
+# Look-alikes of / \ . refused outright; NFKC maps only some of them (not U+2215, U+2044).
 _LOOKALIKES = frozenset(
     "\u2215\u2044\u2571\u29f8\u29f5\u29f9\u2216\u2572\ufe68\uff3c\uff0f\u2024\u2025\u2026"
     "\uff0e\ufe52\u3002\uff61\u0701\u0702\ua4f8\ua60e\u2e31\u2e33\u2cf9\u2cfa"
@@ -189,15 +189,11 @@ class FileService:
             raise NotFoundError(FILE_NOT_FOUND) from None
         except OSError:
             raise _refuse() from None
-        handle = os.fdopen(fd, "rb")
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            handle.close()
-            raise InvalidInputError(IS_FOLDER)
         if not stat.S_ISREG(info.st_mode):
-            handle.close()
-            raise _refuse()
-        return handle, info
+            os.close(fd)
+            raise InvalidInputError(IS_FOLDER) if stat.S_ISDIR(info.st_mode) else _refuse()
+        return os.fdopen(fd, "rb"), info
 
     # !getfile
 
@@ -262,7 +258,7 @@ class FileService:
             return []
         try:
             folder = self.resolve(datasets_dir_name)
-        except NotFoundError:
+        except (InvalidInputError, NotFoundError):
             return []
         if not folder.is_dir():
             return []

@@ -88,6 +88,12 @@ class PlaybackQueue:
         """Count now as activity, e.g. when the bot joins a channel, so idle time starts anew."""
         self._guilds.setdefault(guild_id, _Guild()).last_activity = self._clock()
 
+    async def wait_idle(self, guild_id: int) -> None:
+        """Return once the server's queue is empty and nothing plays."""
+        state = self._guilds.get(guild_id)
+        while state is not None and state.worker is not None and not state.worker.done():
+            await asyncio.wait([state.worker])
+
     def skip(self, guild_id: int) -> bool:
         """Stop the current item (all of a stream's clips); False when nothing is playing."""
         state = self._guilds.get(guild_id)

@@ -172,7 +172,9 @@ class WhisperEngine:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise EngineUnavailableError("faster-whisper is not installed") from exc
-        source = self._model_setting or _bundled_whisper_model()
+        source = os.path.expanduser(self._model_setting or _bundled_whisper_model())
+        if _looks_like_path(source) and not os.path.isdir(source):
+            raise EngineUnavailableError(f"whisper model folder {source!r} does not exist")
         log.info("loading whisper model %s", source)
         try:
             return WhisperModel(source, device="cpu", compute_type="int8")
@@ -194,6 +196,11 @@ class WhisperEngine:
             condition_on_previous_text=False,
         )
         return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def _looks_like_path(model: str) -> bool:
+    """A folder rather than a model name (which faster-whisper would try to download)."""
+    return os.path.isabs(model) or model.startswith((".", "~"))
 
 
 def _bundled_whisper_model() -> str:

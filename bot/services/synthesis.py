@@ -254,16 +254,18 @@ class PiperEngine:
                 raise EngineUnavailableError("piper-tts is not installed") from exc
             try:
                 self._loaded[model] = PiperVoice.load(model)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise EngineUnavailableError(f"the piper voice could not be loaded: {exc}") from exc
+            except Exception as exc:  # a broken voice or config fails in many ways (KeyError, ORT)
+                raise EngineUnavailableError(
+                    f"the piper voice could not be loaded: {exc!r}"
+                ) from exc
             log.info("piper voice %s loaded", model.name)
         return self._loaded[model]
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         model = self._model_for(voice)
-        path = _new_file(out_dir, ".wav")
         with self._lock:
             piper_voice = self._load(model)
+            path = _new_file(out_dir, ".wav")
             _write_file(path, lambda p: _piper_to_wav(piper_voice, text, p))
         return path
 
@@ -304,6 +306,9 @@ class EspeakEngine:
             if found:
                 return found
         raise EngineUnavailableError("espeak-ng is not installed")
+
+    def voices(self) -> list[str]:
+        return sorted(self.languages())
 
     def languages(self) -> frozenset[str]:
         """Language names of the installed (non-mbrola) voices, lower-case."""
@@ -513,6 +518,17 @@ class SynthesisService:
 
     def engine(self, name: str) -> SynthesisEngine | None:
         return self._chain.get(name)
+
+    async def voices(self, engine: str) -> list[str]:
+        """Voice names a server may choose for `engine` ([] if it has none or is unavailable)."""
+        found = self._chain.get(engine)
+        listing = getattr(found, "voices", None)
+        if listing is None:
+            return []
+        try:
+            return sorted(await asyncio.to_thread(listing))
+        except EngineUnavailableError:
+            return []
 
     async def synthesize(
         self, text: str, language: str, voice: str | None = None, engine: str | None = None

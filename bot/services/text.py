@@ -30,8 +30,13 @@ def split_message(text: str, limit: int = DISCORD_LIMIT) -> list[str]:
     return chunks
 
 
+MB = 1024 * 1024  # messages say "MB" for MiB, as Discord's upload limits do
+
+
 def human_size(num_bytes: int) -> str:
-    return f"{num_bytes / 1_000_000:.1f} MB"
+    """12.3 MB, or 10 MB for a whole number."""
+    value = num_bytes / MB
+    return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
 
 
 def human_duration(seconds: float) -> str:

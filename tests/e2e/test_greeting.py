@@ -24,8 +24,10 @@ async def test_commands_are_case_insensitive_and_work_in_dms(e2e: E2E) -> None:
     assert (await e2e.ask_text("!hi", dm=True)).startswith("Hi owner!")
 
 
-async def test_instruction_sends_the_file_in_chunks(e2e: E2E, tmp_path: Path, make_settings) -> None:
-    text = (await e2e.ask_text("!instruction"))
+async def test_instruction_sends_the_file_in_chunks(
+    e2e: E2E, tmp_path: Path, make_settings
+) -> None:
+    text = await e2e.ask_text("!instruction")
     assert text.startswith("# How to use VoiceChatBot")
     long_file = tmp_path / "long.md"
     paragraphs = [f"Paragraph {i}: " + "word " * 80 for i in range(30)]
@@ -51,8 +53,12 @@ async def test_instruction_missing_file(make_settings, tmp_path: Path) -> None:
 async def test_help_lists_every_command_with_an_example(e2e: E2E) -> None:
     sent = await e2e.sandbox.send("!help")
     first = await e2e.sandbox.wait_for_bot_message(after=sent)
-    await e2e.sandbox.wait_for_bot_message(after=sent, predicate=lambda m: "help COMMAND" in m["content"])
-    text = "\n".join(m["content"] for m in e2e.sandbox.bot_messages() if int(m["id"]) >= int(first["id"]))
+    await e2e.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: "help COMMAND" in m["content"]
+    )
+    text = "\n".join(
+        m["content"] for m in e2e.sandbox.bot_messages() if int(m["id"]) >= int(first["id"])
+    )
     for command in e2e.bot.walk_commands():
         if not command.hidden and command.parent is None:
             assert f"`!{command.name}`" in text, command.name

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from bot.services import audio
 from bot.services.speech import WhisperEngine
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 SECRET_MARKER = "HOSTILE-SECRET-7f3a9c"
@@ -102,6 +104,8 @@ HOSTILE_PATHS: list[str] = [
     "\ufe52\ufe52\uff3c\ufe52\ufe52\uff3csecret.txt",
     "\uff0eenv",
     "bot\uff0edb",
+    "C\uff1a\\Windows\\win.ini",
+    "\uff5eroot/x",
     # Secrets and hidden names
     ".env",
     ".ENV",
@@ -172,13 +176,15 @@ def make_hostile_tree(data_dir: Path) -> None:
 
 
 def _make_socket(folder: Path, name: str) -> None:
-    """Leave a Unix socket file behind; bind by a relative name (socket paths are short)."""
-    if (folder / name).exists():
+    """Leave a Unix socket file behind (socket paths are limited to about 100 bytes)."""
+    path = folder / name
+    if path.exists():
         return
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
+    if len(os.fsencode(path)) < 100:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.bind(name)
-    finally:
-        os.chdir(previous)
+            sock.bind(str(path))
+        return
+    # Bind by a relative name in a child process: changing our own cwd could disturb a bot
+    # running in this process with a relative DATA_DIR.
+    bind = f"import socket; socket.socket(socket.AF_UNIX).bind({name!r})"
+    subprocess.run([sys.executable, "-c", bind], cwd=folder, check=True, timeout=30)

@@ -19,5 +19,6 @@ def test_split_message_cuts_a_long_word_and_closes_code_fences() -> None:
 def test_short_text_is_one_chunk_and_helpers_format() -> None:
     assert split_message("hello") == ["hello"]
     assert split_message("   ") == []
-    assert human_size(31_000_000) == "31.0 MB"
+    assert human_size(31 * 1024 * 1024) == "31 MB"
+    assert human_size(1536 * 1024) == "1.5 MB"
     assert human_duration(75) == "1:15" and human_duration(3725) == "1:02:05"

@@ -1,0 +1,55 @@
+"""What a message is, decided in one place so no message is handled twice.
+
+Commands go to discord.py's command processing; audio to the transcribe cog; text to the
+model cog's chat. Each listener returns early unless `kind_of` names its kind.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import discord
+from discord.ext import commands
+
+from bot.services.audio import is_audio_attachment
+
+
+class Kind(enum.Enum):
+    IGNORE = "ignore"
+    COMMAND = "command"
+    AUDIO = "audio"
+    CHAT = "chat"
+
+
+def audio_attachments(message: discord.Message) -> list[discord.Attachment]:
+    """Audio files, videos with sound, and Discord voice messages attached to `message`."""
+    if message.flags.voice:
+        return list(message.attachments[:1])
+    return [a for a in message.attachments if is_audio_attachment(a.filename, a.content_type)]
+
+
+def kind_of(message: discord.Message, prefix: str) -> Kind:
+    if message.author.bot or message.webhook_id is not None:
+        return Kind.IGNORE
+    if message.content.startswith(prefix):
+        return Kind.COMMAND
+    if audio_attachments(message):
+        return Kind.AUDIO
+    if message.content.strip():
+        return Kind.CHAT
+    return Kind.IGNORE
+
+
+class UserCooldown:
+    """A per-user cooldown for work started by a listener rather than a command."""
+
+    def __init__(self, seconds: float) -> None:
+        self._mapping = commands.CooldownMapping.from_cooldown(1, seconds, commands.BucketType.user)
+        self.seconds = seconds
+
+    def retry_after(self, message: discord.Message) -> float:
+        """0 when the user may go ahead (and the use is counted), else seconds to wait."""
+        if self.seconds <= 0:
+            return 0.0
+        bucket = self._mapping.get_bucket(message)
+        return (bucket.update_rate_limit() if bucket else None) or 0.0

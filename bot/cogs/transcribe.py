@@ -1,0 +1,171 @@
+"""Speech to text: audio attachments and voice messages become text.
+
+Automatic for audio in a server with auto-transcription on (and in DMs); `!transcribe` on
+an attachment or as a reply to a message with one. The transcript reply is then answered
+like a chat message (the model cog listens for `on_transcript`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.app import VoiceChatBot
+from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
+from bot.cogs._messages import Kind, UserCooldown, audio_attachments, kind_of
+from bot.cogs.errors import reply_error
+from bot.config import parse_language
+from bot.errors import InvalidInputError
+from bot.services.speech import SpeechService, Transcript
+from bot.services.storage import Storage
+
+log = logging.getLogger(__name__)
+
+INLINE_LIMIT = 1900
+PREVIEW_CHARS = 300
+MAX_FILES_PER_MESSAGE = 3
+
+
+def _switch(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "yes", "true", "enable", "1"):
+        return True
+    if lowered in ("off", "no", "false", "disable", "0"):
+        return False
+    raise commands.BadArgument(f"Say `on` or `off`, not `{value}`.")
+
+
+class Transcribe(commands.Cog):
+    def __init__(self, bot: VoiceChatBot, speech: SpeechService, storage: Storage) -> None:
+        self.bot = bot
+        self.speech = speech
+        self.storage = storage
+        self.cooldown = UserCooldown(bot.settings.transcribe_cooldown_seconds)
+
+    async def guild_language(self, guild: discord.Guild | None) -> str:
+        if guild is None:
+            return self.bot.settings.language
+        return await self.storage.get_guild_setting(
+            guild.id, "language", self.bot.settings.language
+        )
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if kind_of(message, self.bot.settings.command_prefix) is not Kind.AUDIO:
+            return
+        if message.guild is not None and not await self.storage.get_guild_setting(
+            message.guild.id, "autotranscribe", True
+        ):
+            return
+        await self.transcribe_message(message, reply_to=message)
+
+    async def transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
+        """Transcribe the audio of `source`, answering `reply_to`; every failure gets one reply."""
+        try:
+            wait = self.cooldown.retry_after(reply_to)
+            if wait:
+                raise InvalidInputError(
+                    f"You're sending audio quickly: I can transcribe again for you in {wait:.0f} s."
+                )
+            attachments = audio_attachments(source)
+            if not attachments:
+                raise InvalidInputError(
+                    "I don't see an audio file there. Attach one (mp3, ogg, wav, m4a, ...) or "
+                    "reply to a message that has one."
+                )
+            for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
+                self.speech.check_size(attachment.size)  # before downloading
+                async with reply_to.channel.typing():
+                    data = await attachment.read()
+                    language = await self.guild_language(source.guild)
+                    transcript = await self.speech.transcribe(data, attachment.filename, language)
+                await self._reply(reply_to, transcript)
+        except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
+            await reply_error(reply_to, exc)
+
+    async def _reply(self, message: discord.Message, transcript: Transcript) -> None:
+        note = (
+            "" if transcript.first_choice else f"\n-# Recognized by the {transcript.engine} engine."
+        )
+        text = transcript.text
+        if len(text) <= INLINE_LIMIT:
+            sent = await message.reply(f"**Transcript:** {text}{note}", mention_author=False)
+        else:
+            preview = text[:PREVIEW_CHARS].rsplit(" ", 1)[0]
+            sent = await message.reply(
+                f"**Transcript** ({len(text)} characters, attached): {preview} …{note}",
+                file=discord.File(io.BytesIO(text.encode()), filename="transcript.txt"),
+                mention_author=False,
+            )
+        await self.storage.log_reply(
+            sent.id,
+            message.channel.id,
+            message.guild and message.guild.id,
+            message.author.id,
+            message.id,
+            "",
+            text,
+            "transcript",
+        )
+        self.bot.dispatch("bot_reply", message, text)
+        self.bot.dispatch("transcript", message, text)
+
+    @commands.command(
+        brief="Transcribe an attached audio file, or the one in the message you reply to.",
+        extras={"example": "transcribe (with a file attached, or as a reply)"},
+    )
+    async def transcribe(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        source = ctx.message
+        reference = ctx.message.reference
+        if not audio_attachments(source) and reference is not None and reference.message_id:
+            resolved = reference.resolved
+            if not isinstance(resolved, discord.Message):
+                resolved = await ctx.channel.fetch_message(reference.message_id)
+            source = resolved
+        await self.transcribe_message(source, reply_to=ctx.message)
+
+    @commands.command(
+        brief="Turn automatic transcription on or off for this server (admins).",
+        extras={"example": "autotranscribe off"},
+    )
+    @commands.guild_only()
+    @is_admin()
+    async def autotranscribe(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
+        enabled = _switch(state)
+        assert ctx.guild is not None
+        await self.storage.set_guild_setting(ctx.guild.id, "autotranscribe", enabled)
+        what = (
+            "on: I transcribe audio files and voice messages"
+            if enabled
+            else (f"off: use `{ctx.clean_prefix}transcribe` to transcribe a file")
+        )
+        await ctx.reply(f"Automatic transcription is now {what}.", mention_author=False)
+
+    @commands.command(
+        brief="Show or set the speech language of this server (setting it: admins).",
+        extras={"example": "language fr-FR"},
+    )
+    @commands.guild_only()
+    async def language(self, ctx: commands.Context[VoiceChatBot], code: str = "") -> None:
+        assert ctx.guild is not None
+        if not code:
+            current = await self.guild_language(ctx.guild)
+            await ctx.reply(f"The speech language here is `{current}`.", mention_author=False)
+            return
+        if not await user_is_admin(self.bot, ctx.author):
+            raise NotAdmin()
+        try:
+            value = parse_language(code)
+        except ValueError:
+            raise InvalidInputError(
+                f"`{code}` is not a language code. Use a code like `en-US`, `fr-FR` or `de`."
+            ) from None
+        await self.storage.set_guild_setting(ctx.guild.id, "language", value)
+        await ctx.reply(f"The speech language is now `{value}`.", mention_author=False)
+
+
+async def setup(bot: VoiceChatBot) -> None:
+    await bot.add_cog(Transcribe(bot, bot.services.speech, bot.services.storage))

@@ -1,0 +1,600 @@
+"""Training datasets: parsing and validating uploads, storing them, and user corrections.
+
+A dataset is rows of text -> label, with an optional reply for the label. It lives in
+`<data_dir>/datasets/<name>.csv` (or `.json` / `.jsonl` when placed there by hand); the
+corrections users made to the bot's replies live beside it in `<name>.corrections.csv`.
+
+Every validation error is an `InvalidInputError` whose message names the offending line, so
+the user can fix the file: "Line 7: the label is empty."
+
+`DatasetStore` methods do file I/O and parsing and are blocking; each has an `*_async` twin
+that runs it in a thread. Call those from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import string
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from bot.errors import InvalidInputError, NotFoundError, TooLargeError
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
+FORMATS = (".csv", ".json", ".jsonl")
+CORRECTIONS_SUFFIX = ".corrections.csv"
+CORRECTED_LABEL_PREFIX = "corrected_"
+MAX_TEXT_CHARS = 2000
+MAX_LABEL_CHARS = 100
+MAX_REPLY_CHARS = 2000
+MIN_LABELS = 2
+MIN_ROWS_PER_LABEL = 2
+_BOM = b"\xef\xbb\xbf"
+_CSV_HEADER = ("text", "label", "reply")
+
+
+class Row(NamedTuple):
+    """One training example. `reply` is what the bot answers for `label` (None: not given)."""
+
+    text: str
+    label: str
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    rows: int
+    labels: int
+    corrections: int
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def validate_name(name: str) -> str:
+    """Return the dataset name, or raise InvalidInputError if it is not 1-40 of A-Z a-z 0-9 _ -."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise InvalidInputError(
+            "A dataset name must be 1 to 40 letters, digits, '_' or '-' (like smalltalk)."
+        )
+    return name
+
+
+def name_from_filename(filename: str) -> str:
+    """A valid dataset name made from an upload's file name: "My Data (2).csv" -> "My_Data_2"."""
+    stem = Path(filename.replace("\\", "/")).name
+    for ext in FORMATS:
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:40].strip("_-")
+    if not name:
+        raise InvalidInputError("Give the dataset a name: the file name has no usable letters.")
+    return name
+
+
+# -- text helpers --------------------------------------------------------------------------
+
+
+def normalize_text(text: str) -> str:
+    """The form used to match a message against a correction: case, spaces, end punctuation."""
+    collapsed = " ".join(text.casefold().split())
+    return collapsed.strip(string.punctuation + " ") or collapsed
+
+
+def corrected_label(reply: str) -> str:
+    """A stable label for a corrected reply: the same reply always gets the same label."""
+    digest = hashlib.sha256(reply.strip().encode("utf-8")).hexdigest()[:8]
+    return f"{CORRECTED_LABEL_PREFIX}{digest}"
+
+
+def dataset_hash(rows: Iterable[Row]) -> str:
+    """sha256 of the rows' content; equal for the same rows in the same order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update("\x1f".join((row.text, row.label, row.reply or "")).encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def replies_by_label(rows: Iterable[Row]) -> dict[str, str | None]:
+    """Each label's reply: the first one given for it in the rows (None if none is)."""
+    replies: dict[str, str | None] = {}
+    for row in rows:
+        if replies.get(row.label) is None:
+            replies[row.label] = row.reply
+    return replies
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def _format_of(filename: str) -> str:
+    ext = Path(filename.replace("\\", "/")).suffix.lower()
+    if ext in (".csv", ".json", ".jsonl", ".ndjson"):
+        return ".jsonl" if ext == ".ndjson" else ext
+    shown = f"'{ext}'" if ext else "without an extension"
+    raise InvalidInputError(f"Unsupported file type {shown}. Send a .csv, .json or .jsonl file.")
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidInputError(
+            f"Line {line} is not valid UTF-8 text. Save the file as UTF-8 and send it again."
+        ) from None
+
+
+def _make_row(line: int, text: Any, label: Any, reply: Any) -> Row:
+    """Check one example's fields and build the row; errors name the line."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f'Line {line}: "text" must be a string.')
+    if isinstance(label, int | float) and not isinstance(label, bool):
+        label = str(label)
+    if not isinstance(label, str):
+        raise InvalidInputError(f'Line {line}: "label" must be a string.')
+    if reply is not None and not isinstance(reply, str):
+        raise InvalidInputError(f'Line {line}: "reply" must be a string.')
+    text, label = text.strip(), label.strip()
+    reply = (reply or "").strip() or None
+    if not text:
+        raise InvalidInputError(f"Line {line}: the text is empty.")
+    if not label:
+        raise InvalidInputError(f"Line {line}: the label is empty.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInputError(
+            f"Line {line}: the text is longer than {MAX_TEXT_CHARS} characters."
+        )
+    if len(label) > MAX_LABEL_CHARS:
+        raise InvalidInputError(
+            f"Line {line}: the label is longer than {MAX_LABEL_CHARS} characters."
+        )
+    if reply is not None and len(reply) > MAX_REPLY_CHARS:
+        raise InvalidInputError(
+            f"Line {line}: the reply is longer than {MAX_REPLY_CHARS} characters."
+        )
+    return Row(text, label, reply)
+
+
+def _parse_csv(text: str) -> Iterator[tuple[int, Row]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    columns: dict[str, int] | None = None
+    width = 0
+    line = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InvalidInputError(
+                f"Line {reader.line_num}: the CSV can't be read ({exc})."
+            ) from None
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in record):
+            continue
+        if columns is None:
+            columns, width = _csv_columns(start, record)
+            continue
+        if len(record) > width:
+            raise InvalidInputError(
+                f"Line {start}: found {len(record)} values but the header has {width} columns. "
+                "Put quotes around text that contains commas."
+            )
+        values = [record[i] if i < len(record) else "" for i in range(width)]
+        reply = values[columns["reply"]] if "reply" in columns else None
+        yield start, _make_row(start, values[columns["text"]], values[columns["label"]], reply)
+    if columns is None:
+        raise InvalidInputError("The file is empty.")
+
+
+def _csv_columns(line: int, record: list[str]) -> tuple[dict[str, int], int]:
+    names = [cell.strip().lower() for cell in record]
+    missing = [column for column in ("text", "label") if column not in names]
+    if missing:
+        raise InvalidInputError(
+            f"Line {line}: the first row must be the header text,label (or text,label,reply); "
+            f"the {' and '.join(missing)} column{'s are' if len(missing) > 1 else ' is'} missing."
+        )
+    columns = {name: names.index(name) for name in _CSV_HEADER if name in names}
+    return columns, len(record)
+
+
+def _row_from_object(line: int, item: Any) -> Row:
+    if not isinstance(item, dict):
+        found = type(item).__name__.replace("str", "a string").replace("list", "a list")
+        raise InvalidInputError(
+            f'Line {line}: expected an object with "text" and "label", found {found}.'
+        )
+    for key in ("text", "label"):
+        if key not in item:
+            raise InvalidInputError(f'Line {line}: the "{key}" field is missing.')
+    return _make_row(line, item["text"], item["label"], item.get("reply"))
+
+
+def _json_error(exc: json.JSONDecodeError) -> InvalidInputError:
+    return InvalidInputError(f"Line {exc.lineno}, column {exc.colno}: invalid JSON ({exc.msg}).")
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _parse_json_array(text: str) -> Iterator[tuple[int, Row]]:
+    """A JSON list of objects, read item by item so that each error can name its line."""
+    decoder = json.JSONDecoder()
+    index = _skip_space(text, 1)
+    line, counted = 1, 0
+    if index < len(text) and text[index] == "]":
+        return
+    while True:
+        line += text.count("\n", counted, index)
+        counted = index
+        try:
+            item, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError as exc:
+            raise _json_error(exc) from None
+        yield line, _row_from_object(line, item)
+        index = _skip_space(text, index)
+        if index < len(text) and text[index] == ",":
+            index = _skip_space(text, index + 1)
+            continue
+        if index < len(text) and text[index] == "]":
+            index = _skip_space(text, index + 1)
+            if index == len(text):
+                return
+            problem = "unexpected text after the end of the list"
+        else:
+            problem = "expected ',' or ']'"
+        error_line = text.count("\n", 0, index) + 1
+        column = index - (text.rfind("\n", 0, index) + 1) + 1
+        raise InvalidInputError(f"Line {error_line}, column {column}: invalid JSON ({problem}).")
+
+
+def _parse_json_lines(text: str) -> Iterator[tuple[int, Row]]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(
+                f"Line {number}, column {exc.colno}: invalid JSON ({exc.msg})."
+            ) from None
+        yield number, _row_from_object(number, item)
+
+
+def _parse_json(text: str, ext: str) -> Iterator[tuple[int, Row]]:
+    start = text.lstrip()
+    if ext == ".jsonl":
+        return _parse_json_lines(text)
+    if start.startswith("["):
+        return _parse_json_array(text)
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and start.startswith("{"):
+            return _parse_json_lines(text)  # JSON lines in a .json file
+        raise _json_error(exc) from None
+    raise InvalidInputError(
+        'The JSON must be a list of objects with "text" and "label" (or one object per line).'
+    )
+
+
+def _read_records(data: bytes, filename: str, max_rows: int) -> list[tuple[int, Row]]:
+    """Rows with their line numbers; format-level checks only (no label counts)."""
+    ext = _format_of(filename)
+    text = _decode(data)
+    if not text.strip():
+        raise InvalidInputError("The file is empty.")
+    records = _parse_csv(text) if ext == ".csv" else _parse_json(text, ext)
+    rows: list[tuple[int, Row]] = []
+    for record in records:
+        if len(rows) >= max_rows:
+            raise TooLargeError(f"The dataset has more than {max_rows} rows (the limit).")
+        rows.append(record)
+    return rows
+
+
+def _check_labels(records: Sequence[tuple[int, Row]]) -> None:
+    if not records:
+        raise InvalidInputError("The dataset has no rows.")
+    counts = Counter(row.label for _, row in records)
+    if len(counts) < MIN_LABELS:
+        only = next(iter(counts))
+        raise InvalidInputError(
+            f"The dataset needs at least {MIN_LABELS} different labels; it has only 1 ({only})."
+        )
+    for label, count in counts.items():
+        if count < MIN_ROWS_PER_LABEL:
+            line = next(number for number, row in records if row.label == label)
+            raise InvalidInputError(
+                f"Line {line}: label '{label}' has only {count} row; "
+                f"every label needs at least {MIN_ROWS_PER_LABEL}."
+            )
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    """Raise TooLargeError when an upload is over the cap (call before downloading if you can)."""
+    if size > max_bytes:
+        raise TooLargeError(
+            f"That file is too large ({_mb(size)} MB; the limit is {_mb(max_bytes)} MB)."
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f}".removesuffix(".0")
+
+
+def parse_dataset(
+    data: bytes, filename: str, *, max_rows: int, max_bytes: int | None = None
+) -> list[Row]:
+    """Parse and validate an uploaded dataset (CSV, JSON list or JSON lines, by extension).
+
+    Raises InvalidInputError (TooLargeError for caps) naming the offending line.
+    """
+    if max_bytes is not None:
+        check_size(len(data), max_bytes)
+    records = _read_records(data, filename, max_rows)
+    _check_labels(records)
+    return [row for _, row in records]
+
+
+def parse_inline(text: str, *, max_rows: int | None = None) -> list[Row]:
+    """Parse lines of `text | label` (or `text | label | reply`), as typed after `!train`.
+
+    Blank lines and ``` fences are skipped. Validated like a file.
+    """
+    records: list[tuple[int, Row]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("```"):
+            continue
+        parts = [part.strip() for part in line.split("|", 2)]
+        if len(parts) < 2:
+            raise InvalidInputError(
+                f"Line {number}: expected `text | label` (or `text | label | reply`)."
+            )
+        if max_rows is not None and len(records) >= max_rows:
+            raise TooLargeError(f"The dataset has more than {max_rows} rows (the limit).")
+        reply = parts[2] if len(parts) == 3 else None
+        records.append((number, _make_row(number, parts[0], parts[1], reply)))
+    if not records:
+        raise InvalidInputError(
+            "No training lines found. Write one example per line: `text | label` "
+            "(or `text | label | reply`)."
+        )
+    _check_labels(records)
+    return [row for _, row in records]
+
+
+def rows_to_csv(rows: Iterable[Row]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_HEADER)
+    writer.writerows((row.text, row.label, row.reply or "") for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so that a crash leaves the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class DatasetStore:
+    """Datasets under `<data_dir>/datasets`. Methods are blocking; use the `*_async` twins."""
+
+    def __init__(self, data_dir: Path, max_bytes: int, max_rows: int) -> None:
+        self.root = Path(data_dir) / "datasets"
+        self.max_bytes = max_bytes
+        self.max_rows = max_rows
+        self._write_lock = threading.Lock()
+        self._info_cache: dict[str, tuple[tuple[Any, ...], DatasetInfo]] = {}
+
+    def path(self, name: str) -> Path:
+        """The dataset's file; NotFoundError if there is none."""
+        validate_name(name)
+        for ext in FORMATS:
+            candidate = self.root / f"{name}{ext}"
+            if candidate.is_file():
+                return candidate
+        raise NotFoundError(f"Dataset '{name}' not found.")
+
+    def corrections_path(self, name: str) -> Path:
+        return self.root / f"{validate_name(name)}{CORRECTIONS_SUFFIX}"
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.path(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Names of the stored datasets, sorted."""
+        if not self.root.is_dir():
+            return []
+        found = set()
+        for entry in self.root.iterdir():
+            name, ext = entry.name.rsplit(".", 1)[0], entry.suffix.lower()
+            if ext in FORMATS and NAME_PATTERN.fullmatch(name) and entry.is_file():
+                found.add(name)
+        return sorted(found, key=str.lower)
+
+    def list(self) -> list[DatasetInfo]:
+        """Every readable dataset with its row, label and correction counts, by name."""
+        infos = []
+        for name in self.names():
+            try:
+                infos.append(self.info(name))
+            except InvalidInputError as exc:
+                log.warning("skipping dataset %s: %s", name, exc.message)
+        return infos
+
+    def info(self, name: str) -> DatasetInfo:
+        path, corrections = self.path(name), self.corrections_path(name)
+        key = (_stat_key(path), _stat_key(corrections))
+        cached = self._info_cache.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rows = self._read_dataset(name, path)
+        info = DatasetInfo(
+            name=name,
+            rows=len(rows),
+            labels=len({row.label for row in rows}),
+            corrections=len(self.corrections(name)),
+        )
+        self._info_cache[name] = (key, info)
+        return info
+
+    def save(
+        self, name: str, rows: Sequence[Row] | bytes, filename: str | None = None
+    ) -> DatasetInfo:
+        """Validate and store a dataset (rows, or an upload's bytes and file name) as CSV.
+
+        Replaces a dataset of the same name; its corrections are kept.
+        """
+        validate_name(name)
+        if isinstance(rows, bytes | bytearray):
+            if filename is None:
+                raise ValueError("saving bytes needs the upload's filename")
+            parsed = parse_dataset(
+                bytes(rows), filename, max_rows=self.max_rows, max_bytes=self.max_bytes
+            )
+        else:
+            if len(rows) > self.max_rows:
+                raise TooLargeError(f"The dataset has more than {self.max_rows} rows (the limit).")
+            records = [(i, _make_row(i, *row)) for i, row in enumerate(rows, start=1)]
+            _check_labels(records)
+            parsed = [row for _, row in records]
+        target = self.root / f"{name}.csv"
+        with self._write_lock:
+            atomic_write(target, rows_to_csv(parsed))
+            for ext in FORMATS:
+                if ext != ".csv":
+                    (self.root / f"{name}{ext}").unlink(missing_ok=True)
+        log.info("saved dataset %s (%d rows)", name, len(parsed))
+        return self.info(name)
+
+    def load(self, name: str) -> list[Row]:
+        """The rows to train on: the dataset's, with corrections applied.
+
+        A correction replaces every row with the same text (compared by `normalize_text`).
+        Its label is the existing label whose reply is exactly the corrected reply, else
+        the derived `corrected_<hash>` label that carries the reply.
+        """
+        rows = self._read_dataset(name, self.path(name))
+        corrections = self.corrections(name)
+        if not corrections:
+            return rows
+        label_of_reply = {reply: label for label, reply in replies_by_label(rows).items() if reply}
+        overrides: dict[str, Row] = {}
+        for fix in corrections:
+            label = label_of_reply.get(fix.reply or "", fix.label)
+            overrides[normalize_text(fix.text)] = Row(fix.text, label, fix.reply)
+        kept = [row for row in rows if normalize_text(row.text) not in overrides]
+        return kept + list(overrides.values())
+
+    def corrections(self, name: str) -> list[Row]:
+        """The dataset's corrections in the order they were made ([] if none)."""
+        path = self.corrections_path(name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        try:
+            return [row for _, row in _read_records(data, path.name, max_rows=self.max_rows)]
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"The corrections of dataset '{name}': {exc.message}") from None
+
+    def add_correction(self, name: str, user_text: str, reply: str) -> Row:
+        """Record that `user_text` should be answered with `reply`; the next training learns it.
+
+        The file is rewritten atomically with the new row at the end; returns that row.
+        """
+        self.path(name)
+        user_text, reply = (user_text or "").strip(), (reply or "").strip()
+        if not user_text:
+            raise InvalidInputError("The corrected message has no text to learn from.")
+        if not reply:
+            raise InvalidInputError("The corrected reply is empty.")
+        if len(user_text) > MAX_TEXT_CHARS or len(reply) > MAX_REPLY_CHARS:
+            raise InvalidInputError(
+                f"That is too long to learn from (the limit is {MAX_TEXT_CHARS} characters)."
+            )
+        row = Row(user_text, corrected_label(reply), reply)
+        with self._write_lock:
+            existing = self.corrections(name)
+            atomic_write(self.corrections_path(name), rows_to_csv([*existing, row]))
+        log.info("added a correction to dataset %s (%s)", name, row.label)
+        return row
+
+    def _read_dataset(self, name: str, path: Path) -> list[Row]:
+        try:
+            return parse_dataset(path.read_bytes(), path.name, max_rows=self.max_rows)
+        except InvalidInputError as exc:
+            raise type(exc)(f"Dataset '{name}': {exc.message}") from None
+
+    # -- async twins -----------------------------------------------------------------------
+
+    async def list_async(self) -> list[DatasetInfo]:
+        return await asyncio.to_thread(self.list)
+
+    async def info_async(self, name: str) -> DatasetInfo:
+        return await asyncio.to_thread(self.info, name)
+
+    async def exists_async(self, name: str) -> bool:
+        return await asyncio.to_thread(self.exists, name)
+
+    async def save_async(
+        self, name: str, rows: Sequence[Row] | bytes, filename: str | None = None
+    ) -> DatasetInfo:
+        return await asyncio.to_thread(self.save, name, rows, filename)
+
+    async def load_async(self, name: str) -> list[Row]:
+        return await asyncio.to_thread(self.load, name)
+
+    async def add_correction_async(self, name: str, user_text: str, reply: str) -> Row:
+        return await asyncio.to_thread(self.add_correction, name, user_text, reply)
+
+
+def _stat_key(path: Path) -> tuple[Any, ...]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return ()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

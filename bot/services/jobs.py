@@ -1,0 +1,393 @@
+"""The bot's one job runner: CPU-bound work in worker processes, with ids, status and callbacks.
+
+Training a model, or recognising speech with an engine that holds the GIL, would stall the
+event loop for seconds in a thread. `JobRunner` runs such work in a process pool instead and
+gives each piece of work a short id that users can ask about (`!job a1b2c3`).
+
+Rules:
+- Jobs with the same `key` run one at a time, in submission order; the later ones stay
+  "queued". Jobs with different keys run side by side, up to `max_workers`.
+- Workers are started with "spawn" (or "forkserver"), never "fork": the bot process has
+  threads, and forking a process with threads can deadlock the child.
+- A worker that raises, or dies (killed, out of memory), fails its job with a short reason;
+  the runner then starts a fresh pool for the next job.
+- The pool is created on first use and shut down after `idle_seconds` without work, so an
+  idle bot does not keep a worker (and the memory of its last job) around.
+
+Everything here runs on the event loop; call `submit` from a coroutine or callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import re
+import secrets
+import signal
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bot.errors import NotFoundError, UserFacingError
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+OnDone = Callable[["Job"], Awaitable[None]]
+
+WORKER_DIED = "The worker process stopped unexpectedly (it may have run out of memory)."
+SHUTTING_DOWN = "Cancelled: the bot is shutting down."
+MAX_REASON_CHARS = 200
+# Absolute paths (two or more components) in an error message; users must not see host paths.
+_HOST_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/]+[\\/])+[^\s'\"\\/]*")
+# Workers do background work: let the bot's own process win the CPU when both want it.
+WORKER_NICENESS = 5
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Job:
+    """One piece of work and what became of it. Times are UTC."""
+
+    id: str
+    kind: str
+    key: str
+    status: JobStatus = "queued"
+    created_at: datetime = field(default_factory=_now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed")
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds of running: final once finished, so far while running, None while queued."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or _now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds spent queued before starting (None while still queued)."""
+        if self.started_at is None:
+            return None
+        return max(0.0, (self.started_at - self.created_at).total_seconds())
+
+
+@dataclass
+class _Entry:
+    job: Job
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    on_done: OnDone | None
+    ended: asyncio.Event
+    keep_exception: bool = False
+
+
+def short_reason(exc: BaseException) -> str:
+    """A one-line reason for a failed job that is safe to show: no traceback, no host path."""
+    if isinstance(exc, BrokenProcessPool):
+        return WORKER_DIED
+    if isinstance(exc, UserFacingError):
+        return exc.message
+    lines = str(exc).strip().splitlines()
+    text = _HOST_PATH.sub("<path>", lines[0]) if lines else ""
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason
+
+
+def _init_worker() -> None:
+    """Runs once in each worker: ignore Ctrl+C (the bot shuts workers down) and lower priority."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError as exc:
+            log.debug("could not lower the worker's priority: %s", exc)
+
+
+class JobRunner:
+    """Runs functions in worker processes as jobs with ids, per-key queues and callbacks.
+
+    `fn` and its arguments are pickled to the worker, so `fn` must be a module-level function
+    and the arguments plain data. Its return value becomes `Job.result`.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 1,
+        *,
+        start_method: Literal["spawn", "forkserver"] = "spawn",
+        idle_seconds: float | None = 300.0,
+        history: int = 100,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        if start_method not in ("spawn", "forkserver"):
+            raise ValueError("start_method must be 'spawn' or 'forkserver'")
+        self.max_workers = max_workers
+        self._start_method = start_method
+        self._idle_seconds = idle_seconds
+        self._history = max(history, 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._entries: dict[str, _Entry] = {}
+        self._queue: list[_Entry] = []
+        self._busy_keys: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._exceptions: dict[str, BaseException] = {}
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- public API --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        key: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: OnDone | None = None,
+    ) -> Job:
+        """Queue `fn(*args)` for a worker and return its job at once (status "queued").
+
+        `on_done(job)` is awaited once the job is done or failed; its exceptions are logged.
+        """
+        return self._submit(kind, key, fn, args, on_done, keep_exception=False)
+
+    async def run(self, kind: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` as a job and return its result, or raise the worker's exception.
+
+        For services that want a result rather than a job to report (e.g. a recognition
+        engine). A dead worker raises `BrokenProcessPool`.
+        """
+        job = self._submit(kind, key, fn, args, None, keep_exception=True)
+        await self.wait(job.id)
+        exc = self._exceptions.pop(job.id, None)
+        if exc is not None:
+            raise exc
+        return job.result
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id (case and a leading # ignored), or None if unknown or forgotten."""
+        return self._jobs.get(job_id.strip().lstrip("#").lower())
+
+    def list(self, limit: int = 10) -> list[Job]:
+        """The latest jobs, newest first."""
+        return list(reversed(self._jobs.values()))[: max(limit, 0)]
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job ended and its on_done callback ran; return it."""
+        job = self.get(job_id)
+        if job is None:
+            raise NotFoundError(f"Job {job_id.strip()} not found.")
+        entry = self._entries.get(job.id)
+        if entry is not None:
+            await asyncio.wait_for(entry.ended.wait(), timeout)
+        return job
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        return len(self._queue) + len(self._busy_keys)
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Fail queued jobs, give running ones `timeout` seconds, then stop the workers."""
+        self._closed = True
+        self._cancel_idle_timer()
+        queued, self._queue = self._queue, []
+        for entry in queued:
+            entry.job.status = "failed"
+            entry.job.error = SHUTTING_DOWN
+            entry.job.finished_at = _now()
+            self._tasks_add(self._finish(entry))
+        running = [t for t in self._tasks if not t.done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=timeout)
+            if late:
+                log.warning("stopping %d job(s) still running at shutdown", len(late))
+                self._terminate_workers()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _submit(
+        self,
+        kind: str,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_done: OnDone | None,
+        *,
+        keep_exception: bool,
+    ) -> Job:
+        if self._closed:
+            raise RuntimeError("the job runner is closed")
+        job = Job(id=self._new_id(), kind=kind, key=key)
+        entry = _Entry(job, fn, args, on_done, asyncio.Event(), keep_exception)
+        self._jobs[job.id] = job
+        self._entries[job.id] = entry
+        self._queue.append(entry)
+        self._forget_old_jobs()
+        log.info("job %s (%s, key %s) queued", job.id, kind, key)
+        self._pump()
+        return job
+
+    def _new_id(self) -> str:
+        while True:
+            job_id = secrets.token_hex(3)
+            if job_id not in self._jobs:
+                return job_id
+
+    def _forget_old_jobs(self) -> None:
+        """Keep the last `history` jobs; never forget one that has not ended."""
+        excess = len(self._jobs) - self._history
+        for job_id in list(self._jobs):
+            if excess <= 0:
+                break
+            entry = self._entries.get(job_id)
+            if entry is not None and not entry.ended.is_set():
+                continue
+            del self._jobs[job_id]
+            self._entries.pop(job_id, None)
+            self._exceptions.pop(job_id, None)
+            excess -= 1
+
+    def _pump(self) -> None:
+        """Start every queued job whose key is free, while workers are free."""
+        for entry in list(self._queue):
+            if len(self._busy_keys) >= self.max_workers:
+                break
+            if entry.job.key in self._busy_keys:
+                continue
+            self._queue.remove(entry)
+            self._busy_keys.add(entry.job.key)
+            self._cancel_idle_timer()
+            entry.job.status = "running"
+            entry.job.started_at = _now()
+            log.info("job %s (%s) started", entry.job.id, entry.job.kind)
+            self._tasks_add(self._run(entry))
+
+    def _tasks_add(self, coro: Awaitable[None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, entry: _Entry) -> None:
+        job = entry.job
+        try:
+            job.result = await self._execute(entry.fn, entry.args)
+            job.status = "done"
+        except Exception as exc:
+            job.status = "failed"
+            job.error = short_reason(exc)
+            if entry.keep_exception:
+                self._exceptions[job.id] = exc
+            if isinstance(exc, UserFacingError):
+                log.info("job %s (%s) failed: %s", job.id, job.kind, job.error)
+            else:
+                log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
+        finally:
+            job.finished_at = _now()
+            self._busy_keys.discard(job.key)
+            if not self._closed:
+                self._pump()
+                self._schedule_idle_shutdown()
+        log.info("job %s (%s) %s after %.2f s", job.id, job.kind, job.status, job.duration or 0)
+        await self._finish(entry)
+
+    async def _finish(self, entry: _Entry) -> None:
+        try:
+            if entry.on_done is not None:
+                await entry.on_done(entry.job)
+        except Exception:
+            log.exception("on_done callback of job %s failed", entry.job.id)
+        finally:
+            entry.ended.set()
+
+    # -- the pool ----------------------------------------------------------------------------
+
+    async def _execute(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        for attempt in (1, 2):
+            pool = self._ensure_pool()
+            try:
+                future = pool.submit(fn, *args)
+            except BrokenProcessPool:
+                # Broken by an earlier job's worker: this job is innocent, retry it once.
+                self._discard_pool(pool)
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                self._discard_pool(pool)
+                raise
+        raise AssertionError("unreachable")
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context(self._start_method)
+            self._pool = ProcessPoolExecutor(
+                self.max_workers, mp_context=context, initializer=_init_worker
+            )
+            log.debug(
+                "started a %s process pool (%d workers)", self._start_method, self.max_workers
+            )
+        return self._pool
+
+    def _discard_pool(self, pool: ProcessPoolExecutor) -> None:
+        """Drop a broken pool; the next job gets a fresh one."""
+        if self._pool is pool:
+            self._pool = None
+            log.warning("the job worker pool broke; a new one starts with the next job")
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def _terminate_workers(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a running task before Python 3.14.
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.terminate()
+
+    def _schedule_idle_shutdown(self) -> None:
+        if self._idle_seconds is None or self._pool is None or self.pending:
+            return
+        self._cancel_idle_timer()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self._idle_seconds, self._shutdown_idle_pool)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _shutdown_idle_pool(self) -> None:
+        self._idle_timer = None
+        if self.pending or self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        log.debug("shutting down the idle job worker pool")
+        pool.shutdown(wait=False)

@@ -1,0 +1,35 @@
+"""Write feedback until killed, printing "ACK <id> <text>" after each acknowledged write.
+
+Run by the SIGKILL durability test: `python -m tests.services.storage_writer DB_PATH`.
+Several writers run at once, like users sending !feedback together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.services.storage import Storage
+
+WRITERS = 4
+MAX_WRITES_EACH = 5000  # ends on its own if the test forgets to kill it
+
+
+async def _writer(storage: Storage, writer: int) -> None:
+    for n in range(MAX_WRITES_EACH):
+        text = f"writer {writer} note {n}"
+        feedback_id = await storage.add_feedback(1000 + writer, 42, 7, text)
+        sys.stdout.write(f"ACK {feedback_id} {text}\n")
+        sys.stdout.flush()
+
+
+async def main(db_path: Path) -> None:
+    async with Storage(db_path) as storage:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        await asyncio.gather(*(_writer(storage, w) for w in range(WRITERS)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))

@@ -1,0 +1,234 @@
+"""The speech service: real engines on the fixtures, fallback, chunking and every bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import load_settings
+from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
+from bot.services import audio, speech
+from bot.services.speech import (
+    MB,
+    NoSpeechError,
+    SpeechService,
+    SpeechUnavailableError,
+    SphinxEngine,
+    WhisperEngine,
+)
+
+
+class FakeEngine:
+    """Answers from a script: a string, or an exception to raise. Records what it was given."""
+
+    holds_gil = False
+
+    def __init__(self, name: str, *answers: str | Exception, default: str = "") -> None:
+        self.name = name
+        self._answers = list(answers)
+        self._default = default
+        self.calls: list[tuple[float, str]] = []  # (seconds of audio, language)
+
+    def transcribe(self, wav: bytes, language: str) -> str:
+        self.calls.append((audio.from_wav(wav).duration_seconds, language))
+        answer = self._answers.pop(0) if self._answers else self._default
+        if isinstance(answer, Exception):
+            raise answer
+        return answer.format(n=len(self.calls))
+
+
+def down(name: str = "down") -> FakeEngine:
+    return FakeEngine(name, *[EngineUnavailableError("not reachable")] * 50)
+
+
+def words(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalpha() or c.isspace())
+
+
+async def test_whisper_engine_transcribes_the_fixture(whisper_engine: WhisperEngine, hello_wav):
+    text = whisper_engine.transcribe(hello_wav, "en-US")
+    assert "hello" in words(text) and "world" in words(text)
+
+
+@pytest.mark.parametrize("name", ["hello.ogg", "hello.mp3"])
+async def test_service_transcribes_voice_message_and_mp3(whisper_engine, fixture_bytes, name):
+    service = SpeechService([whisper_engine])
+    transcript = await service.transcribe(fixture_bytes(name), name, "en-US")
+    assert "hello" in words(transcript.text) and "world" in words(transcript.text)
+    assert transcript.engine == "whisper" and transcript.first_choice
+    assert transcript.chunks == 1
+    assert transcript.duration_seconds == pytest.approx(2.655, abs=0.1)
+
+
+def test_sphinx_without_language_data_is_unavailable(hello_wav) -> None:
+    with pytest.raises(EngineUnavailableError):
+        SphinxEngine().transcribe(hello_wav, "xx-XX")
+
+
+async def test_sphinx_runs_in_a_worker_process(fixture_bytes, monkeypatch) -> None:
+    def not_here(wav: bytes, language: str) -> str:
+        raise AssertionError("pocketsphinx ran inside the bot's process")
+
+    # The service must hand sphinx to its process pool; the worker imports the real function.
+    monkeypatch.setattr(speech, "sphinx_recognize", not_here)
+    service = SpeechService(["sphinx"])
+    try:
+        transcript = await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+    finally:
+        await service.close()
+    assert transcript.engine == "sphinx"
+    assert isinstance(transcript.text, str)
+
+
+async def test_falls_back_when_an_engine_is_unavailable(whisper_engine, fixture_bytes) -> None:
+    first = down("google")
+    service = SpeechService([first, whisper_engine])
+    transcript = await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+    assert transcript.engine == "whisper"
+    assert transcript.first_choice is False
+    assert "hello" in words(transcript.text) and "world" in words(transcript.text)
+    assert len(first.calls) == 1
+
+
+async def test_an_unavailable_engine_is_rested(fixture_bytes) -> None:
+    first, second = down("google"), FakeEngine("whisper", default="hello")
+    service = SpeechService([first, second], rest_seconds=60)
+    for _ in range(3):
+        transcript = await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+        assert (transcript.engine, transcript.first_choice) == ("whisper", False)
+    assert (len(first.calls), len(second.calls)) == (1, 3)
+
+
+async def test_first_engine_answering_is_first_choice(fixture_bytes) -> None:
+    service = SpeechService([FakeEngine("a", default="hi there"), FakeEngine("b")])
+    transcript = await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+    assert (transcript.text, transcript.engine, transcript.first_choice) == ("hi there", "a", True)
+
+
+async def test_language_reaches_the_engine(fixture_bytes) -> None:
+    engine = FakeEngine("a", default="bonjour")
+    await SpeechService([engine]).transcribe(fixture_bytes("hello.wav"), "hello.wav", "fr-FR")
+    assert engine.calls[0][1] == "fr-FR"
+
+
+async def test_all_engines_down_is_one_clear_error(fixture_bytes) -> None:
+    service = SpeechService([down("a"), down("b")])
+    with pytest.raises(SpeechUnavailableError) as caught:
+        await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+    assert caught.value.message == speech.UNAVAILABLE_MESSAGE
+    assert "unavailable" in caught.value.message and "try again later" in caught.value.message
+
+
+async def test_long_audio_is_chunked_and_joined_in_order(speech_with_pauses, encode) -> None:
+    three_minutes = encode(
+        speech_with_pauses(180, 1.5), ".ogg", "-c:a", "libopus", "-compression_level", "0"
+    )
+    engine = FakeEngine("a", default="part{n}")
+    service = SpeechService([engine], chunk_seconds=50)
+    transcript = await service.transcribe(three_minutes, "long.ogg", "en-US")
+    count = len(engine.calls)
+    assert count >= 4 and transcript.chunks == count
+    assert all(seconds <= 50.0 for seconds, _ in engine.calls)
+    assert sum(seconds for seconds, _ in engine.calls) == pytest.approx(180, abs=0.2)
+    assert transcript.text == " ".join(f"part{n}" for n in range(1, count + 1))
+    assert transcript.duration_seconds == pytest.approx(180, abs=0.1)
+
+
+async def test_chunks_stay_with_the_engine_that_answered(speech_with_pauses) -> None:
+    # "a" fails once and is ready again at once (no rest); later chunks still go to "b".
+    flaky = FakeEngine("a", EngineUnavailableError("blip"), default="from a")
+    steady = FakeEngine("b", default="from b")
+    service = SpeechService([flaky, steady], rest_seconds=0)
+    wav = audio.to_wav(speech_with_pauses(120, 1.5))
+    transcript = await service.transcribe(wav, "long.wav", "en-US")
+    assert transcript.chunks >= 3
+    assert len(flaky.calls) == 1 and len(steady.calls) == transcript.chunks
+    assert (transcript.engine, transcript.first_choice) == ("b", False)
+
+
+async def test_silence_is_reported_without_asking_an_engine() -> None:
+    engine = FakeEngine("a", default="thank you")
+    silence = audio.AudioSegment.silent(duration=5000, frame_rate=16000)
+    with pytest.raises(NoSpeechError) as caught:
+        await SpeechService([engine]).transcribe(audio.to_wav(silence), "quiet.wav", "en-US")
+    assert caught.value.message == "I couldn't hear any words in that audio."
+    assert engine.calls == []
+
+
+async def test_unintelligible_audio_is_reported(fixture_bytes) -> None:
+    service = SpeechService([FakeEngine("a", default="")])
+    with pytest.raises(NoSpeechError, match="couldn't hear any words"):
+        await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "That file is empty."),
+        (b"just some notes, not a recording\n" * 10, "That file is not audio I can read."),
+    ],
+    ids=["zero-bytes", "text-file"],
+)
+async def test_bad_files_are_user_errors(data: bytes, message: str) -> None:
+    engine = FakeEngine("a", default="never")
+    with pytest.raises(InvalidInputError) as caught:
+        await SpeechService([engine]).transcribe(data, "upload.ogg", "en-US")
+    assert caught.value.message == message
+    assert engine.calls == []
+
+
+async def test_corrupt_audio_is_a_user_error(fixture_bytes) -> None:
+    with pytest.raises(InvalidInputError, match="damaged"):
+        await SpeechService([FakeEngine("a")]).transcribe(
+            fixture_bytes("hello.ogg")[:300], "voice-message.ogg", "en-US"
+        )
+
+
+def test_size_is_checked_before_download() -> None:
+    service = SpeechService([FakeEngine("a")], max_bytes=25 * MB)
+    service.check_size(25 * MB)
+    with pytest.raises(TooLargeError) as caught:
+        service.check_size(31 * MB)
+    assert caught.value.message == "That file is too large (31.0 MB; the limit is 25 MB)."
+    with pytest.raises(InvalidInputError, match="empty"):
+        service.check_size(0)
+
+
+async def test_downloaded_bytes_over_the_limit_are_refused(fixture_bytes) -> None:
+    engine = FakeEngine("a")
+    service = SpeechService([engine], max_bytes=1000)
+    with pytest.raises(TooLargeError, match="too large"):
+        await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+    assert engine.calls == []
+
+
+async def test_too_long_audio_is_refused(speech_with_pauses) -> None:
+    engine = FakeEngine("a")
+    service = SpeechService([engine], max_seconds=60)
+    with pytest.raises(TooLargeError) as caught:
+        await service.transcribe(audio.to_wav(speech_with_pauses(75)), "long.wav", "en-US")
+    assert caught.value.message == "That audio is too long (1:15; the limit is 1:00)."
+    assert engine.calls == []
+
+
+def test_every_error_is_user_facing() -> None:
+    for kind in (NoSpeechError, SpeechUnavailableError, InvalidInputError, TooLargeError):
+        assert issubclass(kind, UserFacingError)
+
+
+async def test_from_settings_builds_the_configured_chain() -> None:
+    settings = load_settings(
+        {"STT_ENGINES": "whisper,sphinx", "MAX_AUDIO_MB": "8", "MAX_AUDIO_SECONDS": "120"},
+        env_file=None,
+    )
+    service = SpeechService.from_settings(settings)
+    assert service.engines == ["whisper", "sphinx"]
+    assert (service.max_bytes, service.max_seconds) == (8 * MB, 120)
+    default = SpeechService.from_settings(load_settings({}, env_file=None))
+    assert default.engines == ["google", "whisper", "sphinx"]
+    await service.close()
+
+
+def test_whisper_without_a_model_is_unavailable(hello_wav, tmp_path) -> None:
+    engine = WhisperEngine(str(tmp_path / "no-such-model"))
+    with pytest.raises(EngineUnavailableError):
+        engine.transcribe(hello_wav, "en-US")
