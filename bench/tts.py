@@ -47,8 +47,11 @@ async def _timed(coro_factory, repeats: int) -> list[float]:  # type: ignore[no-
 
 
 async def _first_clip(service: SynthesisService, text: str) -> float:
-    """Seconds until the stream's first clip; the rest is drained untimed, so no synthesis
-    is left running in a thread to slow down the next measurement."""
+    """Seconds until the stream's first clip.
+
+    The rest is drained untimed, so no synthesis is left running in a thread to slow down
+    the next measurement.
+    """
     started = time.perf_counter()
     first = 0.0
     async for clip in service.synthesize_stream(text, "en-US"):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.config import Settings
 from bot.services.files import FileService
 from bot.services.storage import Storage
+from bot.services.synthesis import SynthesisService
 from bot.services.text import MB
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,10 @@ class Services:
     settings: Settings
     storage: Storage
     files: FileService
+    synthesis: SynthesisService
 
     async def close(self) -> None:
+        await self.synthesis.close()
         await self.storage.close()
 
 
@@ -36,4 +39,5 @@ async def build_services(settings: Settings) -> Services:
         settings=settings,
         storage=storage,
         files=FileService(data_dir, settings.max_upload_mb * MB),
+        synthesis=SynthesisService.from_settings(settings),
     )

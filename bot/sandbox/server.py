@@ -215,6 +215,15 @@ class Sandbox:
         self.voice_states.pop(user.id, None)
         await self._publish("VOICE_STATE_UPDATE", self._voice_state(user, None))
 
+    async def drop_bot_voice(self) -> None:
+        """Cut the bot's voice connection, as when Discord moves a voice server or kicks it."""
+        self.voice_states.pop(self.bot_user.id, None)
+        self.voice.disconnect(self.GUILD_ID)
+        await self._publish("VOICE_STATE_UPDATE", self._voice_state(self.bot_user, None))
+
+    def bot_voice_channel(self) -> int | None:
+        return self.voice_states.get(self.bot_user.id)
+
     # ----- observing the bot -----------------------------------------------------------
 
     def bot_messages(self, channel_id: int | None = None) -> list[dict[str, Any]]:

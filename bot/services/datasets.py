@@ -467,7 +467,7 @@ class DatasetStore:
 
     def info(self, name: str) -> DatasetInfo:
         path, corrections = self.path(name), self.corrections_path(name)
-        key = (_stat_key(path), _stat_key(corrections))
+        key = (file_stamp(path), file_stamp(corrections))
         cached = self._info_cache.get(name)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -511,21 +511,15 @@ class DatasetStore:
         return self.info(name)
 
     def load(self, name: str) -> list[Row]:
-        """The rows to train on: the dataset's, with corrections applied.
+        """The rows to train on: the dataset's rows, then its corrections.
 
-        A correction replaces every row with the same text (compared by `normalize_text`).
-        Its label is the existing label whose reply is exactly the corrected reply, else
-        the derived `corrected_<hash>` label that carries the reply.
+        A correction replaces every dataset row with the same text (compared by
+        `normalize_text`); of several corrections for one text, the latest wins.
         """
         rows = self._read_dataset(name, self.path(name))
-        corrections = self.corrections(name)
-        if not corrections:
+        overrides = {normalize_text(fix.text): fix for fix in self.corrections(name)}
+        if not overrides:
             return rows
-        label_of_reply = {reply: label for label, reply in replies_by_label(rows).items() if reply}
-        overrides: dict[str, Row] = {}
-        for fix in corrections:
-            label = label_of_reply.get(fix.reply or "", fix.label)
-            overrides[normalize_text(fix.text)] = Row(fix.text, label, fix.reply)
         kept = [row for row in rows if normalize_text(row.text) not in overrides]
         return kept + list(overrides.values())
 
@@ -592,7 +586,8 @@ class DatasetStore:
         return await asyncio.to_thread(self.add_correction, name, user_text, reply)
 
 
-def _stat_key(path: Path) -> tuple[Any, ...]:
+def file_stamp(path: Path) -> tuple[Any, ...]:
+    """What changes when a file is replaced or rewritten; () when it does not exist."""
     try:
         st = path.stat()
     except FileNotFoundError:

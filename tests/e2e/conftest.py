@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from bot.app import VoiceChatBot
 from bot.config import Settings, load_settings
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
+from bot.services.speech import WhisperEngine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,6 +45,26 @@ class E2E:
             )
             found.append(after)
         return found
+
+
+@pytest.fixture(scope="session")
+def hear() -> Callable[[bytes], Awaitable[str]]:
+    """hear(wav) -> what the offline recognizer (whisper tiny.en) makes of it, lower-cased."""
+    engine = WhisperEngine()
+
+    async def transcribe(wav: bytes) -> str:
+        return (await asyncio.to_thread(engine.transcribe, wav, "en-US")).lower()
+
+    return transcribe
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait until `check()` is true; fail the test after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -1,0 +1,311 @@
+"""Voice: `!join`, `!leave`, `!say`, `!skip`, `!stop`, `!voice`, spoken replies and auto-leave.
+
+Synthesis and the per-server queue are services; this cog connects them to discord.py's
+voice client. A reply is spoken when the bot dispatches `bot_reply` for a user who is in a
+voice channel of that server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from pathlib import Path
+
+import discord
+from discord.ext import commands, tasks
+
+from bot.app import VoiceChatBot
+from bot.cogs._checks import is_admin
+from bot.cogs.errors import reply_error
+from bot.errors import InvalidInputError, UserFacingError
+from bot.services.audio import ffmpeg_exe
+from bot.services.player import PlaybackQueue
+from bot.services.speech_text import clean_for_speech
+from bot.services.storage import Storage
+from bot.services.synthesis import SynthesisService
+
+log = logging.getLogger(__name__)
+
+NOT_IN_VOICE = "You are not in a voice channel."
+BOT_NOT_IN_VOICE = "I am not in a voice channel."
+CONNECT_TIMEOUT = 15.0
+MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
+
+
+class NotConnected(Exception):
+    """The bot has no working voice connection in that server."""
+
+
+def _on_off(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "yes", "true"):
+        return True
+    if lowered in ("off", "no", "false"):
+        return False
+    raise InvalidInputError(f"Say `on` or `off`, not `{value}`.")
+
+
+def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.StageChannel | None:
+    state = getattr(user, "voice", None)
+    return state.channel if state is not None else None
+
+
+class Voice(commands.Cog):
+    def __init__(self, bot: VoiceChatBot, synthesis: SynthesisService, storage: Storage) -> None:
+        self.bot = bot
+        self.synthesis = synthesis
+        self.storage = storage
+        self.queue = PlaybackQueue(self._play, on_error=self._playback_failed)
+        self._connect_locks: dict[int, asyncio.Lock] = {}
+        idle = bot.settings.voice_idle_seconds
+        self.idle_watch.change_interval(seconds=max(1.0, min(10.0, idle / 5)))
+
+    async def cog_load(self) -> None:
+        self.idle_watch.start()
+
+    async def cog_unload(self) -> None:
+        self.idle_watch.cancel()
+        await self.queue.close()
+
+    # ----- playback ---------------------------------------------------------------------
+
+    async def _play(self, guild_id: int, path: Path) -> None:
+        """Play one clip; return when it has finished. Cancelled: stop playing."""
+        guild = self.bot.get_guild(guild_id)
+        client = guild.voice_client if guild else None
+        if not isinstance(client, discord.VoiceClient) or not client.is_connected():
+            raise NotConnected(f"no voice connection in guild {guild_id}")
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[Exception | None] = loop.create_future()
+
+        def after(error: Exception | None) -> None:
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(error))
+
+        source = discord.FFmpegOpusAudio(
+            str(path), executable=ffmpeg_exe(), before_options="-loglevel error"
+        )
+        client.play(source, after=after)
+        try:
+            error = await finished
+        except asyncio.CancelledError:
+            client.stop()
+            raise
+        if error is not None:
+            raise error
+
+    async def _playback_failed(self, guild_id: int, error: Exception) -> None:
+        log.warning("speaking in guild %s failed: %s", guild_id, error)
+
+    async def connect_to(self, channel: discord.VoiceChannel | discord.StageChannel) -> None:
+        """Join `channel`, or move there; one attempt at a time per server."""
+        lock = self._connect_locks.setdefault(channel.guild.id, asyncio.Lock())
+        async with lock:
+            client = channel.guild.voice_client
+            if isinstance(client, discord.VoiceClient) and client.is_connected():
+                if client.channel != channel:
+                    await client.move_to(channel)
+                return
+            if client is not None:
+                await client.disconnect(force=True)
+            try:
+                await channel.connect(timeout=CONNECT_TIMEOUT, self_deaf=True)
+            except (TimeoutError, discord.ClientException) as exc:
+                raise UserFacingError(f"I couldn't join **{channel.name}**: {exc}") from exc
+            self.queue.touch(channel.guild.id)
+
+    async def speak(
+        self, guild: discord.Guild, channel: discord.VoiceChannel | discord.StageChannel, text: str
+    ) -> bool:
+        """Queue `text` for speech in `channel`; False when there is nothing to speak."""
+        cleaned = clean_for_speech(
+            text,
+            prefix=self.bot.settings.command_prefix,
+            max_chars=self.bot.settings.max_spoken_chars,
+            **self._names(guild, text),
+        )
+        if cleaned is None:
+            return False
+        settings = await self.storage.guild_settings(guild.id)
+        await self.connect_to(channel)
+        stream = self.synthesis.synthesize_stream(
+            cleaned,
+            settings.get("language", self.bot.settings.language),
+            voice=settings.get("tts_voice"),
+            engine=settings.get("tts_engine"),
+        )
+        self.queue.enqueue(guild.id, stream)
+        return True
+
+    def _names(self, guild: discord.Guild, text: str) -> dict[str, dict[int, str]]:
+        """Names for the mentions in `text`, so they are spoken as names."""
+        users: dict[int, str] = {}
+        roles: dict[int, str] = {}
+        channels: dict[int, str] = {}
+        for kind, raw_id in MENTION.findall(text):
+            found_id = int(raw_id)
+            if kind == "@&" and (role := guild.get_role(found_id)):
+                roles[found_id] = role.name
+            elif kind == "#" and (chan := guild.get_channel(found_id)):
+                channels[found_id] = chan.name
+            elif kind.startswith("@") and kind != "@&":
+                user = guild.get_member(found_id) or self.bot.get_user(found_id)
+                if user is not None:
+                    users[found_id] = user.display_name
+        return {"users": users, "roles": roles, "channels": channels}
+
+    # ----- spoken replies and auto-leave ------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_bot_reply(self, message: discord.Message, text: str) -> None:
+        """Speak a reply to `message` when its author is in a voice channel of that server."""
+        channel = _voice_channel(message.author)
+        if message.guild is None or channel is None:
+            return
+        if not await self.storage.get_guild_setting(message.guild.id, "autospeak", True):
+            return
+        try:
+            await self.speak(message.guild, channel, text)
+        except Exception as exc:  # noqa: BLE001 - the text reply stands; say why no voice
+            await reply_error(message, exc)
+
+    @commands.Cog.listener()
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        guild = member.guild
+        if self.bot.user is not None and member.id == self.bot.user.id:
+            if after.channel is None:  # left, kicked, or the connection dropped for good
+                await self.queue.clear(guild.id)
+            return
+        client = guild.voice_client
+        if isinstance(client, discord.VoiceClient) and client.channel is not None:
+            if all(m.bot for m in client.channel.members):
+                log.info("leaving voice in guild %s: only bots remain", guild.id)
+                await client.disconnect()
+
+    @tasks.loop(seconds=5)
+    async def idle_watch(self) -> None:
+        idle = self.bot.settings.voice_idle_seconds
+        for client in list(self.bot.voice_clients):
+            guild_id = client.guild.id  # type: ignore[attr-defined]
+            if self.queue.is_playing(guild_id) or self.queue.pending(guild_id):
+                continue
+            if time.monotonic() - self.queue.last_activity(guild_id) >= idle:
+                log.info("leaving voice in guild %s after %s s of silence", guild_id, idle)
+                await client.disconnect(force=False)
+
+    @idle_watch.before_loop
+    async def _before_idle_watch(self) -> None:
+        await self.bot.wait_until_ready()
+
+    # ----- commands ---------------------------------------------------------------------
+
+    @commands.command(brief="Join your voice channel.", extras={"example": "join"})
+    @commands.guild_only()
+    async def join(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        channel = _voice_channel(ctx.author)
+        if channel is None:
+            raise UserFacingError(NOT_IN_VOICE)
+        await self.connect_to(channel)
+        await ctx.reply(f"Joined **{channel.name}**.", mention_author=False)
+
+    @commands.command(brief="Leave the voice channel.", extras={"example": "leave"})
+    @commands.guild_only()
+    async def leave(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        assert ctx.guild is not None
+        client = ctx.guild.voice_client
+        if client is None:
+            raise UserFacingError(BOT_NOT_IN_VOICE)
+        name = getattr(client.channel, "name", "the voice channel")
+        await client.disconnect(force=True)
+        await self.queue.clear(ctx.guild.id)
+        await ctx.reply(f"Left **{name}**.", mention_author=False)
+
+    @commands.command(brief="Speak a text in your voice channel.", extras={"example": "say hello"})
+    @commands.guild_only()
+    async def say(self, ctx: commands.Context[VoiceChatBot], *, text: str) -> None:
+        assert ctx.guild is not None
+        channel = _voice_channel(ctx.author)
+        if channel is None:
+            raise UserFacingError(NOT_IN_VOICE)
+        if not await self.speak(ctx.guild, channel, text):
+            raise InvalidInputError("There is nothing to say in that text.")
+        await ctx.message.add_reaction("🔊")
+
+    @commands.command(brief="Skip what the bot is saying now.", extras={"example": "skip"})
+    @commands.guild_only()
+    async def skip(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        assert ctx.guild is not None
+        skipped = self.queue.skip(ctx.guild.id)
+        await ctx.reply("Skipped." if skipped else "Nothing is playing.", mention_author=False)
+
+    @commands.command(brief="Stop speaking and clear the queue.", extras={"example": "stop"})
+    @commands.guild_only()
+    async def stop(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        assert ctx.guild is not None
+        removed = await self.queue.stop(ctx.guild.id)
+        await ctx.reply(f"Stopped; {removed} item(s) removed.", mention_author=False)
+
+    @commands.group(
+        invoke_without_command=True,
+        brief="Show this server's voice settings; admins change them.",
+        help="`!voice` shows the settings. Admins: `!voice engine NAME|auto`, "
+        "`!voice voice NAME|default`, `!voice autospeak on|off`. The language is set with "
+        "`!language`.",
+        extras={"example": "voice"},
+    )
+    @commands.guild_only()
+    async def voice(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        assert ctx.guild is not None
+        settings = await self.storage.guild_settings(ctx.guild.id)
+        order = ", ".join(self.synthesis.engine_names)
+        lines = [
+            "**Voice settings**",
+            f"Language: `{settings.get('language', self.bot.settings.language)}`",
+            f"Engine: `{settings.get('tts_engine') or 'auto'}` (order: {order})",
+            f"Voice: `{settings.get('tts_voice') or 'default'}`",
+            f"Spoken replies: {'on' if settings.get('autospeak', True) else 'off'}",
+        ]
+        await ctx.reply("\n".join(lines), mention_author=False)
+
+    @voice.command(name="engine", brief="Choose the speech engine (admins).")
+    @is_admin()
+    async def voice_engine(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+        assert ctx.guild is not None
+        choice = name.lower()
+        if choice != "auto" and choice not in self.synthesis.engine_names:
+            names = ", ".join(self.synthesis.engine_names)
+            raise InvalidInputError(f"Unknown engine `{name}`. Choose one of: {names}, or auto.")
+        await self.storage.set_guild_setting(
+            ctx.guild.id, "tts_engine", None if choice == "auto" else choice
+        )
+        await ctx.reply(f"Speech engine set to `{choice}`.", mention_author=False)
+
+    @voice.command(name="voice", brief="Choose the voice (admins).")
+    @is_admin()
+    async def voice_voice(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+        assert ctx.guild is not None
+        settings = await self.storage.guild_settings(ctx.guild.id)
+        engine = settings.get("tts_engine") or self.synthesis.engine_names[0]
+        if name.lower() != "default":
+            voices = await self.synthesis.voices(engine)
+            if voices and name not in voices:
+                shown = ", ".join(voices[:20])
+                raise InvalidInputError(f"Unknown voice `{name}` for {engine}. Try: {shown}")
+        value = None if name.lower() == "default" else name
+        await self.storage.set_guild_setting(ctx.guild.id, "tts_voice", value)
+        await ctx.reply(f"Voice set to `{name}`.", mention_author=False)
+
+    @voice.command(name="autospeak", brief="Turn spoken replies on or off (admins).")
+    @is_admin()
+    async def voice_autospeak(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
+        assert ctx.guild is not None
+        enabled = _on_off(state)
+        await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
+        await ctx.reply(f"Spoken replies are now {'on' if enabled else 'off'}.", mention_author=False)
+
+
+async def setup(bot: VoiceChatBot) -> None:
+    await bot.add_cog(Voice(bot, bot.services.synthesis, bot.services.storage))
