@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (
     "bot.cogs.errors",
     "bot.cogs.greeting",
+    "bot.cogs.transcribe",
     "bot.cogs.voice",
     "bot.cogs.files",
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.services.files import FileService
+from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
 from bot.services.text import MB
@@ -24,8 +25,10 @@ class Services:
     storage: Storage
     files: FileService
     synthesis: SynthesisService
+    speech: SpeechService
 
     async def close(self) -> None:
+        await self.speech.close()
         await self.synthesis.close()
         await self.storage.close()
 
@@ -40,4 +43,5 @@ async def build_services(settings: Settings) -> Services:
         storage=storage,
         files=FileService(data_dir, settings.max_upload_mb * MB),
         synthesis=SynthesisService.from_settings(settings),
+        speech=SpeechService.from_settings(settings),
     )

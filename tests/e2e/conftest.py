@@ -32,7 +32,7 @@ class E2E:
             after=sent, channel_id=int(sent["channel_id"]), timeout=timeout
         )
 
-    async def ask_text(self, text: str, **send: Any) -> str:
+    async def ask_text(self, text: str = "", **send: Any) -> str:
         return (await self.ask(text, **send))["content"]
 
     async def replies(self, sent: dict[str, Any], count: int, timeout: float = 30.0) -> list[dict]:
