@@ -20,7 +20,9 @@ EXTENSIONS = (
     "bot.cogs.greeting",
     "bot.cogs.transcribe",
     "bot.cogs.voice",
+    "bot.cogs.model",
     "bot.cogs.files",
+    "bot.cogs.feedback",
 )
 
 

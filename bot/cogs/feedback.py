@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import NotAdmin, user_is_admin
+from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.datasets import DatasetStore
 from bot.services.storage import Storage
@@ -114,7 +115,7 @@ class Feedback(commands.Cog):
                 mention_author=False,
             )
             return
-        dataset = await self.active_dataset(guild_id)
+        dataset = await active_dataset(self.storage, self.bot.settings, guild_id)
         await self.datasets.add_correction_async(dataset, logged.user_text, correction)
         await ctx.reply(
             f"Thanks, your correction is saved and added to the training data of dataset "
@@ -145,12 +146,6 @@ class Feedback(commands.Cog):
                 f"{MAX_FEEDBACK_CHARS})."
             )
         return target_id, correction
-
-    async def active_dataset(self, guild_id: int | None) -> str:
-        default = self.bot.settings.default_dataset
-        if guild_id is None:
-            return default
-        return await self.storage.get_guild_setting(guild_id, "dataset", default)
 
     @commands.command(
         brief="Delete your feedback, corrections and logged messages.",

@@ -304,7 +304,9 @@ class Voice(commands.Cog):
         assert ctx.guild is not None
         enabled = _on_off(state)
         await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
-        await ctx.reply(f"Spoken replies are now {'on' if enabled else 'off'}.", mention_author=False)
+        await ctx.reply(
+            f"Spoken replies are now {'on' if enabled else 'off'}.", mention_author=False
+        )
 
 
 async def setup(bot: VoiceChatBot) -> None:

@@ -107,7 +107,12 @@ def decode(data: bytes, filename: str = "", max_seconds: float | None = None) ->
 
 
 def _run_ffmpeg(source: Path, max_seconds: float | None) -> tuple[bytes, str]:
-    """Return (raw s16le PCM, ffmpeg's report on stderr)."""
+    """Return (raw s16le PCM, ffmpeg's report on stderr).
+
+    ffmpeg writes the samples to a file beside the input rather than to a pipe: reading a
+    pipe to the end holds the data twice while the pieces are joined.
+    """
+    target = source.with_name("decoded.raw")
     command = [
         ffmpeg_exe(),
         *("-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"),
@@ -118,18 +123,22 @@ def _run_ffmpeg(source: Path, max_seconds: float | None) -> tuple[bytes, str]:
     if max_seconds is not None:
         # A little past the limit, to tell "exactly at the limit" from "over it".
         command += ["-t", f"{max_seconds + 1:.3f}"]
-    command.append("pipe:1")
+    command += ["-y", str(target)]
     try:
         done = subprocess.run(
-            command, capture_output=True, timeout=DECODE_TIMEOUT_SECONDS, check=False
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=DECODE_TIMEOUT_SECONDS,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise InvalidInputError("That audio took too long to decode.") from exc
     report = done.stderr.decode("utf-8", errors="replace")
-    if done.returncode != 0:
+    if done.returncode != 0 or not target.exists():
         log.info("ffmpeg could not decode the input (exit %d): %s", done.returncode, _tail(report))
         return b"", report
-    return done.stdout, report
+    return target.read_bytes(), report
 
 
 def _check_decoded(data: bytes, pcm: bytes, report: str) -> None:
@@ -198,10 +207,14 @@ def frame_levels(segment: AudioSegment) -> np.ndarray:
     count = len(samples) // size
     if count == 0:
         return np.full(1, -np.inf)
-    frames = samples[: count * size].astype(np.float32).reshape(count, size)
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    frames = samples[: count * size].reshape(count, size)
+    power = np.empty(count, dtype=np.float64)
+    step = 6000  # frames per block (a minute): bounds the float copy of a long file
+    for start in range(0, count, step):
+        block = frames[start : start + step].astype(np.float32)
+        power[start : start + step] = np.einsum("ij,ij->i", block, block) / size
     with np.errstate(divide="ignore"):
-        return 20.0 * np.log10(rms / 32768.0)
+        return 10.0 * np.log10(power / (32768.0 * 32768.0))
 
 
 def is_silent(segment: AudioSegment) -> bool:
@@ -210,19 +223,24 @@ def is_silent(segment: AudioSegment) -> bool:
 
 
 def split_on_silence(segment: AudioSegment, max_seconds: float = 50.0) -> list[AudioSegment]:
-    """Cut the audio into consecutive pieces of at most `max_seconds`, at pauses where possible.
+    """Cut the audio into consecutive pieces of at most `max_seconds`, at pauses where possible."""
+    return [segment[start:end] for start, end in chunk_bounds(segment, max_seconds)]
+
+
+def chunk_bounds(segment: AudioSegment, max_seconds: float = 50.0) -> list[tuple[int, int]]:
+    """(start, end) in milliseconds of consecutive pieces of at most `max_seconds`.
 
     Each cut lands in the middle of the longest pause within the last half of the allowed
     span; with no pause there, at its quietest 10 ms frame if that is clearly quieter than
-    the rest, else exactly at the limit. Nothing is dropped: the pieces add up to the input.
+    the rest, else exactly at the limit. Nothing is dropped: the pieces cover the input.
+    Bounds rather than slices, so a caller can cut one piece at a time.
     """
     total_ms = len(segment)
     if total_ms <= max_seconds * 1000:
-        return [segment]
-    levels = frame_levels(segment)
-    cuts = _cut_frames(levels, max_frames=int(max_seconds / FRAME_SECONDS))
+        return [(0, total_ms)]
+    cuts = _cut_frames(frame_levels(segment), max_frames=int(max_seconds / FRAME_SECONDS))
     bounds = [0, *(round(c * FRAME_SECONDS * 1000) for c in cuts), total_ms]
-    return [segment[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
+    return list(zip(bounds, bounds[1:], strict=False))
 
 
 def _cut_frames(levels: np.ndarray, max_frames: int) -> list[int]:

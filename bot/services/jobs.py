@@ -165,7 +165,9 @@ class JobRunner:
         *args: Any,
         on_done: OnDone | None = None,
     ) -> Job:
-        """Queue `fn(*args)` for a worker and return its job at once (status "queued").
+        """Queue `fn(*args)` for a worker and return its job at once.
+
+        The job is "running" already when a worker and its key are free, else "queued".
 
         `on_done(job)` is awaited once the job is done or failed; its exceptions are logged.
         """
@@ -213,6 +215,7 @@ class JobRunner:
         self._cancel_idle_timer()
         queued, self._queue = self._queue, []
         for entry in queued:
+            entry.args = ()
             entry.job.status = "failed"
             entry.job.error = SHUTTING_DOWN
             entry.job.finished_at = _now()
@@ -309,6 +312,7 @@ class JobRunner:
                 log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
         finally:
             job.finished_at = _now()
+            entry.args = ()  # a finished job's history must not pin its (possibly big) input
             self._busy_keys.discard(job.key)
             if not self._closed:
                 self._pump()
@@ -323,6 +327,7 @@ class JobRunner:
         except Exception:
             log.exception("on_done callback of job %s failed", entry.job.id)
         finally:
+            entry.on_done = None
             entry.ended.set()
 
     # -- the pool ----------------------------------------------------------------------------

@@ -333,13 +333,13 @@ class SpeechService:
         """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
         self.check_size(len(data))
         segment = await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
-        pieces = await asyncio.to_thread(audio.split_on_silence, segment, self.chunk_seconds)
+        bounds = await asyncio.to_thread(audio.chunk_bounds, segment, self.chunk_seconds)
         texts: list[str] = []
         answered: list[str] = []
         first_choice = True
-        for piece in pieces:
+        for start, end in bounds:
             prefer = answered[-1] if answered else None
-            result = await self._transcribe_piece(piece, language, prefer)
+            result = await self._transcribe_piece(segment[start:end], language, prefer)
             if result is None:
                 continue
             if result.engine not in answered:
@@ -354,7 +354,7 @@ class SpeechService:
             engine=", ".join(answered),
             first_choice=first_choice,
             duration_seconds=segment.duration_seconds,
-            chunks=len(pieces),
+            chunks=len(bounds),
         )
 
     async def _transcribe_piece(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
 import time
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -40,6 +42,17 @@ def die() -> None:
 
 def worker_pid() -> int:
     return os.getpid()
+
+
+class Payload:
+    """A job input that can be weakly referenced, to see who keeps it alive."""
+
+    def __init__(self, size: int) -> None:
+        self.data = list(range(size))
+
+
+def payload_size(payload: Payload) -> int:
+    return len(payload.data)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -189,6 +202,18 @@ async def test_get_list_and_unknown_ids(runner: JobRunner) -> None:
     assert runner.get("zzzzzz") is None
     with pytest.raises(NotFoundError, match="Job zzzzzz not found."):
         await runner.wait("zzzzzz")
+
+
+async def test_finished_jobs_do_not_keep_their_input_alive(runner: JobRunner) -> None:
+    payload = Payload(1000)
+    alive = weakref.ref(payload)
+    job = runner.submit("x", "k", payload_size, payload)
+    del payload
+    await runner.wait(job.id)
+    assert job.result == 1000
+    gc.collect()
+    assert alive() is None
+    assert runner.get(job.id) is job  # the job itself stays in the history
 
 
 async def test_history_is_bounded() -> None:

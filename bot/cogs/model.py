@@ -1,0 +1,383 @@
+"""The chat model: datasets, `!train` in the background, `!test`, versions and chat replies."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord.ext import commands
+
+from bot.app import VoiceChatBot
+from bot.cogs._checks import is_admin
+from bot.cogs._messages import Kind, kind_of
+from bot.cogs.errors import reply_error
+from bot.config import Settings
+from bot.errors import InvalidInputError, NotFoundError
+from bot.services.datasets import DatasetStore, check_size, name_from_filename, parse_inline
+from bot.services.jobs import Job
+from bot.services.models import (
+    Evaluation,
+    ModelService,
+    NoModelError,
+    TestItem,
+    parse_test_data,
+    parse_test_file,
+)
+from bot.services.storage import Storage
+from bot.services.text import split_message
+
+log = logging.getLogger(__name__)
+
+NOT_SURE = (
+    "I'm not sure what you mean. You can teach me: reply to this message with "
+    "`!correct` and the answer you expected."
+)
+INLINE_DATASET = "custom"
+SHOWN_PREDICTIONS = 20
+
+
+async def active_dataset(storage: Storage, settings: Settings, guild_id: int | None) -> str:
+    """The dataset whose model answers chat in this server (DMs use the default)."""
+    if guild_id is None:
+        return settings.default_dataset
+    return await storage.get_guild_setting(guild_id, "dataset", settings.default_dataset)
+
+
+def describe_job(job: Job) -> str:
+    dataset = job.key.split(":", 1)[-1]
+    text = f"Job `{job.id}` ({job.kind} `{dataset}`): **{job.status}**"
+    if job.waited and job.waited >= 0.1:
+        text += f", waited {job.waited:.1f} s"
+    if job.duration is not None:
+        verb = "ran" if job.finished else "running for"
+        text += f", {verb} {job.duration:.1f} s"
+    if job.status == "done" and hasattr(job.result, "summary"):
+        text += f"\n{job.result.summary()}"
+    if job.status == "failed":
+        text += f"\nReason: {job.error}. The previous model stays in use."
+    return text
+
+
+def train_cooldown(ctx: commands.Context[VoiceChatBot]) -> commands.Cooldown | None:
+    seconds = ctx.bot.settings.train_cooldown_seconds
+    return commands.Cooldown(1, seconds) if seconds > 0 else None
+
+
+def _split_train_args(args: str) -> tuple[str | None, str]:
+    """`!train [NAME]` then optional inline lines: (name or None, inline text)."""
+    first, _, rest = args.strip().partition("\n")
+    if "|" in first:
+        return None, args.strip()
+    return (first.strip() or None), rest.strip()
+
+
+def format_evaluation(items: list[TestItem], evaluation: Evaluation) -> str:
+    lines = []
+    for item, prediction in list(zip(items, evaluation.predictions, strict=True))[
+        :SHOWN_PREDICTIONS
+    ]:
+        sure = "" if prediction.sure else ", not sure"
+        line = f"`{item.text[:60]}` → **{prediction.label}** ({prediction.confidence:.0%}{sure})"
+        if item.label is not None:
+            line += " ✓" if item.label == prediction.label else f" ✗ expected {item.label}"
+        lines.append(line)
+    if len(items) > SHOWN_PREDICTIONS:
+        lines.append(f"… and {len(items) - SHOWN_PREDICTIONS} more.")
+    if evaluation.accuracy is not None:
+        lines.append(
+            f"**Accuracy: {evaluation.accuracy:.1%}** on {evaluation.labeled} labelled items"
+        )
+    if evaluation.report:
+        lines.append(f"```\n{evaluation.report}\n```")
+    return "\n".join(lines)
+
+
+class Model(commands.Cog):
+    def __init__(
+        self, bot: VoiceChatBot, models: ModelService, datasets: DatasetStore, storage: Storage
+    ) -> None:
+        self.bot = bot
+        self.model_service = models
+        self.dataset_store = datasets
+        self.storage = storage
+        self._first_training: dict[str, Job] = {}
+
+    async def dataset_for(self, guild: discord.Guild | None) -> str:
+        return await active_dataset(self.storage, self.bot.settings, guild and guild.id)
+
+    # ----- chat --------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if kind_of(message, self.bot.settings.command_prefix) is not Kind.CHAT:
+            return
+        if await self.chat_enabled(message):
+            await self.answer(message, self._without_mention(message.content))
+
+    @commands.Cog.listener()
+    async def on_transcript(self, message: discord.Message, text: str) -> None:
+        if await self.chat_enabled(message):
+            await self.answer(message, text)
+
+    async def chat_enabled(self, message: discord.Message) -> bool:
+        if message.guild is None or self.bot.user in message.mentions:
+            return True
+        return bool(await self.storage.get_channel_setting(message.channel.id, "chat", False))
+
+    def _without_mention(self, content: str) -> str:
+        if self.bot.user is None:
+            return content
+        for mention in (f"<@{self.bot.user.id}>", f"<@!{self.bot.user.id}>"):
+            content = content.replace(mention, "")
+        return content.strip()
+
+    async def answer(self, message: discord.Message, text: str) -> None:
+        """Reply to `text` (a message or a transcript) with the model; log it for !correct."""
+        if not text.strip():
+            return
+        try:
+            dataset = await self.dataset_for(message.guild)
+            try:
+                prediction = await self.model_service.predict(dataset, text)
+            except NoModelError:
+                if await self._train_first(dataset, message, text):
+                    return
+                raise
+            reply = prediction.reply if prediction.sure else NOT_SURE
+            sent = await message.reply(reply, mention_author=False)
+            await self.storage.log_reply(
+                sent.id,
+                message.channel.id,
+                message.guild and message.guild.id,
+                message.author.id,
+                message.id,
+                text,
+                reply,
+                "chat",
+            )
+            self.bot.dispatch("bot_reply", message, reply)
+        except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
+            await reply_error(message, exc)
+
+    async def _train_first(self, dataset: str, message: discord.Message, text: str) -> bool:
+        """No model yet: train the dataset once, then answer. False if there is no data."""
+        if not await self.dataset_store.exists_async(dataset):
+            return False
+        job = self._first_training.get(dataset)
+        if job is None or job.finished:
+
+            async def answer_when_trained(done: Job) -> None:
+                self._first_training.pop(dataset, None)
+                if done.status == "done":
+                    await self.answer(message, text)
+                else:
+                    await message.reply(describe_job(done), mention_author=False)
+
+            job = await self.model_service.start_training(dataset, on_done=answer_when_trained)
+            self._first_training[dataset] = job
+            await message.reply(
+                f"One moment: I'm learning dataset `{dataset}` for the first time "
+                f"(job `{job.id}`). I'll answer as soon as it's done.",
+                mention_author=False,
+            )
+        else:
+            await message.reply(
+                f"I'm still learning dataset `{dataset}` (job `{job.id}`); "
+                "ask me again in a moment.",
+                mention_author=False,
+            )
+        return True
+
+    @commands.command(
+        brief="Turn chat replies on or off in this channel (admins).",
+        help="With chat on, I answer every plain message in this channel. I always answer in "
+        "DMs and when mentioned.",
+        extras={"example": "chat on"},
+    )
+    @commands.guild_only()
+    @is_admin()
+    async def chat(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
+        value = state.lower()
+        if value not in ("on", "off"):
+            raise InvalidInputError(f"Say `on` or `off`, not `{state}`.")
+        await self.storage.set_channel_setting(ctx.channel.id, "chat", value == "on")
+        text = (
+            "Chat is on here: I answer plain messages in this channel."
+            if value == "on"
+            else "Chat is off here: I answer only when mentioned."
+        )
+        await ctx.reply(text, mention_author=False)
+
+    # ----- datasets ----------------------------------------------------------------------
+
+    @commands.command(brief="List the datasets.", extras={"example": "datasets"})
+    async def datasets(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        active = await self.dataset_for(ctx.guild)
+        infos = await self.dataset_store.list_async()
+        if not infos:
+            await ctx.reply(
+                "There are no datasets yet. Add one with `!train`.", mention_author=False
+            )
+            return
+        lines = ["**Datasets**"]
+        for info in infos:
+            mark = " ← active here" if info.name == active else ""
+            extra = f", {info.corrections} corrections" if info.corrections else ""
+            lines.append(f"`{info.name}`: {info.rows} rows, {info.labels} labels{extra}{mark}")
+        for chunk in split_message("\n".join(lines)):
+            await ctx.send(chunk)
+
+    @commands.command(
+        brief="Choose the dataset whose model answers chat here (admins).",
+        extras={"example": "select_dataset smalltalk"},
+    )
+    @commands.guild_only()
+    @is_admin()
+    async def select_dataset(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+        assert ctx.guild is not None
+        if not await self.dataset_store.exists_async(name):
+            raise NotFoundError(f"Dataset `{name}` not found. `!datasets` lists them.")
+        info = await self.dataset_store.info_async(name)
+        await self.storage.set_guild_setting(ctx.guild.id, "dataset", info.name)
+        text = f"Dataset `{info.name}` selected ({info.rows} rows, {info.labels} labels)."
+        if await self.model_service.active_version(info.name) is None:
+            text += f" It has no model yet: train it with `!train {info.name}`."
+        await ctx.reply(text, mention_author=False)
+
+    # ----- training ----------------------------------------------------------------------
+
+    @commands.command(
+        brief="Train the model on a dataset (admins). Replies with a job ID.",
+        help="`!train` retrains the active dataset. `!train NAME` trains dataset NAME. Attach a "
+        "CSV (text,label[,reply]) or JSON file to save it as a dataset first (named after the "
+        "file unless NAME is given), or write examples on the lines after the command as "
+        "`text | label` or `text | label | reply` (saved as NAME, default `custom`).",
+        extras={"example": "train smalltalk"},
+    )
+    @is_admin()
+    @commands.dynamic_cooldown(train_cooldown, commands.BucketType.user)
+    async def train(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+        name, inline = _split_train_args(args)
+        saved = ""
+        if ctx.message.attachments:
+            attachment = ctx.message.attachments[0]
+            check_size(attachment.size, self.dataset_store.max_bytes)
+            data = await attachment.read()
+            dataset = name or name_from_filename(attachment.filename)
+            info = await self.dataset_store.save_async(dataset, data, attachment.filename)
+            saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
+        elif inline:
+            rows = parse_inline(inline, max_rows=self.bot.settings.train_max_rows)
+            info = await self.dataset_store.save_async(name or INLINE_DATASET, rows)
+            saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
+        else:
+            info = await self.dataset_store.info_async(name or await self.dataset_for(ctx.guild))
+        job = await self.model_service.start_training(
+            info.name, on_done=self._announcer(ctx.message)
+        )
+        queued = (
+            " It is queued behind another training of this dataset."
+            if job.status == "queued"
+            else ""
+        )
+        await ctx.reply(
+            f"{saved}Model training started. Job ID: {job.id}{queued}", mention_author=False
+        )
+
+    def _announcer(self, message: discord.Message) -> Callable[[Job], Awaitable[None]]:
+        async def announce(job: Job) -> None:
+            await message.channel.send(describe_job(job))
+
+        return announce
+
+    @commands.command(brief="Show a job's status.", extras={"example": "job a1b2c3"})
+    async def job(self, ctx: commands.Context[VoiceChatBot], job_id: str) -> None:
+        found = self.model_service.jobs.get(job_id)
+        if found is None:
+            raise NotFoundError(f"Job `{job_id}` not found. `!jobs` lists the latest.")
+        await ctx.reply(describe_job(found), mention_author=False)
+
+    @commands.command(brief="List the latest jobs.", extras={"example": "jobs"})
+    async def jobs(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        latest = self.model_service.jobs.list(10)
+        if not latest:
+            await ctx.reply("No jobs yet.", mention_author=False)
+            return
+        lines = [describe_job(job).split("\n", 1)[0] for job in latest]
+        await ctx.reply("\n".join(lines), mention_author=False)
+
+    # ----- models ------------------------------------------------------------------------
+
+    @commands.command(brief="List a dataset's model versions.", extras={"example": "models"})
+    async def models(self, ctx: commands.Context[VoiceChatBot], dataset: str = "") -> None:
+        name = dataset or await self.dataset_for(ctx.guild)
+        versions = await self.model_service.list_versions(name)
+        if not versions:
+            await ctx.reply(
+                f"Dataset `{name}` has no trained model yet. Train it with `!train {name}`.",
+                mention_author=False,
+            )
+            return
+        lines = [f"**Models of `{name}`**"]
+        for v in versions:
+            metrics = (
+                f"accuracy {v.accuracy:.1%}, macro-F1 {v.macro_f1:.2f}"
+                if v.accuracy is not None and v.macro_f1 is not None
+                else "no cross-validation"
+            )
+            mark = " ← active" if v.active else ""
+            lines.append(
+                f"`{v.version}` {v.created_at:%Y-%m-%d %H:%M} UTC: {v.rows} rows, "
+                f"{v.labels} labels, {metrics}{mark}"
+            )
+        for chunk in split_message("\n".join(lines)):
+            await ctx.send(chunk)
+
+    @commands.command(
+        brief="Switch a dataset to another model version (admins).",
+        extras={"example": "use_model v1"},
+    )
+    @is_admin()
+    async def use_model(
+        self, ctx: commands.Context[VoiceChatBot], version: str, dataset: str = ""
+    ) -> None:
+        name = dataset or await self.dataset_for(ctx.guild)
+        chosen = await self.model_service.use_version(name, version)
+        await ctx.reply(
+            f"Dataset `{name}` now uses model `{chosen.version}`.", mention_author=False
+        )
+
+    # ----- testing -----------------------------------------------------------------------
+
+    @commands.command(
+        brief="Show what the model answers, and how sure it is.",
+        help='DATA is JSON: a string, a list of strings, or a list of objects with "text" and '
+        'optional "label" (then accuracy, a per-label report and a confusion matrix follow). '
+        "Or attach a CSV (text[,label]) or JSON file.",
+        extras={"example": 'test [{"text": "hi there", "label": "greeting"}]'},
+    )
+    async def test(self, ctx: commands.Context[VoiceChatBot], *, data: str = "") -> None:
+        if ctx.message.attachments:
+            attachment = ctx.message.attachments[0]
+            check_size(attachment.size, self.dataset_store.max_bytes)
+            items = parse_test_file(await attachment.read(), attachment.filename)
+        else:
+            items = parse_test_data(data)
+        dataset = await self.dataset_for(ctx.guild)
+        try:
+            evaluation = await self.model_service.evaluate(dataset, items)
+        except NoModelError as exc:
+            raise NoModelError(f"{exc.message} Then try `!test` again.") from None
+        chunks = split_message(format_evaluation(items, evaluation))
+        for chunk in chunks[:-1]:
+            await ctx.send(chunk)
+        png = evaluation.confusion_png
+        files = [discord.File(io.BytesIO(png), filename="confusion_matrix.png")] if png else []
+        await ctx.reply(chunks[-1], files=files, mention_author=False)
+
+
+async def setup(bot: VoiceChatBot) -> None:
+    services = bot.services
+    await bot.add_cog(Model(bot, services.models, services.datasets, services.storage))
