@@ -84,7 +84,7 @@ class Voice(commands.Cog):
             loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(error))
 
         source = discord.FFmpegOpusAudio(
-            str(path), executable=ffmpeg_exe(), before_options="-loglevel error"
+            str(path), executable=ffmpeg_exe(), options="-loglevel error"
         )
         client.play(source, after=after)
         try:

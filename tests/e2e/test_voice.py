@@ -102,3 +102,30 @@ async def test_voice_settings_admin_only(e2e: E2E) -> None:
     assert await e2e.ask_text("!voice autospeak off") == "Spoken replies are now off."
     assert "Spoken replies: off" in await e2e.ask_text("!voice")
     assert await e2e.ask_text("!voice autospeak maybe") == "Say `on` or `off`, not `maybe`."
+
+
+async def test_chat_reply_to_a_user_in_voice_is_spoken(e2e: E2E, hear) -> None:
+    await e2e.ask("!chat on")
+    await e2e.sandbox.join_voice("owner")
+    sent = await e2e.sandbox.send("hello")
+    reply = await e2e.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: m["content"].startswith("Hello!"), timeout=60
+    )
+    heard = ""
+    for index in range(3):  # one utterance per sentence when the pause between them is long
+        said = await e2e.sandbox.voice.wait_for_utterance(GUILD, index=index, timeout=30)
+        heard += " " + await hear(said.mono16k_wav())
+        if "nice to see you" in heard:
+            break
+    assert "hello" in heard and "nice to see you" in heard, (reply["content"], heard)
+    assert e2e.sandbox.bot_voice_channel() == e2e.sandbox.VOICE_CHANNEL_ID
+
+
+async def test_member_not_in_voice_gets_text_only(e2e: E2E) -> None:
+    await e2e.ask("!chat on")
+    sent = await e2e.sandbox.send("hello")
+    await e2e.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: m["content"].startswith("Hello!"), timeout=60
+    )
+    assert e2e.sandbox.bot_voice_channel() is None
+    assert e2e.sandbox.voice.utterances(GUILD) == []
