@@ -446,3 +446,15 @@ async def test_voices_per_engine(piper: PiperEngine, tmp_path: Path) -> None:
 def test_unknown_engine_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         SynthesisService(["festival"], tmp_dir=tmp_path)
+
+
+def test_first_clause_of_a_long_first_sentence_is_spoken_on_its_own() -> None:
+    from bot.services.synthesis import split_sentences
+
+    assert split_sentences("Hello there, nice to meet you. Bye.") == [
+        "Hello there,",
+        "nice to meet you.",
+        "Bye.",
+    ]
+    assert split_sentences("Hi, you.") == ["Hi, you."]  # short: left whole
+    assert split_sentences("Well, I think that is fine.") == ["Well, I think that is fine."]
