@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("hi", "stt", "tts", "voice", "model")
+BENCHMARKS = ("hi", "voice", "tts", "stt", "model", "memory")
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 
