@@ -52,6 +52,11 @@ def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.Sta
     return state.channel if state is not None else None
 
 
+def say_cooldown(ctx: commands.Context[VoiceChatBot]) -> commands.Cooldown | None:
+    seconds = ctx.bot.settings.say_cooldown_seconds
+    return commands.Cooldown(1, seconds) if seconds > 0 else None
+
+
 class Voice(commands.Cog):
     def __init__(self, bot: VoiceChatBot, synthesis: SynthesisService, storage: Storage) -> None:
         self.bot = bot
@@ -225,6 +230,7 @@ class Voice(commands.Cog):
 
     @commands.command(brief="Speak a text in your voice channel.", extras={"example": "say hello"})
     @commands.guild_only()
+    @commands.dynamic_cooldown(say_cooldown, commands.BucketType.user)
     async def say(self, ctx: commands.Context[VoiceChatBot], *, text: str) -> None:
         assert ctx.guild is not None
         channel = _voice_channel(ctx.author)
