@@ -17,7 +17,7 @@ from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 
 HELP = """Sandbox console: you are chatting in #general of a local stand-in for Discord.
-  a plain line            send it as a message (try !hi or !help)
+  a plain line            send it as a message (try !hi, !help, or !chat on to chat)
   /upload PATH [text]     send a message with a file attached (audio is transcribed)
   /voice PATH [text]      send PATH as a Discord voice message
   /reply ID text          reply to message ID (e.g. !correct, !transcribe)
