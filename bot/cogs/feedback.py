@@ -17,6 +17,8 @@ from bot.services.storage import Storage
 
 MAX_FEEDBACK_CHARS = 1000
 THANKS = "Thank you for your feedback. We will use it to improve the model."
+# What `Storage.forget_user` counts (table names), in the user's words.
+FORGOTTEN = {"feedback": "feedback", "corrections": "corrections", "reply_log": "logged messages"}
 ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d{1,3}))?|(export)", re.IGNORECASE)
 
 
@@ -154,7 +156,7 @@ class Feedback(commands.Cog):
     async def forgetme(self, ctx: commands.Context[VoiceChatBot]) -> None:
         counts = await self.storage.forget_user(ctx.author.id)
         total = sum(counts.values())
-        detail = ", ".join(f"{n} {name}" for name, n in counts.items())
+        detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
         await ctx.reply(
             f"Done: I deleted {total} row(s) about you ({detail}).", mention_author=False
         )

@@ -14,7 +14,7 @@ from bot.cogs._checks import is_admin
 from bot.cogs._messages import Kind, kind_of
 from bot.cogs.errors import reply_error
 from bot.config import Settings
-from bot.errors import InvalidInputError, NotFoundError
+from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.datasets import DatasetStore, check_size, name_from_filename, parse_inline
 from bot.services.jobs import Job
 from bot.services.models import (
@@ -259,6 +259,26 @@ class Model(commands.Cog):
     @is_admin()
     @commands.dynamic_cooldown(train_cooldown, commands.BucketType.user)
     async def train(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+        try:
+            saved, job = await self._save_and_start(ctx, args)
+        except UserFacingError:
+            # Nothing started: a user who fixes a rejected file must not wait for the cooldown.
+            if ctx.command is not None:
+                ctx.command.reset_cooldown(ctx)
+            raise
+        queued = (
+            " It is queued behind another training of this dataset."
+            if job.status == "queued"
+            else ""
+        )
+        await ctx.reply(
+            f"{saved}Model training started. Job ID: {job.id}{queued}", mention_author=False
+        )
+
+    async def _save_and_start(
+        self, ctx: commands.Context[VoiceChatBot], args: str
+    ) -> tuple[str, Job]:
+        """Save the attached or inline dataset, if any, and queue its training."""
         name, inline = _split_train_args(args)
         saved = ""
         if ctx.message.attachments:
@@ -277,14 +297,7 @@ class Model(commands.Cog):
         job = await self.model_service.start_training(
             info.name, on_done=self._announcer(ctx.message)
         )
-        queued = (
-            " It is queued behind another training of this dataset."
-            if job.status == "queued"
-            else ""
-        )
-        await ctx.reply(
-            f"{saved}Model training started. Job ID: {job.id}{queued}", mention_author=False
-        )
+        return saved, job
 
     def _announcer(self, message: discord.Message) -> Callable[[Job], Awaitable[None]]:
         async def announce(job: Job) -> None:
