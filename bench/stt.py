@@ -6,13 +6,12 @@
     through the service, beside the same recognition run inline in the coroutine.
 (c) Peak memory (RSS) of a fresh process transcribing a 10-minute file.
 
-All audio is made at run time from the committed fixture phrase, repeated with pauses.
+All audio is made at run time from the committed fixture sentences (tests/fixtures/speech.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -28,52 +27,17 @@ from pathlib import Path
 
 from bot.services import audio
 from bot.services.speech import SpeechEngine, SpeechService, SphinxEngine, WhisperEngine
+from tests.fixtures import speech as samples
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-PHRASE_FILE = ROOT / "tests" / "fixtures" / "hello.wav"
-PHRASE = "hello world this is a test"
-PAUSE_SECONDS = 1.5
 LANGUAGE = "en-US"
 
 RTF_TARGET = 0.15
 OVERHEAD_TARGET = 0.10
 LAG_TARGET_MS = 50.0
 RSS_TARGET_MB = 400.0
-
-
-# --- audio -----------------------------------------------------------------------------------
-
-
-def speech(repeats: int) -> audio.AudioSegment:
-    """The fixture phrase `repeats` times, each followed by a pause."""
-    phrase = _phrase()
-    pause = audio.AudioSegment.silent(int(PAUSE_SECONDS * 1000), frame_rate=audio.SAMPLE_RATE)
-    return (phrase + pause) * repeats
-
-
-@functools.cache
-def _phrase() -> audio.AudioSegment:
-    return audio.decode(PHRASE_FILE.read_bytes(), PHRASE_FILE.name)
-
-
-def speech_for(seconds: float) -> tuple[audio.AudioSegment, int]:
-    """About `seconds` of speech, cut at a whole phrase; (audio, phrases spoken)."""
-    unit = len(speech(1)) / 1000
-    repeats = max(1, round(seconds / unit))
-    return speech(repeats), repeats
-
-
-def as_voice_message(segment: audio.AudioSegment) -> bytes:
-    """Encode like a Discord voice message: Opus in Ogg, 48 kHz mono."""
-    with tempfile.TemporaryDirectory() as folder:
-        source, target = Path(folder) / "in.wav", Path(folder) / "out.ogg"
-        source.write_bytes(audio.to_wav(segment))
-        command = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(source)]
-        options = ["-ar", "48000", "-c:a", "libopus", "-b:a", "32k", "-compression_level", "5"]
-        subprocess.run([*command, *options, str(target)], check=True)
-        return target.read_bytes()
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -191,8 +155,8 @@ def row(figure: str, target: str, measured: str, ok: bool | None) -> str:
 
 
 async def bench_rtf(whisper: WhisperEngine) -> list[str]:
-    segment, repeats = speech_for(120)
-    data = as_voice_message(segment)
+    segment, said = samples.sentences_for(120)
+    data = samples.voice_message(segment)
     timed = TimedEngine(whisper)
     service = SpeechService([timed])
     start = time.perf_counter()
@@ -204,7 +168,7 @@ async def bench_rtf(whisper: WhisperEngine) -> list[str]:
     seconds = transcript.duration_seconds
     rtf = total / seconds
     overhead = (total - timed.seconds) / timed.seconds
-    wer = word_error_rate(" ".join([PHRASE] * repeats), transcript.text)
+    wer = word_error_rate(said, transcript.text)
     log.info(
         "(a) %.1f s audio in %d chunks: total %.2f s (download %.3f s, recognition %.2f s), "
         "RTF %.3f, overhead %.1f%%, WER %.1f%%",
@@ -232,8 +196,8 @@ async def bench_rtf(whisper: WhisperEngine) -> list[str]:
 
 
 async def bench_lag(whisper: WhisperEngine) -> list[str]:
-    segment, _ = speech_for(30)
-    data = as_voice_message(segment)
+    segment, _ = samples.sentences_for(30)
+    data = samples.voice_message(segment)
     rows = []
 
     service = SpeechService([whisper])
@@ -304,10 +268,10 @@ async def bench_lag(whisper: WhisperEngine) -> list[str]:
 
 
 def bench_rss() -> list[str]:
-    segment, _ = speech_for(600)
+    segment, _ = samples.sentences_for(600)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "ten-minutes.ogg"
-        path.write_bytes(as_voice_message(segment))
+        path.write_bytes(samples.voice_message(segment))
         command = [sys.executable, "-m", "bench.stt", "--rss-child", str(path)]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -364,8 +328,8 @@ async def _run() -> str:
             "## Speech to text (issue 3)",
             "",
             f"whisper tiny.en int8 on {os.cpu_count()} CPU cores; cold model load {load_s:.1f} s, "
-            "not counted below. Audio: the fixture phrase repeated with 1.5 s pauses, encoded "
-            "as Opus in Ogg (a voice message). Baselines measured in the same run.",
+            "not counted below. Audio: ten different fixture sentences in a cycle, 1 s pauses, "
+            "Opus in Ogg (a voice message). Baselines measured in the same run.",
             "",
             "| figure | target | measured | result |",
             "|---|---|---|---|",

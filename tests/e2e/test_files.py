@@ -13,7 +13,10 @@ from bot.services.files import IS_FOLDER, PATH_REFUSED
 from tests.e2e.conftest import E2E
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree
 
-CSV = "text,label,reply\nhello,greeting,Hi!\nhey,greeting,Hi!\nbye,goodbye,Bye!\nsee you,goodbye,Bye!\n"
+CSV = (
+    "text,label,reply\nhello,greeting,Hi!\nhey,greeting,Hi!\n"
+    "bye,goodbye,Bye!\nsee you,goodbye,Bye!\n"
+)
 
 
 @pytest.fixture
@@ -70,7 +73,9 @@ async def test_archive_zips_a_dataset_and_a_folder(e2e: E2E, data_dir: Path) -> 
     assert any(n.endswith("deep/a.txt") for n in names)
 
 
-async def test_archive_too_large_to_attach_stays_in_the_data_folder(e2e: E2E, data_dir: Path) -> None:
+async def test_archive_too_large_to_attach_stays_in_the_data_folder(
+    e2e: E2E, data_dir: Path
+) -> None:
     import os
 
     (data_dir / "bulk").mkdir()

@@ -76,7 +76,9 @@ async def test_long_audio_is_chunked_and_sent_as_a_file_while_the_bot_stays_resp
 
 async def test_transcribe_command_as_a_reply_and_with_an_attachment(stt: E2E) -> None:
     await stt.ask_text("!autotranscribe off")
-    original = await stt.sandbox.send("an old recording", files=[("hello.mp3", fixture("hello.mp3"))])
+    original = await stt.sandbox.send(
+        "an old recording", files=[("hello.mp3", fixture("hello.mp3"))]
+    )
     reply = await stt.ask("!transcribe", reply_to=int(original["id"]))
     assert_heard(reply["content"])
     reply = await stt.ask("!transcribe", files=[("hello.ogg", fixture("hello.ogg"))])
@@ -93,9 +95,10 @@ async def test_autotranscribe_switch_is_admin_only_and_persistent(stt: E2E) -> N
     hi = await stt.ask("!hi")  # the audio above got no reply of its own
     assert int(hi["id"]) > int(sent["id"])
     assert [m for m in stt.sandbox.bot_messages() if int(m["id"]) > int(sent["id"])] == [hi]
-    assert await stt.bot.services.storage.get_guild_setting(
-        stt.sandbox.GUILD_ID, "autotranscribe"
-    ) is False
+    assert (
+        await stt.bot.services.storage.get_guild_setting(stt.sandbox.GUILD_ID, "autotranscribe")
+        is False
+    )
     assert (await stt.ask_text("!autotranscribe maybe")).startswith("Say `on` or `off`")
 
 
@@ -132,7 +135,9 @@ async def test_bad_audio_gets_one_clear_reply(stt: E2E, name: str, data: bytes, 
 
 
 async def test_too_large_and_too_long(make_settings) -> None:
-    settings = make_settings(MAX_AUDIO_MB="1", MAX_AUDIO_SECONDS="5", TRANSCRIBE_COOLDOWN_SECONDS="0")
+    settings = make_settings(
+        MAX_AUDIO_MB="1", MAX_AUDIO_SECONDS="5", TRANSCRIBE_COOLDOWN_SECONDS="0"
+    )
     async with sandboxed_bot(settings) as (sandbox, bot):
         env = E2E(sandbox, bot)
         big = await asyncio.to_thread(long_speech_wav, 40)
@@ -153,7 +158,9 @@ async def test_engines_down_and_fallback_naming_the_engine(make_settings) -> Non
         text = await E2E(sandbox, bot).ask_text(files=[("hello.mp3", fixture("hello.mp3"))])
         assert text == "Speech recognition is unavailable right now. Please try again later."
     settings = make_settings(
-        STT_ENGINES="google,whisper", GOOGLE_STT_ENDPOINT=dead, TRANSCRIBE_COOLDOWN_SECONDS="0",
+        STT_ENGINES="google,whisper",
+        GOOGLE_STT_ENDPOINT=dead,
+        TRANSCRIBE_COOLDOWN_SECONDS="0",
         DATA_DIR=str(Path(settings.data_dir).parent / "second"),
     )
     async with sandboxed_bot(settings) as (sandbox, bot):

@@ -2,7 +2,7 @@ from bot.services.text import human_duration, human_size, split_message
 
 
 def test_split_message_respects_the_limit_and_keeps_everything() -> None:
-    text = "\n\n".join("para %d " % i + "x" * 300 for i in range(20))
+    text = "\n\n".join(f"para {i} " + "x" * 300 for i in range(20))
     chunks = split_message(text, 2000)
     assert all(len(c) <= 2000 for c in chunks)
     assert "".join(chunks).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(
