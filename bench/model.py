@@ -148,7 +148,7 @@ async def measure() -> dict[str, object]:
         probe_texts = [r.text for r in random.Random(1).sample(rows, 1000)]
         big = await predict_latencies(data_dir, "bench", probe_texts)
 
-        sample = ROOT / "data" / "datasets" / "smalltalk.csv"
+        sample = ROOT / "bot" / "samples" / "smalltalk.csv"
         (data_dir / "datasets").mkdir()
         (data_dir / "datasets" / "smalltalk.csv").write_bytes(sample.read_bytes())
         small_rows = DatasetStore(data_dir, 1 << 20, 1000).load("smalltalk")

@@ -106,19 +106,29 @@ class Feedback(commands.Cog):
                 "That message isn't one of mine; I can only correct my own replies."
             )
         guild_id = ctx.guild.id if ctx.guild else None
-        await self.storage.add_correction(
-            target.id, ctx.author.id, guild_id, target.content, correction
-        )
         logged = await self.storage.get_reply(target.id)
         if logged is None or logged.kind != "chat" or not logged.user_text:
+            await self.storage.add_correction(
+                target.id, ctx.author.id, guild_id, target.content, correction
+            )
             await ctx.reply(
                 "Thanks, your correction is saved. That message wasn't a chat reply, so the "
                 "training data is unchanged.",
                 mention_author=False,
             )
             return
-        dataset = await active_dataset(self.storage, self.bot.settings, guild_id)
+        # Teach the dataset whose model made the reply, even if another one is active now.
+        dataset = logged.dataset or await active_dataset(self.storage, self.bot.settings, guild_id)
         await self.datasets.add_correction_async(dataset, logged.user_text, correction)
+        await self.storage.add_correction(
+            target.id,
+            ctx.author.id,
+            guild_id,
+            target.content,
+            correction,
+            dataset=dataset,
+            user_text=logged.user_text,
+        )
         await ctx.reply(
             f"Thanks, your correction is saved and added to the training data of dataset "
             f"`{dataset}`: “{_quote(logged.user_text)}” → “{_quote(correction)}”. "
@@ -154,7 +164,12 @@ class Feedback(commands.Cog):
         extras={"example": "forgetme"},
     )
     async def forgetme(self, ctx: commands.Context[VoiceChatBot]) -> None:
+        lessons = [c for c in await self.storage.user_corrections(ctx.author.id) if c.dataset]
         counts = await self.storage.forget_user(ctx.author.id)
+        for lesson in lessons:  # the corrections' rows in the datasets' training data go too
+            await self.datasets.remove_correction_async(
+                lesson.dataset, lesson.user_text or "", lesson.correction
+            )
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
         await ctx.reply(

@@ -156,6 +156,7 @@ class Model(commands.Cog):
                 text,
                 reply,
                 "chat",
+                dataset,
             )
             self.bot.dispatch("bot_reply", message, reply)
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees

@@ -557,6 +557,18 @@ class DatasetStore:
         log.info("added a correction to dataset %s (%s)", name, row.label)
         return row
 
+    def remove_correction(self, name: str, user_text: str, reply: str) -> int:
+        """Take back the corrections that taught `reply` for `user_text`; returns how many."""
+        if not self.exists(name):
+            return 0
+        key = normalize_text(user_text)
+        with self._write_lock:
+            existing = self.corrections(name)
+            kept = [r for r in existing if not (normalize_text(r.text) == key and r.reply == reply)]
+            if len(kept) != len(existing):
+                atomic_write(self.corrections_path(name), rows_to_csv(kept))
+        return len(existing) - len(kept)
+
     def _read_dataset(self, name: str, path: Path) -> list[Row]:
         try:
             return parse_dataset(path.read_bytes(), path.name, max_rows=self.max_rows)
@@ -584,6 +596,9 @@ class DatasetStore:
 
     async def add_correction_async(self, name: str, user_text: str, reply: str) -> Row:
         return await asyncio.to_thread(self.add_correction, name, user_text, reply)
+
+    async def remove_correction_async(self, name: str, user_text: str, reply: str) -> int:
+        return await asyncio.to_thread(self.remove_correction, name, user_text, reply)
 
 
 def file_stamp(path: Path) -> tuple[Any, ...]:

@@ -89,8 +89,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX corrections_by_user ON corrections (user_id)",
         "CREATE INDEX reply_log_by_user ON reply_log (user_id)",
     ),
+    # 3: which dataset's model made a chat reply, and what a correction taught that dataset,
+    # so !correct teaches the right dataset and !forgetme can take the lesson back.
+    (
+        "ALTER TABLE reply_log ADD COLUMN dataset TEXT",
+        "ALTER TABLE corrections ADD COLUMN dataset TEXT",
+        "ALTER TABLE corrections ADD COLUMN user_text TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_CORRECTION_COLUMNS = (
+    "id, bot_message_id, user_id, guild_id, original, correction, created_at, dataset, user_text"
+)
 
 # Table and id column per settings scope; never built from user input.
 _SETTINGS_TABLES = {
@@ -123,6 +133,7 @@ class ReplyLog:
     reply_text: str
     kind: str  # "chat", "transcript", "command", ...
     created_at: str
+    dataset: str | None = None  # the dataset whose model made a chat reply
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ class Correction:
     original: str
     correction: str
     created_at: str
+    dataset: str | None = None  # the dataset the correction was added to, if any
+    user_text: str | None = None  # the message the corrected reply answered
 
 
 def _now() -> str:
@@ -357,12 +370,13 @@ class Storage:
         user_text: str,
         reply_text: str,
         kind: str,
+        dataset: str | None = None,
     ) -> None:
         """Record a reply the bot sent; logging the same message id again replaces it."""
         await self._execute(
             "INSERT OR REPLACE INTO reply_log (bot_message_id, channel_id, guild_id, user_id, "
-            "user_message_id, user_text, reply_text, kind, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "user_message_id, user_text, reply_text, kind, created_at, dataset) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 bot_message_id,
                 channel_id,
@@ -373,13 +387,14 @@ class Storage:
                 reply_text,
                 kind,
                 _now(),
+                dataset,
             ),
         )
 
     async def get_reply(self, bot_message_id: int) -> ReplyLog | None:
         rows = await self._execute(
             "SELECT bot_message_id, channel_id, guild_id, user_id, user_message_id, user_text, "
-            "reply_text, kind, created_at FROM reply_log WHERE bot_message_id = ?",
+            "reply_text, kind, created_at, dataset FROM reply_log WHERE bot_message_id = ?",
             (bot_message_id,),
         )
         return ReplyLog(**dict(rows[0])) if rows else None
@@ -393,19 +408,30 @@ class Storage:
         guild_id: int | None,
         original: str,
         correction: str,
+        dataset: str | None = None,
+        user_text: str | None = None,
     ) -> int:
+        """Record a correction; `dataset` and `user_text` when it became training data."""
         return await self._insert(
             "INSERT INTO corrections (bot_message_id, user_id, guild_id, original, correction, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (bot_message_id, user_id, guild_id, original, correction, _now()),
+            "created_at, dataset, user_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (bot_message_id, user_id, guild_id, original, correction, _now(), dataset, user_text),
         )
 
     async def list_corrections(self, guild_id: int | None, limit: int = 10) -> list[Correction]:
         """The server's latest corrections, newest first."""
         rows = await self._execute(
-            "SELECT id, bot_message_id, user_id, guild_id, original, correction, created_at "
-            "FROM corrections WHERE guild_id IS ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE guild_id IS ? "
+            "ORDER BY id DESC LIMIT ?",
             (guild_id, max(limit, 0)),
+        )
+        return [Correction(**dict(row)) for row in rows]
+
+    async def user_corrections(self, user_id: int) -> list[Correction]:
+        """Every correction the user made, oldest first (for !forgetme)."""
+        rows = await self._execute(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE user_id = ? ORDER BY id",
+            (user_id,),
         )
         return [Correction(**dict(row)) for row in rows]
 

@@ -198,3 +198,18 @@ async def test_forgetme_deletes_the_users_rows_and_only_theirs(e2e: E2E) -> None
     )
     rows = exported_rows(e2e, await e2e.ask("!feedback export"))
     assert [row["text"] for row in rows] == ["from the owner"]
+    # the lesson the member's correction added to the training data is gone too
+    datasets = await e2e.ask_text("!datasets")
+    assert "`smalltalk`: 147 rows, 16 labels ← active here" in datasets, datasets
+
+
+async def test_a_correction_teaches_the_dataset_that_made_the_reply(e2e: E2E) -> None:
+    await e2e.ask_text("!chat on")
+    answer = await chat_reply(e2e, "hello")
+    await train(e2e, "!train other\nhi there | greet\nhello you | greet\nbye | leave\nciao | leave")
+    assert (await e2e.ask_text("!select_dataset other")).startswith("Dataset `other` selected")
+    confirmation = await e2e.ask_text("!correct Howdy!", reply_to=int(answer["id"]))
+    assert "training data of dataset `smalltalk`" in confirmation
+    datasets = await e2e.ask_text("!datasets")
+    assert "`smalltalk`: 147 rows, 16 labels, 1 corrections" in datasets
+    assert "`other`: 4 rows, 2 labels ←" in datasets

@@ -23,7 +23,7 @@ from bot.services.datasets import (
     validate_name,
 )
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "datasets" / "smalltalk.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "samples" / "smalltalk.csv"
 GOOD_CSV = (
     "text,label,reply\nhi,greeting,Hello!\nhello,greeting,Hello!\nbye,goodbye,\nsee ya,goodbye,\n"
 )
@@ -363,3 +363,14 @@ async def test_async_twins(store: DatasetStore) -> None:
     await store.add_correction_async("faq", "yo", "Yo!")
     assert (await store.info_async("faq")).corrections == 1
     assert (await store.load_async("faq"))[-1].reply == "Yo!"
+
+
+def test_remove_correction_takes_back_only_that_lesson(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path, 1_000_000, 1000)
+    store.save("greet", parse("text,label\nhi,a\nhey,a\nbye,b\nciao,b\n"))
+    store.add_correction("greet", "hi", "Howdy!")
+    store.add_correction("greet", "bye", "See you!")
+    assert store.remove_correction("greet", "Hi", "Howdy!") == 1
+    assert [(r.text, r.reply) for r in store.corrections("greet")] == [("bye", "See you!")]
+    assert store.remove_correction("greet", "hi", "Howdy!") == 0
+    assert store.remove_correction("missing", "hi", "Howdy!") == 0

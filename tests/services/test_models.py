@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services.datasets import DatasetStore, Row
+from bot.services.datasets import DatasetStore, Row, parse_dataset
 from bot.services.jobs import JobRunner
 from bot.services.models import (
     CV_MAX_ROWS,
@@ -35,7 +35,7 @@ from bot.services.models import (
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "datasets" / "smalltalk.csv"
+SAMPLE = ROOT / "bot" / "samples" / "smalltalk.csv"
 MIN_CONFIDENCE = 0.35
 
 
@@ -213,7 +213,7 @@ def fitted_pipeline(rows: list[Row]):
 
 @pytest.mark.parametrize("labels", [16, 2])
 def test_the_compiled_model_scores_like_scikit_learn(labels: int) -> None:
-    rows = DatasetStore(SAMPLE.parents[1], 1 << 20, 1000).load("smalltalk")
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
     kept = sorted({r.label for r in rows})[:labels]
     rows = [r for r in rows if r.label in kept]
     pipeline = fitted_pipeline(rows)

@@ -420,3 +420,13 @@ async def test_a_failing_migration_is_rolled_back(
     monkeypatch.undo()
     async with Storage(db) as storage:
         assert [f.text for f in await storage.list_feedback(2)] == ["before"]
+
+
+async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) -> None:
+    await storage.log_reply(10, 1, 2, 3, 4, "hello", "Hi!", "chat", dataset="smalltalk")
+    assert (await storage.get_reply(10)).dataset == "smalltalk"
+    await storage.add_correction(10, 5, 2, "Hi!", "Howdy!", dataset="smalltalk", user_text="hello")
+    await storage.add_correction(11, 6, 2, "x", "y")
+    [mine] = await storage.user_corrections(5)
+    assert (mine.dataset, mine.user_text, mine.correction) == ("smalltalk", "hello", "Howdy!")
+    assert (await storage.user_corrections(6))[0].dataset is None
