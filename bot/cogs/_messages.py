@@ -11,6 +11,7 @@ import enum
 import discord
 from discord.ext import commands
 
+from bot.errors import InvalidInputError
 from bot.services.audio import is_audio_attachment
 
 
@@ -38,6 +39,16 @@ def kind_of(message: discord.Message, prefix: str) -> Kind:
     if message.content.strip():
         return Kind.CHAT
     return Kind.IGNORE
+
+
+def parse_on_off(value: str) -> bool:
+    """`on`/`off` (and yes/no, true/false) from a command argument."""
+    lowered = value.lower()
+    if lowered in ("on", "yes", "true", "enable"):
+        return True
+    if lowered in ("off", "no", "false", "disable"):
+        return False
+    raise InvalidInputError(f"Say `on` or `off`, not `{value}`.")
 
 
 class UserCooldown:

@@ -11,10 +11,10 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin
-from bot.cogs._messages import Kind, kind_of
+from bot.cogs._messages import Kind, kind_of, parse_on_off
 from bot.cogs.errors import reply_error
 from bot.config import Settings
-from bot.errors import InvalidInputError, NotFoundError, UserFacingError
+from bot.errors import NotFoundError, UserFacingError
 from bot.services.datasets import DatasetStore, check_size, name_from_filename, parse_inline
 from bot.services.jobs import Job
 from bot.services.models import (
@@ -200,13 +200,11 @@ class Model(commands.Cog):
     @commands.guild_only()
     @is_admin()
     async def chat(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
-        value = state.lower()
-        if value not in ("on", "off"):
-            raise InvalidInputError(f"Say `on` or `off`, not `{state}`.")
-        await self.storage.set_channel_setting(ctx.channel.id, "chat", value == "on")
+        enabled = parse_on_off(state)
+        await self.storage.set_channel_setting(ctx.channel.id, "chat", enabled)
         text = (
             "Chat is on here: I answer plain messages in this channel."
-            if value == "on"
+            if enabled
             else "Chat is off here: I answer only when mentioned."
         )
         await ctx.reply(text, mention_author=False)

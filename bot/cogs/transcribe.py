@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
-from bot.cogs._messages import Kind, UserCooldown, audio_attachments, kind_of
+from bot.cogs._messages import Kind, UserCooldown, audio_attachments, kind_of, parse_on_off
 from bot.cogs.errors import reply_error
 from bot.config import parse_language
 from bot.errors import InvalidInputError
@@ -27,15 +27,6 @@ log = logging.getLogger(__name__)
 INLINE_LIMIT = 1900
 PREVIEW_CHARS = 300
 MAX_FILES_PER_MESSAGE = 3
-
-
-def _switch(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "yes", "true", "enable", "1"):
-        return True
-    if lowered in ("off", "no", "false", "disable", "0"):
-        return False
-    raise commands.BadArgument(f"Say `on` or `off`, not `{value}`.")
 
 
 class Transcribe(commands.Cog):
@@ -134,7 +125,7 @@ class Transcribe(commands.Cog):
     @commands.guild_only()
     @is_admin()
     async def autotranscribe(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
-        enabled = _switch(state)
+        enabled = parse_on_off(state)
         assert ctx.guild is not None
         await self.storage.set_guild_setting(ctx.guild.id, "autotranscribe", enabled)
         what = (

@@ -18,6 +18,7 @@ from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin
+from bot.cogs._messages import parse_on_off
 from bot.cogs.errors import reply_error
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.audio import ffmpeg_exe
@@ -36,15 +37,6 @@ MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 
 class NotConnected(Exception):
     """The bot has no working voice connection in that server."""
-
-
-def _on_off(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "yes", "true"):
-        return True
-    if lowered in ("off", "no", "false"):
-        return False
-    raise InvalidInputError(f"Say `on` or `off`, not `{value}`.")
 
 
 def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.StageChannel | None:
@@ -308,7 +300,7 @@ class Voice(commands.Cog):
     @is_admin()
     async def voice_autospeak(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
         assert ctx.guild is not None
-        enabled = _on_off(state)
+        enabled = parse_on_off(state)
         await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
         await ctx.reply(
             f"Spoken replies are now {'on' if enabled else 'off'}.", mention_author=False

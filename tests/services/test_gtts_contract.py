@@ -26,20 +26,6 @@ from bot.services.synthesis import GttsEngine, SynthesisService, audio_duration
 BATCHEXECUTE = "/_/TranslateWebserverUi/data/batchexecute"
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gTTS sends through the environment's proxies; the local servers must be reached directly."""
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @dataclass
 class Request:
     path: str

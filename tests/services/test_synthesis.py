@@ -31,20 +31,6 @@ from bot.services.synthesis import (
 SENTENCE = "Hello world, this is a test of the speaking voice."
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gTTS sends through the environment's proxies; the local servers must be reached directly."""
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     with wave.open(str(path), "rb") as wav:
         assert wav.getsampwidth() == 2 and wav.getnchannels() == 1

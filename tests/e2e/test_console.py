@@ -1,0 +1,83 @@
+"""`python -m bot` with no token: the sandbox console, driven through its stdin like a user."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def console(data_dir: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+    env.update(DATA_DIR=str(data_dir), DISCORD_TOKEN="", LOG_LEVEL="WARNING")
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_console_answers_hi_and_quits_cleanly(tmp_path: Path) -> None:
+    proc = console(tmp_path / "data")
+    script = "!hi\n/as member\n!hi\n/upload tests/fixtures/none.ogg\n/nonsense\n"
+    out, _ = proc.communicate(script, timeout=120)  # then end of input, like Ctrl-D
+    assert proc.returncode == 0, out
+    assert "Sandbox console" in out
+    assert "bot: Hi owner! Type `!help` to see what I can do." in out
+    assert "you are now member" in out
+    assert "bot: Hi member!" in out
+    assert "can't read tests/fixtures/none.ogg" in out
+    assert "unknown console command" in out
+    assert out.rstrip().endswith("Bye.")
+    assert (tmp_path / "data" / "logs" / "bot.log").exists()
+
+
+def test_bad_settings_are_reported_one_line_each(tmp_path: Path) -> None:
+    env = dict(os.environ, DATA_DIR=str(tmp_path), MAX_AUDIO_MB="lots", COMMAND_PREFIX="")
+    env.pop("DISCORD_TOKEN", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("The bot cannot start")
+    assert any(line.strip().startswith("MAX_AUDIO_MB: is not a number") for line in lines)
+    assert any(line.strip().startswith("COMMAND_PREFIX:") for line in lines)
+
+
+def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
+    """Kill the bot process mid-stream: every feedback it thanked for is in the database."""
+    data = tmp_path / "data"
+    proc = console(data)
+    assert proc.stdin is not None and proc.stdout is not None
+    for number in range(400):
+        proc.stdin.write(f"!feedback durable note {number}\n")
+    proc.stdin.flush()
+    thanked = 0
+    deadline = time.monotonic() + 120
+    while thanked < 60 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "bot: Thank you for your feedback." in line:
+            thanked += 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert thanked >= 60
+    with sqlite3.connect(data / "bot.db") as db:
+        stored = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+    assert stored >= thanked
