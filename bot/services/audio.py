@@ -25,7 +25,7 @@ import numpy as np
 from bot.errors import InvalidInputError, TooLargeError
 
 with warnings.catch_warnings():
-    # pydub warns at import when no ffmpeg is on PATH; we hand it ours where it needs one.
+    # pydub warns at import when no ffmpeg is on PATH; this module never has pydub run ffmpeg.
     warnings.simplefilter("ignore", RuntimeWarning)
     from pydub import AudioSegment
 
@@ -224,7 +224,17 @@ def is_silent(segment: AudioSegment) -> bool:
 
 def split_on_silence(segment: AudioSegment, max_seconds: float = 50.0) -> list[AudioSegment]:
     """Cut the audio into consecutive pieces of at most `max_seconds`, at pauses where possible."""
-    return [segment[start:end] for start, end in chunk_bounds(segment, max_seconds)]
+    return [cut(segment, start, end) for start, end in chunk_bounds(segment, max_seconds)]
+
+
+def cut(segment: AudioSegment, start_ms: int, end_ms: int) -> AudioSegment:
+    """The samples from start_ms to end_ms; an end at `len(segment)` or beyond means the end.
+
+    Unlike `segment[a:b]`, which pads to whole milliseconds, this adds and drops nothing.
+    """
+    per_ms = segment.frame_rate / 1000
+    end = None if end_ms >= len(segment) else round(end_ms * per_ms)
+    return segment.get_sample_slice(round(start_ms * per_ms), end)
 
 
 def chunk_bounds(segment: AudioSegment, max_seconds: float = 50.0) -> list[tuple[int, int]]:

@@ -339,7 +339,7 @@ class SpeechService:
         first_choice = True
         for start, end in bounds:
             prefer = answered[-1] if answered else None
-            result = await self._transcribe_piece(segment[start:end], language, prefer)
+            result = await self._transcribe_piece(audio.cut(segment, start, end), language, prefer)
             if result is None:
                 continue
             if result.engine not in answered:

@@ -11,8 +11,9 @@ import pytest
 
 from bot.errors import InvalidInputError, TooLargeError
 from bot.services import audio
+from tests.fixtures import speech as samples
 
-PHRASE_SECONDS = 2.655
+PHRASE_SECONDS = samples.hello().duration_seconds
 AudioSegment = audio.AudioSegment  # pydub's, imported through audio (which quiets its warning)
 
 
@@ -56,8 +57,8 @@ def test_is_audio_attachment(filename: str, content_type: str | None, expected: 
 
 
 @pytest.mark.parametrize("name", ["hello.wav", "hello.ogg", "hello.mp3"])
-def test_decodes_each_fixture_to_16k_mono_wav(fixture_bytes, name: str) -> None:
-    segment = audio.decode(fixture_bytes(name), name)
+def test_decodes_each_fixture_to_16k_mono_wav(name: str) -> None:
+    segment = audio.decode(samples.fixture(name), name)
     assert_speech_format(segment)
     assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.1)
     assert not audio.is_silent(segment)
@@ -82,21 +83,21 @@ def test_decodes_each_fixture_to_16k_mono_wav(fixture_bytes, name: str) -> None:
     ],
     ids=["m4a-aac", "webm-opus", "flac", "wav-stereo-44k-24bit", "mkv-vorbis", "mp4-with-video"],
 )
-def test_decodes_other_formats_without_hints(hello, encode, suffix, options) -> None:
-    data = encode(hello, suffix, *options)
+def test_decodes_other_formats_without_hints(hello, suffix, options) -> None:
+    data = samples.encode(hello, suffix, *options)
     # No filename: the format is found from the bytes alone.
     segment = audio.decode(data)
     assert_speech_format(segment)
     assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.15)
 
 
-def test_decodes_with_no_ffmpeg_or_ffprobe_on_path(fixture_bytes, monkeypatch, tmp_path) -> None:
+def test_decodes_with_no_ffmpeg_or_ffprobe_on_path(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     audio.ffmpeg_exe.cache_clear()
     try:
         exe = audio.ffmpeg_exe()
         assert "imageio_ffmpeg" in exe and os.access(exe, os.X_OK)
-        segment = audio.decode(fixture_bytes("hello.ogg"), "voice-message.ogg")
+        segment = audio.decode(samples.fixture("hello.ogg"), "voice-message.ogg")
     finally:
         audio.ffmpeg_exe.cache_clear()
     assert segment.duration_seconds == pytest.approx(PHRASE_SECONDS, abs=0.1)
@@ -120,8 +121,8 @@ def test_non_audio_is_rejected(data: bytes) -> None:
         audio.decode(data, "upload.ogg")
 
 
-def test_image_is_rejected_as_not_audio(encode) -> None:
-    picture = encode(
+def test_image_is_rejected_as_not_audio() -> None:
+    picture = samples.encode(
         silent(0.1), ".png", "-f", "lavfi", "-i", "testsrc=size=32x32", "-map", "1:v",
         "-frames:v", "1",
     )  # fmt: skip
@@ -130,14 +131,14 @@ def test_image_is_rejected_as_not_audio(encode) -> None:
         audio.decode(picture, "photo.png")
 
 
-def test_truncated_audio_is_rejected(fixture_bytes) -> None:
+def test_truncated_audio_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="damaged"):
-        audio.decode(fixture_bytes("hello.ogg")[:300], "voice-message.ogg")
+        audio.decode(samples.fixture("hello.ogg")[:300], "voice-message.ogg")
 
 
 @pytest.mark.parametrize("name", ["hello.ogg", "hello.mp3"])
-def test_corrupt_audio_is_rejected(fixture_bytes, name: str) -> None:
-    data = bytearray(fixture_bytes(name))
+def test_corrupt_audio_is_rejected(name: str) -> None:
+    data = bytearray(samples.fixture(name))
     rng = random.Random(3)
     for index in range(200, len(data)):
         data[index] = rng.randrange(256)
@@ -145,8 +146,8 @@ def test_corrupt_audio_is_rejected(fixture_bytes, name: str) -> None:
         audio.decode(bytes(data), name)
 
 
-def test_video_without_audio_track_is_rejected(encode) -> None:
-    video = encode(
+def test_video_without_audio_track_is_rejected() -> None:
+    video = samples.encode(
         silent(0.1), ".mp4", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=5", "-t", "1",
         "-map", "1:v", "-c:v", "mpeg4",
     )  # fmt: skip
@@ -154,8 +155,8 @@ def test_video_without_audio_track_is_rejected(encode) -> None:
         audio.decode(video, "clip.mp4")
 
 
-def test_too_long_audio_names_its_length_and_the_limit(encode) -> None:
-    twenty_minutes = encode(silent(1), ".flac", "-af", "apad=whole_dur=1200", "-ar", "8000")
+def test_too_long_audio_names_its_length_and_the_limit() -> None:
+    twenty_minutes = samples.encode(silent(1), ".flac", "-af", "apad=whole_dur=1200", "-ar", "8000")
     with pytest.raises(TooLargeError) as caught:
         audio.decode(twenty_minutes, "long.flac", max_seconds=900)
     assert caught.value.message == "That audio is too long (20:00; the limit is 15:00)."
@@ -166,13 +167,13 @@ def test_audio_at_the_limit_is_accepted() -> None:
     assert segment.duration_seconds == pytest.approx(60, abs=0.01)
 
 
-def test_temporary_files_are_removed_in_every_case(fixture_bytes, monkeypatch, tmp_path) -> None:
+def test_temporary_files_are_removed_in_every_case(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    audio.decode(fixture_bytes("hello.mp3"), "hello.mp3")
+    audio.decode(samples.fixture("hello.mp3"), "hello.mp3")
     with pytest.raises(InvalidInputError):
         audio.decode(b"not audio at all", "x.ogg")
     with pytest.raises(TooLargeError):
-        audio.decode(fixture_bytes("hello.wav"), "hello.wav", max_seconds=1)
+        audio.decode(samples.fixture("hello.wav"), "hello.wav", max_seconds=1)
     assert list(Path(tmp_path).iterdir()) == []
 
 
@@ -184,11 +185,13 @@ def test_silence_detection(hello) -> None:
 
 
 def test_short_audio_is_one_chunk(hello) -> None:
-    assert audio.split_on_silence(hello, 50) == [hello]
+    assert audio.chunk_bounds(hello, 50) == [(0, len(hello))]
+    (piece,) = audio.split_on_silence(hello, 50)
+    assert piece.raw_data == hello.raw_data
 
 
-def test_long_speech_is_split_at_pauses(speech_with_pauses) -> None:
-    long = speech_with_pauses(180, 1.5)
+def test_long_speech_is_split_at_pauses() -> None:
+    long = samples.sentences_for(180)[0]
     pieces = audio.split_on_silence(long, 50)
     assert len(pieces) >= 4
     assert all(len(p) <= 50_000 for p in pieces)

@@ -20,6 +20,7 @@ import pytest
 from bot.errors import EngineUnavailableError
 from bot.services import audio, speech
 from bot.services.speech import GoogleEngine, SpeechService
+from tests.fixtures import speech as samples
 
 EMPTY = '{"result":[]}\n'
 
@@ -195,10 +196,10 @@ def test_server_that_never_answers_times_out(hello_wav) -> None:
             engine.transcribe(hello_wav, "en-US")
 
 
-async def test_service_sends_each_chunk_as_its_own_request(google, speech_with_pauses) -> None:
+async def test_service_sends_each_chunk_as_its_own_request(google) -> None:
     google.answer = recognized(("hello world", 0.9))
     service = SpeechService(["google"], google_endpoint=google.url, google_api_key="k")
-    long = audio.to_wav(speech_with_pauses(110, 1.5))
+    long = audio.to_wav(samples.sentences_for(110)[0])
 
     transcript = await service.transcribe(long, "long.wav", "en-US")
 

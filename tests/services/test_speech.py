@@ -15,6 +15,7 @@ from bot.services.speech import (
     SphinxEngine,
     WhisperEngine,
 )
+from tests.fixtures import speech as samples
 
 
 class FakeEngine:
@@ -50,13 +51,13 @@ async def test_whisper_engine_transcribes_the_fixture(whisper_engine: WhisperEng
 
 
 @pytest.mark.parametrize("name", ["hello.ogg", "hello.mp3"])
-async def test_service_transcribes_voice_message_and_mp3(whisper_engine, fixture_bytes, name):
+async def test_service_transcribes_voice_message_and_mp3(whisper_engine, name):
     service = SpeechService([whisper_engine])
-    transcript = await service.transcribe(fixture_bytes(name), name, "en-US")
+    transcript = await service.transcribe(samples.fixture(name), name, "en-US")
     assert "hello" in words(transcript.text) and "world" in words(transcript.text)
     assert transcript.engine == "whisper" and transcript.first_choice
     assert transcript.chunks == 1
-    assert transcript.duration_seconds == pytest.approx(2.655, abs=0.1)
+    assert transcript.duration_seconds == pytest.approx(samples.hello().duration_seconds, abs=0.1)
 
 
 def test_sphinx_without_language_data_is_unavailable(hello_wav) -> None:
@@ -64,7 +65,7 @@ def test_sphinx_without_language_data_is_unavailable(hello_wav) -> None:
         SphinxEngine().transcribe(hello_wav, "xx-XX")
 
 
-async def test_sphinx_runs_in_a_worker_process(fixture_bytes, monkeypatch) -> None:
+async def test_sphinx_runs_in_a_worker_process(monkeypatch) -> None:
     def not_here(wav: bytes, language: str) -> str:
         raise AssertionError("pocketsphinx ran inside the bot's process")
 
@@ -72,73 +73,73 @@ async def test_sphinx_runs_in_a_worker_process(fixture_bytes, monkeypatch) -> No
     monkeypatch.setattr(speech, "sphinx_recognize", not_here)
     service = SpeechService(["sphinx"])
     try:
-        transcript = await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+        transcript = await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
     finally:
         await service.close()
     assert transcript.engine == "sphinx"
     assert isinstance(transcript.text, str)
 
 
-async def test_falls_back_when_an_engine_is_unavailable(whisper_engine, fixture_bytes) -> None:
+async def test_falls_back_when_an_engine_is_unavailable(whisper_engine) -> None:
     first = down("google")
     service = SpeechService([first, whisper_engine])
-    transcript = await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+    transcript = await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
     assert transcript.engine == "whisper"
     assert transcript.first_choice is False
     assert "hello" in words(transcript.text) and "world" in words(transcript.text)
     assert len(first.calls) == 1
 
 
-async def test_an_unavailable_engine_is_rested(fixture_bytes) -> None:
+async def test_an_unavailable_engine_is_rested() -> None:
     first, second = down("google"), FakeEngine("whisper", default="hello")
     service = SpeechService([first, second], rest_seconds=60)
     for _ in range(3):
-        transcript = await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+        transcript = await service.transcribe(samples.fixture("hello.wav"), "hello.wav", "en-US")
         assert (transcript.engine, transcript.first_choice) == ("whisper", False)
     assert (len(first.calls), len(second.calls)) == (1, 3)
 
 
-async def test_first_engine_answering_is_first_choice(fixture_bytes) -> None:
+async def test_first_engine_answering_is_first_choice() -> None:
     service = SpeechService([FakeEngine("a", default="hi there"), FakeEngine("b")])
-    transcript = await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+    transcript = await service.transcribe(samples.fixture("hello.wav"), "hello.wav", "en-US")
     assert (transcript.text, transcript.engine, transcript.first_choice) == ("hi there", "a", True)
 
 
-async def test_language_reaches_the_engine(fixture_bytes) -> None:
+async def test_language_reaches_the_engine() -> None:
     engine = FakeEngine("a", default="bonjour")
-    await SpeechService([engine]).transcribe(fixture_bytes("hello.wav"), "hello.wav", "fr-FR")
+    await SpeechService([engine]).transcribe(samples.fixture("hello.wav"), "hello.wav", "fr-FR")
     assert engine.calls[0][1] == "fr-FR"
 
 
-async def test_all_engines_down_is_one_clear_error(fixture_bytes) -> None:
+async def test_all_engines_down_is_one_clear_error() -> None:
     service = SpeechService([down("a"), down("b")])
     with pytest.raises(SpeechUnavailableError) as caught:
-        await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+        await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
     assert caught.value.message == speech.UNAVAILABLE_MESSAGE
     assert "unavailable" in caught.value.message and "try again later" in caught.value.message
 
 
-async def test_long_audio_is_chunked_and_joined_in_order(speech_with_pauses, encode) -> None:
-    three_minutes = encode(
-        speech_with_pauses(180, 1.5), ".ogg", "-c:a", "libopus", "-compression_level", "0"
-    )
+async def test_long_audio_is_chunked_and_joined_in_order() -> None:
+    clip, _ = samples.sentences_for(180)
+    three_minutes = samples.encode(clip, ".ogg", "-c:a", "libopus", "-compression_level", "0")
     engine = FakeEngine("a", default="part{n}")
     service = SpeechService([engine], chunk_seconds=50)
     transcript = await service.transcribe(three_minutes, "long.ogg", "en-US")
     count = len(engine.calls)
     assert count >= 4 and transcript.chunks == count
     assert all(seconds <= 50.0 for seconds, _ in engine.calls)
-    assert sum(seconds for seconds, _ in engine.calls) == pytest.approx(180, abs=0.2)
+    assert sum(seconds for seconds, _ in engine.calls) == pytest.approx(len(clip) / 1000, abs=0.1)
     assert transcript.text == " ".join(f"part{n}" for n in range(1, count + 1))
-    assert transcript.duration_seconds == pytest.approx(180, abs=0.1)
+    assert transcript.duration_seconds == pytest.approx(len(clip) / 1000, abs=0.1)
+    assert transcript.duration_seconds > 170
 
 
-async def test_chunks_stay_with_the_engine_that_answered(speech_with_pauses) -> None:
+async def test_chunks_stay_with_the_engine_that_answered() -> None:
     # "a" fails once and is ready again at once (no rest); later chunks still go to "b".
     flaky = FakeEngine("a", EngineUnavailableError("blip"), default="from a")
     steady = FakeEngine("b", default="from b")
     service = SpeechService([flaky, steady], rest_seconds=0)
-    wav = audio.to_wav(speech_with_pauses(120, 1.5))
+    wav = audio.to_wav(samples.sentences_for(120)[0])
     transcript = await service.transcribe(wav, "long.wav", "en-US")
     assert transcript.chunks >= 3
     assert len(flaky.calls) == 1 and len(steady.calls) == transcript.chunks
@@ -154,10 +155,10 @@ async def test_silence_is_reported_without_asking_an_engine() -> None:
     assert engine.calls == []
 
 
-async def test_unintelligible_audio_is_reported(fixture_bytes) -> None:
+async def test_unintelligible_audio_is_reported() -> None:
     service = SpeechService([FakeEngine("a", default="")])
     with pytest.raises(NoSpeechError, match="couldn't hear any words"):
-        await service.transcribe(fixture_bytes("hello.ogg"), "hello.ogg", "en-US")
+        await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
 
 
 @pytest.mark.parametrize(
@@ -176,10 +177,10 @@ async def test_bad_files_are_user_errors(data: bytes, message: str) -> None:
     assert engine.calls == []
 
 
-async def test_corrupt_audio_is_a_user_error(fixture_bytes) -> None:
+async def test_corrupt_audio_is_a_user_error() -> None:
     with pytest.raises(InvalidInputError, match="damaged"):
         await SpeechService([FakeEngine("a")]).transcribe(
-            fixture_bytes("hello.ogg")[:300], "voice-message.ogg", "en-US"
+            samples.fixture("hello.ogg")[:300], "voice-message.ogg", "en-US"
         )
 
 
@@ -193,19 +194,21 @@ def test_size_is_checked_before_download() -> None:
         service.check_size(0)
 
 
-async def test_downloaded_bytes_over_the_limit_are_refused(fixture_bytes) -> None:
+async def test_downloaded_bytes_over_the_limit_are_refused() -> None:
     engine = FakeEngine("a")
     service = SpeechService([engine], max_bytes=1000)
     with pytest.raises(TooLargeError, match="too large"):
-        await service.transcribe(fixture_bytes("hello.wav"), "hello.wav", "en-US")
+        await service.transcribe(samples.fixture("hello.wav"), "hello.wav", "en-US")
     assert engine.calls == []
 
 
-async def test_too_long_audio_is_refused(speech_with_pauses) -> None:
+async def test_too_long_audio_is_refused() -> None:
     engine = FakeEngine("a")
     service = SpeechService([engine], max_seconds=60)
+    clip, _ = samples.sentences_for(70)
+    clip += samples.silence(75 - len(clip) / 1000)
     with pytest.raises(TooLargeError) as caught:
-        await service.transcribe(audio.to_wav(speech_with_pauses(75)), "long.wav", "en-US")
+        await service.transcribe(audio.to_wav(clip), "long.wav", "en-US")
     assert caught.value.message == "That audio is too long (1:15; the limit is 1:00)."
     assert engine.calls == []
 
