@@ -68,7 +68,7 @@ async def build_services(settings: Settings) -> Services:
         storage=storage,
         files=FileService(data_dir, settings.max_upload_mb * MB),
         synthesis=SynthesisService.from_settings(settings),
-        speech=SpeechService.from_settings(settings),
+        speech=SpeechService.from_settings(settings, jobs),
         jobs=jobs,
         datasets=datasets,
         models=ModelService(data_dir, datasets, jobs, settings.chat_min_confidence),

@@ -25,16 +25,15 @@ import os
 import socket
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
 from bot.services import audio
 from bot.services.engines import AllEnginesFailedError, EngineChain, EngineResult
+from bot.services.jobs import JobRunner
 
 if TYPE_CHECKING:
     from pydub import AudioSegment
@@ -270,7 +269,7 @@ class SpeechService:
         max_seconds: int = 900,
         chunk_seconds: int = 50,
         rest_seconds: float = 60.0,
-        process_pool: Executor | None = None,
+        jobs: JobRunner | None = None,
     ) -> None:
         if isinstance(engines, EngineChain):
             self._chain = engines
@@ -290,12 +289,12 @@ class SpeechService:
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
         self.chunk_seconds = chunk_seconds
-        self._pool = process_pool
-        self._owns_pool = process_pool is None
-        self._pool_lock = threading.Lock()
+        # Engines that hold the GIL (sphinx) run in the job runner's worker processes.
+        self._jobs = jobs or JobRunner(max_workers=1)
+        self._owns_jobs = jobs is None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SpeechService:
+    def from_settings(cls, settings: Settings, jobs: JobRunner | None = None) -> SpeechService:
         return cls(
             list(settings.stt_engines),
             google_api_key=settings.google_speech_api_key,
@@ -303,6 +302,7 @@ class SpeechService:
             whisper_model=settings.whisper_model,
             max_bytes=settings.max_audio_mb * MB,
             max_seconds=settings.max_audio_seconds,
+            jobs=jobs,
         )
 
     @property
@@ -378,33 +378,12 @@ class SpeechService:
     async def _run_engine(self, engine: SpeechEngine, wav: bytes, language: str) -> str:
         if not getattr(engine, "holds_gil", False):
             return await asyncio.to_thread(engine.transcribe, wav, language)
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._process_pool(), engine.transcribe, wav, language
-            )
+            return await self._jobs.run("transcribe", engine.name, engine.transcribe, wav, language)
         except BrokenProcessPool as exc:
-            self._drop_pool()
             raise EngineUnavailableError(f"{engine.name}: the worker process died") from exc
 
-    def _process_pool(self) -> Executor:
-        with self._pool_lock:
-            if self._pool is None:
-                workers = max(1, min(2, os.cpu_count() or 1))
-                # spawn: a forked copy of a threaded process (ctranslate2, asyncio) can deadlock.
-                self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-                self._owns_pool = True
-            return self._pool
-
-    def _drop_pool(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._owns_pool:
-            pool.shutdown(wait=False, cancel_futures=True)
-
     async def close(self) -> None:
-        """Stop the worker processes this service started."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None and self._owns_pool:
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+        """Stop the worker processes this service started (none when it shares the bot's)."""
+        if self._owns_jobs:
+            await self._jobs.close()
