@@ -71,5 +71,9 @@ class VoiceChatBot(commands.Bot):
         log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
 
     async def close(self) -> None:
+        # Running jobs finish first (briefly), so their results can still be posted.
+        if self.services.jobs.pending:
+            log.info("waiting for %d job(s) before stopping", self.services.jobs.pending)
+        await self.services.jobs.close()
         await super().close()
         await self.services.close()

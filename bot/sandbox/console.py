@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.app import VoiceChatBot
 from bot.config import Settings
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
@@ -28,8 +29,9 @@ HELP = """Sandbox console: you are chatting in #general of a local stand-in for 
 
 
 class Console:
-    def __init__(self, sandbox: Sandbox, out_dir: Path) -> None:
+    def __init__(self, sandbox: Sandbox, bot: VoiceChatBot, out_dir: Path) -> None:
         self.sandbox = sandbox
+        self.bot = bot
         self.out_dir = out_dir
         self.user = "owner"
         self.last_event = asyncio.get_running_loop().time()
@@ -40,10 +42,15 @@ class Console:
         print(text, flush=True)
 
     async def settle(self, quiet: float = 2.0, limit: float = 120.0) -> None:
-        """Wait until the bot has been quiet for `quiet` seconds (piped input ends early)."""
+        """Wait until the bot is idle: no job running and `quiet` seconds without a message.
+
+        Piped input ends before the bot has answered; this lets the answers arrive.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        while loop.time() < deadline and loop.time() - self.last_event < quiet:
+        while loop.time() < deadline and (
+            self.bot.services.jobs.pending or loop.time() - self.last_event < quiet
+        ):
             await asyncio.sleep(0.1)
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
@@ -127,8 +134,8 @@ async def run_console(settings: Settings) -> None:
     out_dir = settings.data_dir / "sandbox"
     out_dir.mkdir(parents=True, exist_ok=True)
     print("Starting the bot against the local sandbox (no DISCORD_TOKEN set)...", flush=True)
-    async with sandboxed_bot(settings, voice_out_dir=out_dir) as (sandbox, _bot):
-        console = Console(sandbox, out_dir)
+    async with sandboxed_bot(settings, voice_out_dir=out_dir) as (sandbox, bot):
+        console = Console(sandbox, bot, out_dir)
         console.say(HELP.format(user=console.user))
         while (line := await read_line()) is not None:
             try:
