@@ -92,7 +92,8 @@ class Feedback(commands.Cog):
         brief="Correct one of the bot's replies; the next training learns it.",
         help="Reply to one of my messages with `!correct better answer`, or give its id: "
         "`!correct MESSAGE_ID better answer`. When the message was a chat reply, the pair "
-        "(what you asked -> the corrected reply) is added to the active dataset's training data.",
+        "(what was asked -> the corrected reply) is added to the training data of the dataset "
+        "whose model made the reply.",
         extras={"example": "correct 1234567890 Hello! Nice to meet you."},
     )
     async def correct(self, ctx: commands.Context[VoiceChatBot], *, text: str = "") -> None:
