@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+import wave
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -293,3 +294,20 @@ def _quietest(levels: np.ndarray) -> int:
     if levels[index] > float(np.median(finite)) - QUIETER_BY_DB:
         return len(levels)
     return index
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of audio in a WAV (read from its header) or any other file (decoded). Blocking.
+
+    Non-WAV files are decoded with ffmpeg rather than probed, as there is no ffprobe.
+    """
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes() / float(wav.getframerate())
+    rate = 8000
+    command = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path)]
+    command += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"]
+    done = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise ValueError(f"undecodable audio: {done.stderr.decode(errors='replace')[:200]}")
+    return len(done.stdout) / (2.0 * rate)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError
-from bot.services.audio import ffmpeg_exe
+from bot.services.audio import audio_duration
 from bot.services.engines import EngineChain
 
 if TYPE_CHECKING:
@@ -367,23 +367,6 @@ ENGINE_NAMES = ("gtts", "piper", "espeak")
 
 
 # --- duration ----------------------------------------------------------------------------------
-
-
-def audio_duration(path: Path) -> float:
-    """Seconds of audio in a WAV (read from its header) or any other file (decoded). Blocking.
-
-    Non-WAV files are decoded with ffmpeg rather than probed, as there is no ffprobe.
-    """
-    if path.suffix.lower() == ".wav":
-        with wave.open(str(path), "rb") as wav:
-            return wav.getnframes() / float(wav.getframerate())
-    rate = 8000
-    command = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path)]
-    command += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"]
-    done = subprocess.run(command, capture_output=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise ValueError(f"undecodable audio: {done.stderr.decode(errors='replace')[:200]}")
-    return len(done.stdout) / (2.0 * rate)
 
 
 # --- sentences ---------------------------------------------------------------------------------
