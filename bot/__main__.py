@@ -48,7 +48,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # discord.LoginFailure and the like: one clear line
-        log.error("the bot stopped: %s", exc, exc_info=settings.log_level == "DEBUG")
+        log.error("the bot stopped: %s", exc, exc_info=exc)
         print(f"The bot stopped: {exc}", file=sys.stderr)
         return 1
     return 0

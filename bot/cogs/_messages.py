@@ -64,3 +64,9 @@ class UserCooldown:
             return 0.0
         bucket = self._mapping.get_bucket(message)
         return (bucket.update_rate_limit() if bucket else None) or 0.0
+
+    def reset(self, message: discord.Message) -> None:
+        """Give back the use counted by `retry_after` (the work was refused)."""
+        bucket = self._mapping.get_bucket(message)
+        if bucket is not None:
+            bucket.reset()

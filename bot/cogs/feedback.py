@@ -19,7 +19,8 @@ MAX_FEEDBACK_CHARS = 1000
 THANKS = "Thank you for your feedback. We will use it to improve the model."
 # What `Storage.forget_user` counts (table names), in the user's words.
 FORGOTTEN = {"feedback": "feedback", "corrections": "corrections", "reply_log": "logged messages"}
-ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d{1,3}))?|(export)", re.IGNORECASE)
+ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d+))?|(export)", re.IGNORECASE)
+MAX_LISTED = 50
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -47,7 +48,7 @@ class Feedback(commands.Cog):
             if action.group(3):
                 await self._export(ctx)
             else:
-                await self._list(ctx, int(action.group(2) or 10))
+                await self._list(ctx, min(int(action.group(2) or 10), MAX_LISTED))
             return
         text = text.strip()
         if not text:
@@ -120,7 +121,7 @@ class Feedback(commands.Cog):
             return
         # Teach the dataset whose model made the reply, even if another one is active now.
         dataset = logged.dataset or await active_dataset(self.storage, self.bot.settings, guild_id)
-        await self.datasets.add_correction_async(dataset, logged.user_text, correction)
+        # The record first: a crash in between leaves a record !forgetme can still act on.
         await self.storage.add_correction(
             target.id,
             ctx.author.id,
@@ -130,6 +131,7 @@ class Feedback(commands.Cog):
             dataset=dataset,
             user_text=logged.user_text,
         )
+        await self.datasets.add_correction_async(dataset, logged.user_text, correction)
         await ctx.reply(
             f"Thanks, your correction is saved and added to the training data of dataset "
             f"`{dataset}`: “{_quote(logged.user_text)}” → “{_quote(correction)}”. "
@@ -165,12 +167,13 @@ class Feedback(commands.Cog):
         extras={"example": "forgetme"},
     )
     async def forgetme(self, ctx: commands.Context[VoiceChatBot]) -> None:
-        lessons = [c for c in await self.storage.user_corrections(ctx.author.id) if c.dataset]
+        # Training data first, then the records: a crash in between can be redone.
+        for lesson in await self.storage.user_corrections(ctx.author.id):
+            if lesson.dataset:
+                await self.datasets.remove_correction_async(
+                    lesson.dataset, lesson.user_text or "", lesson.correction
+                )
         counts = await self.storage.forget_user(ctx.author.id)
-        for lesson in lessons:  # the corrections' rows in the datasets' training data go too
-            await self.datasets.remove_correction_async(
-                lesson.dataset, lesson.user_text or "", lesson.correction
-            )
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
         await ctx.reply(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,7 @@ class Model(commands.Cog):
         self.dataset_store = datasets
         self.storage = storage
         self._first_training: dict[str, Job] = {}
+        self._starting: set[str] = set()
 
     async def dataset_for(self, guild: discord.Guild | None) -> str:
         return await active_dataset(self.storage, self.bot.settings, guild and guild.id)
@@ -146,7 +148,10 @@ class Model(commands.Cog):
                     return
                 raise
             reply = prediction.reply if prediction.sure else NOT_SURE
-            sent = await message.reply(reply, mention_author=False)
+            # Replies come from user-made data: they never ping anyone.
+            sent = await message.reply(
+                reply, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
+            )
             await self.storage.log_reply(
                 sent.id,
                 message.channel.id,
@@ -164,32 +169,41 @@ class Model(commands.Cog):
 
     async def _train_first(self, dataset: str, message: discord.Message, text: str) -> bool:
         """No model yet: train the dataset once, then answer. False if there is no data."""
-        if not await self.dataset_store.exists_async(dataset):
-            return False
-        job = self._first_training.get(dataset)
-        if job is None or job.finished:
-
-            async def answer_when_trained(done: Job) -> None:
-                self._first_training.pop(dataset, None)
-                if done.status == "done":
-                    await self.answer(message, text)
-                else:
-                    await message.reply(describe_job(done), mention_author=False)
-
-            job = await self.model_service.start_training(dataset, on_done=answer_when_trained)
+        running = self._first_training.get(dataset)
+        if (running is not None and not running.finished) or dataset in self._starting:
+            await message.reply(
+                f"I'm still learning dataset `{dataset}`; ask me again in a moment.",
+                mention_author=False,
+            )
+            return True
+        self._starting.add(dataset)  # set before any await: two messages start one training
+        try:
+            if not await self.dataset_store.exists_async(dataset):
+                return False
+            job = await self.model_service.start_training(
+                dataset, on_done=self._answer_when_trained(dataset, message, text)
+            )
             self._first_training[dataset] = job
-            await message.reply(
-                f"One moment: I'm learning dataset `{dataset}` for the first time "
-                f"(job `{job.id}`). I'll answer as soon as it's done.",
-                mention_author=False,
-            )
-        else:
-            await message.reply(
-                f"I'm still learning dataset `{dataset}` (job `{job.id}`); "
-                "ask me again in a moment.",
-                mention_author=False,
-            )
+        finally:
+            self._starting.discard(dataset)
+        await message.reply(
+            f"One moment: I'm learning dataset `{dataset}` for the first time "
+            f"(job `{job.id}`). I'll answer as soon as it's done.",
+            mention_author=False,
+        )
         return True
+
+    def _answer_when_trained(
+        self, dataset: str, message: discord.Message, text: str
+    ) -> Callable[[Job], Awaitable[None]]:
+        async def answer(done: Job) -> None:
+            self._first_training.pop(dataset, None)
+            if done.status == "done":
+                await self.answer(message, text)
+            else:
+                await message.reply(describe_job(done), mention_author=False)
+
+        return answer
 
     @commands.command(
         brief="Turn chat replies on or off in this channel (admins).",
@@ -374,7 +388,8 @@ class Model(commands.Cog):
         if ctx.message.attachments:
             attachment = ctx.message.attachments[0]
             check_size(attachment.size, self.dataset_store.max_bytes)
-            items = parse_test_file(await attachment.read(), attachment.filename)
+            data = await attachment.read()
+            items = await asyncio.to_thread(parse_test_file, data, attachment.filename)
         else:
             items = parse_test_data(data)
         dataset = await self.dataset_for(ctx.guild)

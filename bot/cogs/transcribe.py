@@ -18,7 +18,7 @@ from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
 from bot.cogs._messages import Kind, UserCooldown, audio_attachments, kind_of, parse_on_off
 from bot.cogs.errors import reply_error
 from bot.config import parse_language
-from bot.errors import InvalidInputError
+from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.speech import SpeechService, Transcript
 from bot.services.storage import Storage
 
@@ -56,26 +56,38 @@ class Transcribe(commands.Cog):
     async def transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
         """Transcribe the audio of `source`, answering `reply_to`; every failure gets one reply."""
         try:
-            wait = self.cooldown.retry_after(reply_to)
-            if wait:
-                raise InvalidInputError(
-                    f"You're sending audio quickly: I can transcribe again for you in {wait:.0f} s."
-                )
             attachments = audio_attachments(source)
             if not attachments:
                 raise InvalidInputError(
                     "I don't see an audio file there. Attach one (mp3, ogg, wav, m4a, ...) or "
                     "reply to a message that has one."
                 )
-            for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
-                self.speech.check_size(attachment.size)  # before downloading
-                async with reply_to.channel.typing():
-                    data = await attachment.read()
-                    language = await self.guild_language(source.guild)
-                    transcript = await self.speech.transcribe(data, attachment.filename, language)
-                await self._reply(reply_to, transcript)
+            wait = self.cooldown.retry_after(reply_to)
+            if wait:
+                raise InvalidInputError(
+                    f"You're sending audio quickly: I can transcribe again for you in {wait:.0f} s."
+                )
+            try:
+                await self._transcribe_all(source, reply_to, attachments)
+            except UserFacingError:
+                self.cooldown.reset(reply_to)  # a rejected file does not cost the user a wait
+                raise
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
             await reply_error(reply_to, exc)
+
+    async def _transcribe_all(
+        self,
+        source: discord.Message,
+        reply_to: discord.Message,
+        attachments: list[discord.Attachment],
+    ) -> None:
+        for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
+            self.speech.check_size(attachment.size)  # before downloading
+            async with reply_to.channel.typing():
+                data = await attachment.read()
+                language = await self.guild_language(source.guild)
+                transcript = await self.speech.transcribe(data, attachment.filename, language)
+            await self._reply(reply_to, transcript)
 
     async def _reply(self, message: discord.Message, transcript: Transcript) -> None:
         note = (
@@ -114,7 +126,10 @@ class Transcribe(commands.Cog):
         if not audio_attachments(source) and reference is not None and reference.message_id:
             resolved = reference.resolved
             if not isinstance(resolved, discord.Message):
-                resolved = await ctx.channel.fetch_message(reference.message_id)
+                try:
+                    resolved = await ctx.channel.fetch_message(reference.message_id)
+                except discord.NotFound:
+                    raise NotFoundError("I can't find the message you replied to.") from None
             source = resolved
         await self.transcribe_message(source, reply_to=ctx.message)
 

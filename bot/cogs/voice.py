@@ -109,7 +109,8 @@ class Voice(commands.Cog):
             try:
                 await channel.connect(timeout=CONNECT_TIMEOUT, self_deaf=True)
             except (TimeoutError, discord.ClientException) as exc:
-                raise UserFacingError(f"I couldn't join **{channel.name}**: {exc}") from exc
+                reason = str(exc) or "Discord did not answer (check my Connect permission)"
+                raise UserFacingError(f"I couldn't join **{channel.name}**: {reason}") from exc
             self.queue.touch(channel.guild.id)
 
     async def speak(
@@ -162,6 +163,13 @@ class Voice(commands.Cog):
             return
         if not await self.storage.get_guild_setting(message.guild.id, "autospeak", True):
             return
+        client = message.guild.voice_client
+        if (
+            isinstance(client, discord.VoiceClient)
+            and client.channel not in (None, channel)
+            and any(not m.bot for m in client.channel.members)
+        ):
+            return  # don't leave people who are listening elsewhere for an automatic reply
         try:
             await self.speak(message.guild, channel, text)
         except Exception as exc:  # noqa: BLE001 - the text reply stands; say why no voice
@@ -269,6 +277,7 @@ class Voice(commands.Cog):
         await ctx.reply("\n".join(lines), mention_author=False)
 
     @voice.command(name="engine", brief="Choose the speech engine (admins).")
+    @commands.guild_only()
     @is_admin()
     async def voice_engine(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
         assert ctx.guild is not None
@@ -282,6 +291,7 @@ class Voice(commands.Cog):
         await ctx.reply(f"Speech engine set to `{choice}`.", mention_author=False)
 
     @voice.command(name="voice", brief="Choose the voice (admins).")
+    @commands.guild_only()
     @is_admin()
     async def voice_voice(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
         assert ctx.guild is not None
@@ -297,6 +307,7 @@ class Voice(commands.Cog):
         await ctx.reply(f"Voice set to `{name}`.", mention_author=False)
 
     @voice.command(name="autospeak", brief="Turn spoken replies on or off (admins).")
+    @commands.guild_only()
     @is_admin()
     async def voice_autospeak(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
         assert ctx.guild is not None

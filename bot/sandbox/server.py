@@ -430,13 +430,14 @@ class Sandbox:
             message["member"] = self._member(author, with_user=False)
         mentioned = [u for u in [self.bot_user, *self.users.values()] if f"<@{u.id}>" in content]
         message["mentions"] = [u.payload() for u in mentioned]
-        if reference and reference in self.messages:
+        if reference:
             message["message_reference"] = {
                 "message_id": str(reference),
                 "channel_id": str(channel_id),
                 "guild_id": message.get("guild_id"),
             }
-            message["referenced_message"] = self.messages[reference]
+            # Discord sends null for a referenced message that was deleted.
+            message["referenced_message"] = self.messages.get(reference)
         self.messages[int(message["id"])] = message
         return message
 

@@ -180,7 +180,12 @@ class JobRunner:
         engine). A dead worker raises `BrokenProcessPool`.
         """
         job = self._submit(kind, key, fn, args, None, keep_exception=True)
-        await self.wait(job.id)
+        try:
+            await self.wait(job.id)
+        finally:
+            # A result wanted by a service is not a job for !jobs to list.
+            self._jobs.pop(job.id, None)
+            self._entries.pop(job.id, None)
         exc = self._exceptions.pop(job.id, None)
         if exc is not None:
             raise exc

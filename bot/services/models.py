@@ -828,8 +828,8 @@ class ModelService:
         validate_name(dataset)
         if not await self.datasets.exists_async(dataset):
             raise NotFoundError(f"Dataset '{dataset}' not found.")
-        rows = await self.datasets.load_async(dataset)
-        if len({row.label for row in rows}) < 2:
+        rows, labels, digest = await asyncio.to_thread(self._load_for_training, dataset)
+        if labels < 2:
             raise InvalidInputError(
                 f"Dataset '{dataset}' needs at least 2 different labels to train."
             )
@@ -840,9 +840,14 @@ class ModelService:
             rows,
             self.models_dir,
             dataset,
-            dataset_hash(rows),
+            digest,
             on_done=on_done,
         )
+
+    def _load_for_training(self, dataset: str) -> tuple[list[Row], int, str]:
+        """Rows, label count and hash of a dataset; blocking (large datasets take a while)."""
+        rows = self.datasets.load(dataset)
+        return rows, len({row.label for row in rows}), dataset_hash(rows)
 
     # -- answering -------------------------------------------------------------------------
 

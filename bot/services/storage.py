@@ -98,6 +98,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Corrections the user made, or made of the bot's replies to the user (they quote the user).
+_ABOUT_USER = (
+    "user_id = ? OR bot_message_id IN (SELECT bot_message_id FROM reply_log WHERE user_id = ?)"
+)
 _CORRECTION_COLUMNS = (
     "id, bot_message_id, user_id, guild_id, original, correction, created_at, dataset, user_text"
 )
@@ -346,17 +350,21 @@ class Storage:
 
         Cells that a spreadsheet would run as a formula get a leading apostrophe.
         """
-        rows = await self._execute(
-            "SELECT id, created_at, user_id, guild_id, channel_id, text FROM feedback "
-            "WHERE guild_id IS ? ORDER BY id",
-            (guild_id,),
-        )
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "created_at", "user_id", "guild_id", "channel_id", "text"])
-        for row in rows:
-            writer.writerow([_csv_cell(value) for value in row])
-        return out.getvalue().encode("utf-8")
+
+        def work(conn: sqlite3.Connection) -> bytes:
+            rows = conn.execute(
+                "SELECT id, created_at, user_id, guild_id, channel_id, text FROM feedback "
+                "WHERE guild_id IS ? ORDER BY id",
+                (guild_id,),
+            )
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(["id", "created_at", "user_id", "guild_id", "channel_id", "text"])
+            for row in rows:
+                writer.writerow([_csv_cell(value) for value in row])
+            return out.getvalue().encode("utf-8")
+
+        return await self._run(work)
 
     # Reply log: the bot's own replies, so !correct can find what a reply answered.
 
@@ -428,23 +436,29 @@ class Storage:
         return [Correction(**dict(row)) for row in rows]
 
     async def user_corrections(self, user_id: int) -> list[Correction]:
-        """Every correction the user made, oldest first (for !forgetme)."""
+        """Corrections by the user or of replies to the user, oldest first (for !forgetme)."""
         rows = await self._execute(
-            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE user_id = ? ORDER BY id",
-            (user_id,),
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE {_ABOUT_USER} ORDER BY id",
+            (user_id, user_id),
         )
         return [Correction(**dict(row)) for row in rows]
 
     # Privacy.
 
     async def forget_user(self, user_id: int) -> dict[str, int]:
-        """Delete everything the user wrote; return the number of rows deleted per table."""
+        """Delete the user's feedback, corrections about them and logged messages; return the
+        number of rows deleted per table."""
 
         def work(conn: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
             with _transaction(conn):
-                for table in ("feedback", "corrections", "reply_log"):
-                    cursor = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+                # corrections first: those of replies to the user hold the user's words too
+                for table, where, params in (
+                    ("feedback", "user_id = ?", (user_id,)),
+                    ("corrections", _ABOUT_USER, (user_id, user_id)),
+                    ("reply_log", "user_id = ?", (user_id,)),
+                ):
+                    cursor = conn.execute(f"DELETE FROM {table} WHERE {where}", params)
                     counts[table] = cursor.rowcount
             return counts
 

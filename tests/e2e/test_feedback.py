@@ -213,3 +213,21 @@ async def test_a_correction_teaches_the_dataset_that_made_the_reply(e2e: E2E) ->
     datasets = await e2e.ask_text("!datasets")
     assert "`smalltalk`: 147 rows, 16 labels, 1 corrections" in datasets
     assert "`other`: 4 rows, 2 labels ←" in datasets
+
+
+async def test_forgetme_also_forgets_corrections_others_made_of_replies_to_you(e2e: E2E) -> None:
+    await e2e.ask_text("!chat on")
+    answer = await chat_reply(e2e, "hello", author="member")
+    await e2e.ask_text("!correct Hi member!", reply_to=int(answer["id"]))  # by the owner
+    assert "1 corrections" in await e2e.ask_text("!datasets")
+    text = await e2e.ask_text("!forgetme", author="member")
+    assert text == (
+        "Done: I deleted 2 row(s) about you (0 feedback, 1 corrections, 1 logged messages)."
+    )
+    assert "corrections" not in await e2e.ask_text("!datasets")
+
+
+async def test_feedback_list_takes_any_count(e2e: E2E) -> None:
+    await e2e.ask_text("!feedback one")
+    text = await e2e.ask_text("!feedback list 5000")
+    assert text.startswith("**Latest 1 feedback entries**")

@@ -412,3 +412,18 @@ async def test_non_admin_is_refused(e2e: E2E, command: str, files: list | None) 
     assert await e2e.ask_text("!jobs", author="member") == "No jobs yet."
     listing = await e2e.ask_text("!datasets", author="member")
     assert listing.splitlines()[1:] == ["`smalltalk`: 147 rows, 16 labels ← active here"]
+
+
+async def test_two_first_messages_at_once_start_one_training(e2e: E2E) -> None:
+    await e2e.ask_text("!chat on")
+    first, second = await asyncio.gather(
+        e2e.sandbox.send("hello"), e2e.sandbox.send("how are you", author="member")
+    )
+    await e2e.sandbox.wait_for_bot_message(
+        after=first, predicate=lambda m: m["content"].startswith("Hello!"), timeout=TRAINING_TIMEOUT
+    )
+    texts = [m["content"] for m in e2e.sandbox.bot_messages()]
+    assert sum(t.startswith("One moment: I'm learning") for t in texts) == 1
+    assert "I'm still learning dataset `smalltalk`; ask me again in a moment." in texts
+    jobs = await e2e.ask_text("!jobs")
+    assert jobs.count("train `smalltalk`") == 1

@@ -182,3 +182,22 @@ async def test_cooldown_tells_when_to_retry(make_settings) -> None:
         assert text.startswith("You're sending audio quickly: I can transcribe again for you in ")
         other = await env.ask_text(files=[("hello.mp3", fixture("hello.mp3"))], author="member")
         assert_heard(other)  # the cooldown is per user
+
+
+async def test_a_refused_attempt_does_not_cost_the_cooldown(make_settings) -> None:
+    async with sandboxed_bot(make_settings(TRANSCRIBE_COOLDOWN_SECONDS="60")) as (sandbox, bot):
+        env = E2E(sandbox, bot)
+        assert (await env.ask_text("!transcribe")).startswith("I don't see an audio file there.")
+        assert await env.ask_text(files=[("x.mp3", b"not audio" * 50)]) == (
+            "That file is not audio I can read."
+        )
+        assert_heard(await env.ask_text(files=[("hello.mp3", fixture("hello.mp3"))]))
+
+
+async def test_transcribe_as_a_reply_to_a_deleted_message(stt: E2E) -> None:
+    gone = await stt.sandbox.send("old", files=[("hello.mp3", fixture("hello.mp3"))])
+    await stt.sandbox.wait_for_bot_message(after=gone)
+    reference = int(gone["id"])
+    del stt.sandbox.messages[reference]  # the user deleted it
+    text = await stt.ask_text("!transcribe", reply_to=reference)
+    assert text == "I can't find the message you replied to."

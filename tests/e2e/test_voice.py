@@ -144,3 +144,8 @@ async def test_say_has_a_per_user_cooldown(make_settings) -> None:
         assert re.fullmatch(r"Slow down: you can use this command again in \d+ s\.", text), text
         other = await sandbox.send("!say hello", author="member")
         await eventually(lambda: (int(other["id"]), "🔊") in sandbox.reactions)
+
+
+async def test_voice_settings_only_in_a_server(e2e: E2E) -> None:
+    text = await e2e.ask_text("!voice autospeak off", dm=True)
+    assert text == "That command works only in a server channel."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import operator
 import os
 import re
 import time
@@ -282,3 +283,12 @@ def test_short_reason_hides_paths_and_tracebacks() -> None:
     )
     assert len(short_reason(ValueError("x" * 1000))) == 200
     assert short_reason(ValueError("ratio 1/2 is fine")) == "ValueError: ratio 1/2 is fine"
+
+
+async def test_results_wanted_by_a_service_stay_out_of_the_job_list() -> None:
+    runner = JobRunner(max_workers=1)
+    try:
+        assert await runner.run("transcribe", "sphinx", operator.add, 2, 3) == 5
+        assert runner.list() == []
+    finally:
+        await runner.close()
