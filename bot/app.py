@@ -70,6 +70,30 @@ class VoiceChatBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
 
+    async def record_reply(
+        self,
+        message: discord.Message,
+        sent: discord.Message,
+        user_text: str,
+        reply: str,
+        kind: str,
+        dataset: str | None = None,
+    ) -> None:
+        """Log a reply the bot sent to `message` (for !correct) and announce it: the voice
+        cog speaks it when the author is in a voice channel."""
+        await self.services.storage.log_reply(
+            sent.id,
+            message.channel.id,
+            message.guild and message.guild.id,
+            message.author.id,
+            message.id,
+            user_text,
+            reply,
+            kind,
+            dataset,
+        )
+        self.dispatch("bot_reply", message, reply)
+
     async def close(self) -> None:
         # Running jobs finish first (briefly), so their results can still be posted.
         if self.services.jobs.pending:

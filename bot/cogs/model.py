@@ -152,18 +152,7 @@ class Model(commands.Cog):
             sent = await message.reply(
                 reply, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
             )
-            await self.storage.log_reply(
-                sent.id,
-                message.channel.id,
-                message.guild and message.guild.id,
-                message.author.id,
-                message.id,
-                text,
-                reply,
-                "chat",
-                dataset,
-            )
-            self.bot.dispatch("bot_reply", message, reply)
+            await self.bot.record_reply(message, sent, text, reply, "chat", dataset)
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
             await reply_error(message, exc)
 

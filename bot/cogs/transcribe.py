@@ -103,17 +103,7 @@ class Transcribe(commands.Cog):
                 file=discord.File(io.BytesIO(text.encode()), filename="transcript.txt"),
                 mention_author=False,
             )
-        await self.storage.log_reply(
-            sent.id,
-            message.channel.id,
-            message.guild and message.guild.id,
-            message.author.id,
-            message.id,
-            "",
-            text,
-            "transcript",
-        )
-        self.bot.dispatch("bot_reply", message, text)
+        await self.bot.record_reply(message, sent, "", text, "transcript")
         self.bot.dispatch("transcript", message, text)
 
     @commands.command(

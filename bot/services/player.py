@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.services.synthesis import SpokenAudio
+from bot.services.synthesis import SpokenAudio, remove_file
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class PlaybackQueue:
         try:
             await self._play(guild_id, clip.path)
         finally:
-            _remove(clip.path)
+            remove_file(clip.path)
             state.last_activity = self._clock()
 
     async def _report(self, guild_id: int, exc: Exception) -> None:
@@ -183,7 +183,7 @@ class PlaybackQueue:
 
 async def _discard(item: Item) -> None:
     if isinstance(item, SpokenAudio):
-        _remove(item.path)
+        remove_file(item.path)
     else:
         await _close_stream(item)
 
@@ -197,10 +197,3 @@ async def _close_stream(stream: AsyncIterator[SpokenAudio]) -> None:
         await aclose()
     except Exception:
         log.warning("closing a synthesis stream failed", exc_info=True)
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove played audio %s: %s", path.name, exc)

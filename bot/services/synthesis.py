@@ -81,7 +81,8 @@ def _new_file(out_dir: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def _remove(path: Path) -> None:
+def remove_file(path: Path) -> None:
+    """Delete a temporary audio file; a failure is logged, never raised."""
     try:
         path.unlink(missing_ok=True)
     except OSError as exc:
@@ -99,7 +100,7 @@ def _write_file(path: Path, produce: Callable[[Path], None]) -> None:
     try:
         produce(path)
     except BaseException:
-        _remove(path)
+        remove_file(path)
         raise
 
 
@@ -558,7 +559,7 @@ class SynthesisService:
         try:
             duration = audio_duration(path)
         except (OSError, ValueError, EOFError, wave.Error, subprocess.TimeoutExpired) as exc:
-            _remove(path)
+            remove_file(path)
             raise EngineUnavailableError(f"{engine.name} made audio that cannot be read") from exc
         return SpokenAudio(path=path, engine=engine.name, duration_seconds=duration)
 
@@ -587,7 +588,7 @@ class SynthesisService:
             while not ready.empty():
                 left = ready.get_nowait()
                 if isinstance(left, SpokenAudio):
-                    _remove(left.path)
+                    remove_file(left.path)
 
     async def _produce(
         self,
@@ -604,7 +605,7 @@ class SynthesisService:
                 try:
                     await ready.put(audio)
                 except asyncio.CancelledError:
-                    _remove(audio.path)
+                    remove_file(audio.path)
                     raise
         except Exception as exc:  # handed to the consumer, raised there
             await ready.put(exc)
@@ -626,7 +627,7 @@ class SynthesisService:
     def _remove_leftovers(self) -> int:
         leftovers = list(self.tmp_dir.glob(f"{FILE_PREFIX}*"))
         for path in leftovers:
-            _remove(path)
+            remove_file(path)
         return len(leftovers)
 
 
@@ -642,7 +643,7 @@ async def _in_thread(function: Callable[..., SpokenAudio], *args: Any) -> Spoken
 
 def _discard_clip(future: asyncio.Future[SpokenAudio]) -> None:
     if not future.cancelled() and future.exception() is None:
-        _remove(future.result().path)
+        remove_file(future.result().path)
 
 
 __all__ = [

@@ -37,10 +37,3 @@ def human_size(num_bytes: int) -> str:
     """12.3 MB, or 10 MB for a whole number."""
     value = num_bytes / MB
     return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,4 +1,4 @@
-from bot.services.text import human_duration, human_size, split_message
+from bot.services.text import human_size, split_message
 
 
 def test_split_message_respects_the_limit_and_keeps_everything() -> None:
@@ -21,4 +21,3 @@ def test_short_text_is_one_chunk_and_helpers_format() -> None:
     assert split_message("   ") == []
     assert human_size(31 * 1024 * 1024) == "31 MB"
     assert human_size(1536 * 1024) == "1.5 MB"
-    assert human_duration(75) == "1:15" and human_duration(3725) == "1:02:05"
