@@ -434,13 +434,19 @@ def test_unknown_engine_name_is_refused(tmp_path: Path) -> None:
         SynthesisService(["festival"], tmp_dir=tmp_path)
 
 
-def test_first_clause_of_a_long_first_sentence_is_spoken_on_its_own() -> None:
-    from bot.services.synthesis import split_sentences
+def test_a_long_first_sentence_is_streamed_in_two_pieces() -> None:
+    from bot.services.synthesis import stream_pieces
 
-    assert split_sentences("Hello there, nice to meet you. Bye.") == [
+    assert stream_pieces("Hello there, nice to meet you. Bye.") == [
         "Hello there,",
         "nice to meet you.",
         "Bye.",
     ]
-    assert split_sentences("Hi, you.") == ["Hi, you."]  # short: left whole
-    assert split_sentences("Well, I think that is fine.") == ["Well, I think that is fine."]
+    assert stream_pieces("Hi, you.") == ["Hi, you."]  # short: left whole
+    # no usable comma: cut before a linking word
+    assert stream_pieces("The weather today is calm and bright. Yes.") == [
+        "The weather today",
+        "is calm and bright.",
+        "Yes.",
+    ]
+    assert stream_pieces("Short one here today.") == ["Short one here today."]
