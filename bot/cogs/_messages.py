@@ -7,12 +7,15 @@ model cog's chat. Each listener returns early unless `kind_of` names its kind.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import Any
 
 import discord
 from discord.ext import commands
 
 from bot.errors import InvalidInputError
 from bot.services.audio import is_audio_attachment
+from bot.services.text import split_message
 
 
 class Kind(enum.Enum):
@@ -49,6 +52,24 @@ def parse_on_off(value: str) -> bool:
     if lowered in ("off", "no", "false", "disable"):
         return False
     raise InvalidInputError(f"Say `on` or `off`, not `{value}`.")
+
+
+def setting_cooldown(
+    setting: str,
+) -> Callable[[commands.Context[Any]], commands.Cooldown | None]:
+    """A per-user cooldown whose length is the named setting (0 turns it off)."""
+
+    def cooldown(ctx: commands.Context[Any]) -> commands.Cooldown | None:
+        seconds = getattr(ctx.bot.settings, setting)
+        return commands.Cooldown(1, seconds) if seconds > 0 else None
+
+    return cooldown
+
+
+async def send_chunks(destination: discord.abc.Messageable, text: str) -> None:
+    """Send text of any length as messages within Discord's limit."""
+    for chunk in split_message(text):
+        await destination.send(chunk)
 
 
 class UserCooldown:

@@ -8,8 +8,8 @@ from pathlib import Path
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
+from bot.cogs._messages import send_chunks
 from bot.errors import NotFoundError
-from bot.services.text import split_message
 
 
 def read_instructions(path: Path) -> str:
@@ -38,8 +38,7 @@ class Greeting(commands.Cog):
     @commands.command(brief="Show how to use the bot.", extras={"example": "instruction"})
     async def instruction(self, ctx: commands.Context[VoiceChatBot]) -> None:
         text = await asyncio.to_thread(read_instructions, self.instructions_file)
-        for chunk in split_message(text):
-            await ctx.send(chunk)
+        await send_chunks(ctx, text)
 
 
 async def setup(bot: VoiceChatBot) -> None:

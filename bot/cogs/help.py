@@ -6,7 +6,7 @@ from typing import Any
 
 from discord.ext import commands
 
-from bot.services.text import split_message
+from bot.cogs._messages import send_chunks
 
 
 def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
@@ -29,8 +29,7 @@ class HelpCommand(commands.HelpCommand):
         return self.context.clean_prefix
 
     async def _send(self, text: str) -> None:
-        for chunk in split_message(text):
-            await self.get_destination().send(chunk)
+        await send_chunks(self.get_destination(), text)
 
     async def send_bot_help(self, mapping: Any) -> None:
         lines = ["**Commands**"]

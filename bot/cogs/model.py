@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin
-from bot.cogs._messages import Kind, kind_of, parse_on_off
+from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks, setting_cooldown
 from bot.cogs.errors import reply_error
 from bot.config import Settings
 from bot.errors import NotFoundError, UserFacingError
@@ -59,11 +59,6 @@ def describe_job(job: Job) -> str:
     if job.status == "failed":
         text += f"\nReason: {job.error}. The previous model stays in use."
     return text
-
-
-def train_cooldown(ctx: commands.Context[VoiceChatBot]) -> commands.Cooldown | None:
-    seconds = ctx.bot.settings.train_cooldown_seconds
-    return commands.Cooldown(1, seconds) if seconds > 0 else None
 
 
 def _split_train_args(args: str) -> tuple[str | None, str]:
@@ -228,8 +223,7 @@ class Model(commands.Cog):
             mark = " ← active here" if info.name == active else ""
             extra = f", {info.corrections} corrections" if info.corrections else ""
             lines.append(f"`{info.name}`: {info.rows} rows, {info.labels} labels{extra}{mark}")
-        for chunk in split_message("\n".join(lines)):
-            await ctx.send(chunk)
+        await send_chunks(ctx, "\n".join(lines))
 
     @commands.command(
         brief="Choose the dataset whose model answers chat here (admins).",
@@ -259,7 +253,7 @@ class Model(commands.Cog):
         extras={"example": "train smalltalk"},
     )
     @is_admin()
-    @commands.dynamic_cooldown(train_cooldown, commands.BucketType.user)
+    @commands.dynamic_cooldown(setting_cooldown("train_cooldown_seconds"), commands.BucketType.user)
     async def train(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
         try:
             saved, job = await self._save_and_start(ctx, args)
@@ -347,8 +341,7 @@ class Model(commands.Cog):
                 f"`{v.version}` {v.created_at:%Y-%m-%d %H:%M} UTC: {v.rows} rows, "
                 f"{v.labels} labels, {metrics}{mark}"
             )
-        for chunk in split_message("\n".join(lines)):
-            await ctx.send(chunk)
+        await send_chunks(ctx, "\n".join(lines))
 
     @commands.command(
         brief="Switch a dataset to another model version (admins).",

@@ -18,7 +18,7 @@ from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin
-from bot.cogs._messages import parse_on_off
+from bot.cogs._messages import parse_on_off, setting_cooldown
 from bot.cogs.errors import reply_error
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.audio import ffmpeg_exe
@@ -42,11 +42,6 @@ class NotConnected(Exception):
 def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.StageChannel | None:
     state = getattr(user, "voice", None)
     return state.channel if state is not None else None
-
-
-def say_cooldown(ctx: commands.Context[VoiceChatBot]) -> commands.Cooldown | None:
-    seconds = ctx.bot.settings.say_cooldown_seconds
-    return commands.Cooldown(1, seconds) if seconds > 0 else None
 
 
 class Voice(commands.Cog):
@@ -230,7 +225,7 @@ class Voice(commands.Cog):
 
     @commands.command(brief="Speak a text in your voice channel.", extras={"example": "say hello"})
     @commands.guild_only()
-    @commands.dynamic_cooldown(say_cooldown, commands.BucketType.user)
+    @commands.dynamic_cooldown(setting_cooldown("say_cooldown_seconds"), commands.BucketType.user)
     async def say(self, ctx: commands.Context[VoiceChatBot], *, text: str) -> None:
         assert ctx.guild is not None
         channel = _voice_channel(ctx.author)
