@@ -41,7 +41,8 @@ async def ours() -> float:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings({"DATA_DIR": tmp, "LOG_LEVEL": "WARNING"}, env_file=None)
         async with sandboxed_bot(settings) as (sandbox, bot):
-            job = await bot.services.models.start_training("smalltalk")
+            tenant = bot.services.tenants.get(str(sandbox.GUILD_ID))
+            job = await tenant.models.start_training("smalltalk")
             await bot.services.jobs.wait(job.id)
             sent = await sandbox.send(f"<@{sandbox.bot_user.id}> hello")
             await sandbox.wait_for_bot_message(after=sent, timeout=60)

@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot.config import Settings
-from bot.services.datasets import DatasetStore
-from bot.services.files import FileService
 from bot.services.jobs import JobRunner
-from bot.services.models import ModelService
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
+from bot.services.tenancy import TenantLimits, Tenants, migrate_files
 from bot.services.text import MB
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "bot.db"
-SAMPLES = Path(__file__).resolve().parent / "samples"
 # Two worker processes: one training and one CPU-bound recognition can run side by side.
 JOB_WORKERS = 2
 
 
 @dataclass
 class Services:
-    """Everything the cogs use, built once; closed when the bot closes."""
+    """Everything the cogs use, built once; closed when the bot closes.
+
+    Data that belongs to a server (datasets, models, files) is reached through
+    `tenants.get(namespace)`, never directly.
+    """
 
     settings: Settings
     storage: Storage
-    files: FileService
     synthesis: SynthesisService
     speech: SpeechService
     jobs: JobRunner
-    datasets: DatasetStore
-    models: ModelService
+    tenants: Tenants
 
     async def close(self) -> None:
         await self.speech.close()
@@ -45,31 +43,35 @@ class Services:
         await self.storage.close()
 
 
-def install_sample_datasets(datasets_dir: Path) -> None:
-    """Copy the shipped sample datasets into DATA_DIR/datasets when they are missing."""
-    datasets_dir.mkdir(parents=True, exist_ok=True)
-    for sample in SAMPLES.glob("*.csv"):
-        target = datasets_dir / sample.name
-        if not target.exists():
-            shutil.copyfile(sample, target)
-            log.info("installed sample dataset %s", sample.name)
+async def open_storage(settings: Settings) -> Storage:
+    """Open (and migrate) the database, then finish moving an older install's shared files
+    into their namespace; both steps are idempotent, so a crash is finished next time."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    storage = Storage(data_dir / DB_FILE)
+    await storage.open()
+    target = await storage.get_meta("shared_files_namespace")
+    if target is not None:
+        moved = await asyncio.to_thread(migrate_files, data_dir, target)
+        if moved:
+            log.info("moved %d shared data entries into namespace %s", moved, target)
+    return storage
 
 
 async def build_services(settings: Settings) -> Services:
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    install_sample_datasets(data_dir / "datasets")
-    storage = Storage(data_dir / DB_FILE)
-    await storage.open()
+    storage = await open_storage(settings)
     jobs = JobRunner(max_workers=JOB_WORKERS)
-    datasets = DatasetStore(data_dir, settings.train_max_mb * MB, settings.train_max_rows)
+    limits = TenantLimits(
+        train_max_bytes=settings.train_max_mb * MB,
+        train_max_rows=settings.train_max_rows,
+        max_upload_bytes=settings.max_upload_mb * MB,
+        min_confidence=settings.chat_min_confidence,
+    )
     return Services(
         settings=settings,
         storage=storage,
-        files=FileService(data_dir, settings.max_upload_mb * MB),
         synthesis=SynthesisService.from_settings(settings),
         speech=SpeechService.from_settings(settings, jobs),
         jobs=jobs,
-        datasets=datasets,
-        models=ModelService(data_dir, datasets, jobs, settings.chat_min_confidence),
+        tenants=Tenants(settings.data_dir, jobs, limits),
     )

@@ -1,16 +1,27 @@
-"""The one permission check: `@is_admin()` on every admin-only command."""
+"""The one permission check (`@is_admin()` on every admin-only command) and the one place
+that decides whose data a command may touch (`scope_for`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.services.namespaces import Scope, namespace_for, parse_namespace
 
 if TYPE_CHECKING:
     from bot.app import VoiceChatBot
 
 NO_PERMISSION = "You don't have permission to use this command."
+OWNERS_ONLY = (
+    "Only the bot's owners can use `--all` and `--server`; without them a command works on "
+    "this server's own data."
+)
+# An owner's explicit bot-wide view: `--all`, or `--server ID` / `--server=ID`.
+_OWNER_FLAG = re.compile(r"(?<!\S)--(?:(all)|server(?:(?:=|\s+)(?!--)(\S+))?)(?!\S)", re.IGNORECASE)
 
 
 class NotAdmin(commands.CheckFailure):
@@ -18,9 +29,14 @@ class NotAdmin(commands.CheckFailure):
         super().__init__(NO_PERMISSION)
 
 
+async def is_bot_owner(bot: VoiceChatBot, user: discord.abc.User) -> bool:
+    """The application's owner(s) and BOT_OWNER_IDS: admins everywhere, with a bot-wide view."""
+    return user.id in bot.settings.bot_owner_ids or await bot.is_owner(user)
+
+
 async def user_is_admin(bot: VoiceChatBot, user: discord.abc.User) -> bool:
-    """Admins: the application's owner(s), BOT_OWNER_IDS, and members holding ADMIN_ROLE."""
-    if user.id in bot.settings.bot_owner_ids or await bot.is_owner(user):
+    """Admins: the bot's owners, and members holding ADMIN_ROLE in the server at hand."""
+    if await is_bot_owner(bot, user):
         return True
     roles = getattr(user, "roles", [])
     return any(role.name == bot.settings.admin_role for role in roles)
@@ -33,3 +49,32 @@ def is_admin() -> commands.Check:  # type: ignore[type-arg]
         raise NotAdmin()
 
     return commands.check(predicate)
+
+
+def namespace_of(guild: discord.Guild | None, user: discord.abc.User) -> str:
+    """Whose data a message belongs to: its server's, or the author's DMs'."""
+    return namespace_for(guild.id if guild is not None else None, user.id)
+
+
+async def scope_for(ctx: commands.Context[Any], text: str = "") -> tuple[Scope, str]:
+    """The scope of a command, and `text` with an owner's `--all` / `--server ID` taken out.
+
+    Everyone works on their server's own data (or their own DM data). Only the bot's owners
+    may widen that, and only by writing the flag: `--all` (every namespace, for listings) or
+    `--server ID` (one server's data; `dm-USERID` or `legacy` also work).
+    """
+    own = Scope(namespace_of(ctx.guild, ctx.author))
+    match = _OWNER_FLAG.search(text)
+    if match is None:
+        return own, text.strip()
+    if not await is_bot_owner(ctx.bot, ctx.author):
+        raise UserFacingError(OWNERS_ONLY)
+    rest = (text[: match.start()] + " " + text[match.end() :]).strip()
+    if _OWNER_FLAG.search(rest):
+        raise UserFacingError("Give `--all` or `--server ID` once.")
+    everywhere, value = match.group(1) is not None, match.group(2)
+    if everywhere:
+        return Scope(own.namespace, everywhere=True), rest
+    if value is None:
+        raise UserFacingError("Name the server after `--server`, like `--server 123456789`.")
+    return Scope(parse_namespace(value)), rest

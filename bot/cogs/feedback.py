@@ -9,17 +9,20 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import NotAdmin, user_is_admin
+from bot.cogs._checks import NotAdmin, namespace_of, scope_for, user_is_admin
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.datasets import DatasetStore
+from bot.services.namespaces import Scope
 from bot.services.storage import Storage
+from bot.services.tenancy import Tenants
 
 MAX_FEEDBACK_CHARS = 1000
 THANKS = "Thank you for your feedback. We will use it to improve the model."
 # What `Storage.forget_user` counts (table names), in the user's words.
 FORGOTTEN = {"feedback": "feedback", "corrections": "corrections", "reply_log": "logged messages"}
+# `list [N]` / `export`, optionally with an owner's `--all` / `--server ID` (see scope_for).
 ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d+))?|(export)", re.IGNORECASE)
+OWNER_FLAG_TAIL = re.compile(r"\s+--(?:all|server)\b.*$", re.IGNORECASE | re.DOTALL)
 MAX_LISTED = 50
 
 
@@ -29,26 +32,28 @@ def _quote(text: str, limit: int = 80) -> str:
 
 
 class Feedback(commands.Cog):
-    def __init__(self, bot: VoiceChatBot, storage: Storage, datasets: DatasetStore) -> None:
+    def __init__(self, bot: VoiceChatBot, storage: Storage, tenants: Tenants) -> None:
         self.bot = bot
         self.storage = storage
-        self.datasets = datasets
+        self.tenants = tenants
 
     @commands.command(
         brief="Tell the bot's admins what you think.",
-        help="Stores your feedback for the admins. Admins: `!feedback list [N]` shows the latest "
-        "entries and `!feedback export` sends them all as CSV.",
+        help="Stores your feedback for this server's admins. Admins: `!feedback list [N]` shows "
+        "the latest entries and `!feedback export` sends them all as CSV. Bot owners: add "
+        "`--all` (every server) or `--server ID`.",
         extras={"example": "feedback The answers about the weather are wrong"},
     )
     async def feedback(self, ctx: commands.Context[VoiceChatBot], *, text: str = "") -> None:
-        action = ADMIN_ACTION.fullmatch(text.strip())
+        action = ADMIN_ACTION.fullmatch(OWNER_FLAG_TAIL.sub("", text.strip()))
         if action:
             if not await user_is_admin(self.bot, ctx.author):
                 raise NotAdmin()
+            scope, _ = await scope_for(ctx, text)
             if action.group(3):
-                await self._export(ctx)
+                await self._export(ctx, scope)
             else:
-                await self._list(ctx, min(int(action.group(2) or 10), MAX_LISTED))
+                await self._list(ctx, scope, min(int(action.group(2) or 10), MAX_LISTED))
             return
         text = text.strip()
         if not text:
@@ -65,15 +70,18 @@ class Feedback(commands.Cog):
         await self.storage.add_feedback(ctx.author.id, guild_id, ctx.channel.id, text)
         await ctx.reply(THANKS, mention_author=False)
 
-    async def _list(self, ctx: commands.Context[VoiceChatBot], count: int) -> None:
-        entries = await self.storage.list_feedback(ctx.guild.id if ctx.guild else None, count)
+    async def _list(self, ctx: commands.Context[VoiceChatBot], scope: Scope, count: int) -> None:
+        namespace = None if scope.everywhere else scope.namespace
+        entries = await self.storage.list_feedback(namespace, count)
         if not entries:
             await ctx.reply("There is no feedback yet.", mention_author=False)
             return
         lines = [f"**Latest {len(entries)} feedback entries**"]
         for entry in entries:
+            where = f" [{entry.namespace}]" if scope.everywhere else ""
             lines.append(
-                f"#{entry.id} {entry.created_at[:16]} <@{entry.user_id}>: {_quote(entry.text)}"
+                f"#{entry.id}{where} {entry.created_at[:16]} <@{entry.user_id}>: "
+                f"{_quote(entry.text)}"
             )
         await ctx.reply(
             "\n".join(lines)[:2000],
@@ -81,8 +89,8 @@ class Feedback(commands.Cog):
             allowed_mentions=discord.AllowedMentions.none(),
         )
 
-    async def _export(self, ctx: commands.Context[VoiceChatBot]) -> None:
-        data = await self.storage.feedback_csv(ctx.guild.id if ctx.guild else None)
+    async def _export(self, ctx: commands.Context[VoiceChatBot], scope: Scope) -> None:
+        data = await self.storage.feedback_csv(None if scope.everywhere else scope.namespace)
         await ctx.reply(
             "All feedback as CSV:",
             file=discord.File(io.BytesIO(data), filename="feedback.csv"),
@@ -108,8 +116,14 @@ class Feedback(commands.Cog):
                 "That message isn't one of mine; I can only correct my own replies."
             )
         guild_id = ctx.guild.id if ctx.guild else None
+        namespace = namespace_of(ctx.guild, ctx.author)
         logged = await self.storage.get_reply(target.id)
-        if logged is None or logged.kind != "chat" or not logged.user_text:
+        if (
+            logged is None
+            or logged.kind != "chat"
+            or not logged.user_text
+            or logged.namespace != namespace
+        ):
             await self.storage.add_correction(
                 target.id, ctx.author.id, guild_id, target.content, correction
             )
@@ -131,7 +145,8 @@ class Feedback(commands.Cog):
             dataset=dataset,
             user_text=logged.user_text,
         )
-        await self.datasets.add_correction_async(dataset, logged.user_text, correction)
+        datasets = self.tenants.get(namespace).datasets
+        await datasets.add_correction_async(dataset, logged.user_text, correction)
         await ctx.reply(
             f"Thanks, your correction is saved and added to the training data of dataset "
             f"`{dataset}`: “{_quote(logged.user_text)}” → “{_quote(correction)}”. "
@@ -169,8 +184,9 @@ class Feedback(commands.Cog):
     async def forgetme(self, ctx: commands.Context[VoiceChatBot]) -> None:
         # Training data first, then the records: a crash in between can be redone.
         for lesson in await self.storage.user_corrections(ctx.author.id):
-            if lesson.dataset:
-                await self.datasets.remove_correction_async(
+            if lesson.dataset and lesson.dataset_namespace:
+                datasets = self.tenants.get(lesson.dataset_namespace).datasets
+                await datasets.remove_correction_async(
                     lesson.dataset, lesson.user_text or "", lesson.correction
                 )
         counts = await self.storage.forget_user(ctx.author.id)
@@ -182,4 +198,4 @@ class Feedback(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Feedback(bot, bot.services.storage, bot.services.datasets))
+    await bot.add_cog(Feedback(bot, bot.services.storage, bot.services.tenants))

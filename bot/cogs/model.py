@@ -11,22 +11,22 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin
+from bot.cogs._checks import is_admin, namespace_of, scope_for
 from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks, setting_cooldown
 from bot.cogs.errors import reply_error
 from bot.config import Settings
 from bot.errors import NotFoundError, UserFacingError
-from bot.services.datasets import DatasetStore, check_size, name_from_filename, parse_inline
+from bot.services.datasets import check_size, name_from_filename, parse_inline
 from bot.services.jobs import Job
 from bot.services.models import (
     Evaluation,
-    ModelService,
     NoModelError,
     TestItem,
     parse_test_data,
     parse_test_file,
 )
 from bot.services.storage import Storage
+from bot.services.tenancy import Tenant, Tenants
 from bot.services.text import split_message
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,9 @@ async def active_dataset(storage: Storage, settings: Settings, guild_id: int | N
     return await storage.get_guild_setting(guild_id, "dataset", settings.default_dataset)
 
 
-def describe_job(job: Job) -> str:
-    dataset = job.key.split(":", 1)[-1]
-    text = f"Job `{job.id}` ({job.kind} `{dataset}`): **{job.status}**"
+def describe_job(job: Job, *, show_owner: bool = False) -> str:
+    where = f" in `{job.owner}`" if show_owner and job.owner else ""
+    text = f"Job `{job.id}` ({job.kind} `{job.subject}`{where}): **{job.status}**"
     if job.waited and job.waited >= 0.1:
         text += f", waited {job.waited:.1f} s"
     if job.duration is not None:
@@ -91,15 +91,19 @@ def format_evaluation(items: list[TestItem], evaluation: Evaluation) -> str:
 
 
 class Model(commands.Cog):
-    def __init__(
-        self, bot: VoiceChatBot, models: ModelService, datasets: DatasetStore, storage: Storage
-    ) -> None:
+    """Each server (and each user's DMs) has its own datasets, models and jobs: every data
+    access goes through `self.tenants.get(namespace)`."""
+
+    def __init__(self, bot: VoiceChatBot, tenants: Tenants, storage: Storage) -> None:
         self.bot = bot
-        self.model_service = models
-        self.dataset_store = datasets
+        self.tenants = tenants
         self.storage = storage
-        self._first_training: dict[str, Job] = {}
-        self._starting: set[str] = set()
+        # (namespace, dataset) -> the first training started by a chat message
+        self._first_training: dict[tuple[str, str], Job] = {}
+        self._starting: set[tuple[str, str]] = set()
+
+    def tenant_of(self, ctx: commands.Context[VoiceChatBot]) -> Tenant:
+        return self.tenants.get(namespace_of(ctx.guild, ctx.author))
 
     async def dataset_for(self, guild: discord.Guild | None) -> str:
         return await active_dataset(self.storage, self.bot.settings, guild and guild.id)
@@ -135,11 +139,12 @@ class Model(commands.Cog):
         if not text.strip():
             return
         try:
+            tenant = self.tenants.get(namespace_of(message.guild, message.author))
             dataset = await self.dataset_for(message.guild)
             try:
-                prediction = await self.model_service.predict(dataset, text)
+                prediction = await tenant.models.predict(dataset, text)
             except NoModelError:
-                if await self._train_first(dataset, message, text):
+                if await self._train_first(tenant, dataset, message, text):
                     return
                 raise
             reply = prediction.reply if prediction.sure else NOT_SURE
@@ -151,25 +156,28 @@ class Model(commands.Cog):
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
             await reply_error(message, exc)
 
-    async def _train_first(self, dataset: str, message: discord.Message, text: str) -> bool:
+    async def _train_first(
+        self, tenant: Tenant, dataset: str, message: discord.Message, text: str
+    ) -> bool:
         """No model yet: train the dataset once, then answer. False if there is no data."""
-        running = self._first_training.get(dataset)
-        if (running is not None and not running.finished) or dataset in self._starting:
+        key = (tenant.namespace, dataset)
+        running = self._first_training.get(key)
+        if (running is not None and not running.finished) or key in self._starting:
             await message.reply(
                 f"I'm still learning dataset `{dataset}`; ask me again in a moment.",
                 mention_author=False,
             )
             return True
-        self._starting.add(dataset)  # set before any await: two messages start one training
+        self._starting.add(key)  # set before any await: two messages start one training
         try:
-            if not await self.dataset_store.exists_async(dataset):
+            if not await tenant.datasets.exists_async(dataset):
                 return False
-            job = await self.model_service.start_training(
-                dataset, on_done=self._answer_when_trained(dataset, message, text)
+            job = await tenant.models.start_training(
+                dataset, on_done=self._answer_when_trained(key, message, text)
             )
-            self._first_training[dataset] = job
+            self._first_training[key] = job
         finally:
-            self._starting.discard(dataset)
+            self._starting.discard(key)
         await message.reply(
             f"One moment: I'm learning dataset `{dataset}` for the first time "
             f"(job `{job.id}`). I'll answer as soon as it's done.",
@@ -178,10 +186,10 @@ class Model(commands.Cog):
         return True
 
     def _answer_when_trained(
-        self, dataset: str, message: discord.Message, text: str
+        self, key: tuple[str, str], message: discord.Message, text: str
     ) -> Callable[[Job], Awaitable[None]]:
         async def answer(done: Job) -> None:
-            self._first_training.pop(dataset, None)
+            self._first_training.pop(key, None)
             if done.status == "done":
                 await self.answer(message, text)
             else:
@@ -209,20 +217,38 @@ class Model(commands.Cog):
 
     # ----- datasets ----------------------------------------------------------------------
 
-    @commands.command(brief="List the datasets.", extras={"example": "datasets"})
-    async def datasets(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    @commands.command(
+        brief="List this server's datasets.",
+        help="Lists this server's datasets and the shared samples with their row and label "
+        "counts. Bot owners: `--all` lists every server's, `--server ID` one server's.",
+        extras={"example": "datasets"},
+    )
+    async def datasets(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+        scope, _ = await scope_for(ctx, args)
+        namespaces = self.tenants.namespaces() if scope.everywhere else [scope.namespace]
         active = await self.dataset_for(ctx.guild)
-        infos = await self.dataset_store.list_async()
-        if not infos:
+        own = namespace_of(ctx.guild, ctx.author)
+        lines = []
+        for namespace in namespaces:
+            tenant = self.tenants.get(namespace)
+            infos = await tenant.datasets.list_async()
+            if scope.everywhere or namespace != own:
+                lines.append(f"**Datasets of `{namespace}`**")
+            elif infos:
+                lines.append("**Datasets**")
+            for info in infos:
+                here = namespace == own and info.name == active
+                mark = " ← active here" if here else ""
+                sample = " (sample)" if info.sample else ""
+                extra = f", {info.corrections} corrections" if info.corrections else ""
+                lines.append(
+                    f"`{info.name}`{sample}: {info.rows} rows, {info.labels} labels{extra}{mark}"
+                )
+        if not lines:
             await ctx.reply(
                 "There are no datasets yet. Add one with `!train`.", mention_author=False
             )
             return
-        lines = ["**Datasets**"]
-        for info in infos:
-            mark = " ← active here" if info.name == active else ""
-            extra = f", {info.corrections} corrections" if info.corrections else ""
-            lines.append(f"`{info.name}`: {info.rows} rows, {info.labels} labels{extra}{mark}")
         await send_chunks(ctx, "\n".join(lines))
 
     @commands.command(
@@ -233,12 +259,13 @@ class Model(commands.Cog):
     @is_admin()
     async def select_dataset(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
         assert ctx.guild is not None
-        if not await self.dataset_store.exists_async(name):
+        tenant = self.tenant_of(ctx)
+        if not await tenant.datasets.exists_async(name):
             raise NotFoundError(f"Dataset `{name}` not found. `!datasets` lists them.")
-        info = await self.dataset_store.info_async(name)
+        info = await tenant.datasets.info_async(name)
         await self.storage.set_guild_setting(ctx.guild.id, "dataset", info.name)
         text = f"Dataset `{info.name}` selected ({info.rows} rows, {info.labels} labels)."
-        if await self.model_service.active_version(info.name) is None:
+        if await tenant.models.active_version(info.name) is None:
             text += f" It has no model yet: train it with `!train {info.name}`."
         await ctx.reply(text, mention_author=False)
 
@@ -276,21 +303,22 @@ class Model(commands.Cog):
     ) -> tuple[str, Job]:
         """Save the attached or inline dataset, if any, and queue its training."""
         name, inline = _split_train_args(args)
+        store = self.tenant_of(ctx).datasets
         saved = ""
         if ctx.message.attachments:
             attachment = ctx.message.attachments[0]
-            check_size(attachment.size, self.dataset_store.max_bytes)
+            check_size(attachment.size, store.max_bytes)
             data = await attachment.read()
             dataset = name or name_from_filename(attachment.filename)
-            info = await self.dataset_store.save_async(dataset, data, attachment.filename)
+            info = await store.save_async(dataset, data, attachment.filename)
             saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
         elif inline:
             rows = parse_inline(inline, max_rows=self.bot.settings.train_max_rows)
-            info = await self.dataset_store.save_async(name or INLINE_DATASET, rows)
+            info = await store.save_async(name or INLINE_DATASET, rows)
             saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
         else:
-            info = await self.dataset_store.info_async(name or await self.dataset_for(ctx.guild))
-        job = await self.model_service.start_training(
+            info = await store.info_async(name or await self.dataset_for(ctx.guild))
+        job = await self.tenant_of(ctx).models.start_training(
             info.name, on_done=self._announcer(ctx.message)
         )
         return saved, job
@@ -301,28 +329,46 @@ class Model(commands.Cog):
 
         return announce
 
-    @commands.command(brief="Show a job's status.", extras={"example": "job a1b2c3"})
-    async def job(self, ctx: commands.Context[VoiceChatBot], job_id: str) -> None:
-        found = self.model_service.jobs.get(job_id)
-        if found is None:
-            raise NotFoundError(f"Job `{job_id}` not found. `!jobs` lists the latest.")
-        await ctx.reply(describe_job(found), mention_author=False)
+    @commands.command(
+        brief="Show a job's status.",
+        help="Shows one of this server's jobs. Bot owners: `--all` finds any server's job.",
+        extras={"example": "job a1b2c3"},
+    )
+    async def job(self, ctx: commands.Context[VoiceChatBot], *, args: str) -> None:
+        scope, job_id = await scope_for(ctx, args)
+        found = self.tenants.jobs.get(job_id) if job_id else None
+        if found is None or not (scope.everywhere or found.owner == scope.namespace):
+            raise NotFoundError(f"Job `{job_id[:20]}` not found. `!jobs` lists the latest.")
+        await ctx.reply(describe_job(found, show_owner=scope.everywhere), mention_author=False)
 
-    @commands.command(brief="List the latest jobs.", extras={"example": "jobs"})
-    async def jobs(self, ctx: commands.Context[VoiceChatBot]) -> None:
-        latest = self.model_service.jobs.list(10)
+    @commands.command(
+        brief="List this server's latest jobs.",
+        help="Lists this server's latest jobs. Bot owners: `--all` lists every server's, "
+        "`--server ID` one server's.",
+        extras={"example": "jobs"},
+    )
+    async def jobs(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+        scope, _ = await scope_for(ctx, args)
+        owner = None if scope.everywhere else scope.namespace
+        latest = self.tenants.jobs.list(10, owner=owner)
         if not latest:
             await ctx.reply("No jobs yet.", mention_author=False)
             return
-        lines = [describe_job(job).split("\n", 1)[0] for job in latest]
+        lines = [describe_job(job, show_owner=scope.everywhere).split("\n", 1)[0] for job in latest]
         await ctx.reply("\n".join(lines), mention_author=False)
 
     # ----- models ------------------------------------------------------------------------
 
-    @commands.command(brief="List a dataset's model versions.", extras={"example": "models"})
-    async def models(self, ctx: commands.Context[VoiceChatBot], dataset: str = "") -> None:
+    @commands.command(
+        brief="List a dataset's model versions.",
+        help="Lists the model versions of NAME (default: the active dataset) in this server. "
+        "Bot owners: `--server ID` shows another server's.",
+        extras={"example": "models"},
+    )
+    async def models(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+        scope, dataset = await scope_for(ctx, args)
         name = dataset or await self.dataset_for(ctx.guild)
-        versions = await self.model_service.list_versions(name)
+        versions = await self.tenants.get(scope.namespace).models.list_versions(name)
         if not versions:
             await ctx.reply(
                 f"Dataset `{name}` has no trained model yet. Train it with `!train {name}`.",
@@ -352,7 +398,7 @@ class Model(commands.Cog):
         self, ctx: commands.Context[VoiceChatBot], version: str, dataset: str = ""
     ) -> None:
         name = dataset or await self.dataset_for(ctx.guild)
-        chosen = await self.model_service.use_version(name, version)
+        chosen = await self.tenant_of(ctx).models.use_version(name, version)
         await ctx.reply(
             f"Dataset `{name}` now uses model `{chosen.version}`.", mention_author=False
         )
@@ -369,14 +415,14 @@ class Model(commands.Cog):
     async def test(self, ctx: commands.Context[VoiceChatBot], *, data: str = "") -> None:
         if ctx.message.attachments:
             attachment = ctx.message.attachments[0]
-            check_size(attachment.size, self.dataset_store.max_bytes)
+            check_size(attachment.size, self.tenant_of(ctx).datasets.max_bytes)
             data = await attachment.read()
             items = await asyncio.to_thread(parse_test_file, data, attachment.filename)
         else:
             items = parse_test_data(data)
         dataset = await self.dataset_for(ctx.guild)
         try:
-            evaluation = await self.model_service.evaluate(dataset, items)
+            evaluation = await self.tenant_of(ctx).models.evaluate(dataset, items)
         except NoModelError as exc:
             raise NoModelError(f"{exc.message} Then try `!test` again.") from None
         chunks = split_message(format_evaluation(items, evaluation))
@@ -388,5 +434,4 @@ class Model(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    services = bot.services
-    await bot.add_cog(Model(bot, services.models, services.datasets, services.storage))
+    await bot.add_cog(Model(bot, bot.services.tenants, bot.services.storage))

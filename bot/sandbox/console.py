@@ -17,13 +17,14 @@ from bot.config import Settings
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 
-HELP = """Sandbox console: you are chatting in #general of a local stand-in for Discord.
+HELP = """Sandbox console: you are {user} in #general of {server}, on a local stand-in for Discord.
   a plain line            send it as a message (try !hi, !help, or !chat on to chat)
   /upload PATH [text]     send a message with a file attached (audio is transcribed)
   /voice PATH [text]      send PATH as a Discord voice message
   /reply ID text          reply to message ID (e.g. !correct, !transcribe)
   /voice join|leave       move yourself into or out of the voice channel
-  /as NAME                speak as owner, moderator or member (current: {user})
+  /as NAME                speak as someone else in this server: {people}
+  /server NAME            switch server: {servers} (each has its own data)
   /dm text                send a direct message to the bot
   /help                   this text;  Ctrl-D or /quit to leave"""
 
@@ -34,6 +35,7 @@ class Console:
         self.bot = bot
         self.out_dir = out_dir
         self.user = "owner"
+        self.server = sandbox.guild("sandbox")
         self.last_event = asyncio.get_running_loop().time()
         sandbox.listeners.append(self.on_event)
         sandbox.voice.on_utterance = self.on_utterance
@@ -60,7 +62,12 @@ class Console:
         if data["author"]["id"] != str(self.sandbox.bot_user.id):
             return
         marker = "(edited) " if event == "MESSAGE_UPDATE" else ""
-        self.say(f"[{data['id']}] bot: {marker}{data['content']}")
+        channel = int(data["channel_id"])
+        where = ""
+        if channel != self.server.text_channel_id:
+            guild = self.sandbox.world.guild_of_channel(channel)
+            where = f"({guild.name}) " if guild else "(DM) "
+        self.say(f"[{data['id']}] {where}bot: {marker}{data['content']}")
         for attachment in data.get("attachments", []):
             path = self.out_dir / f"{attachment['id']}-{attachment['filename']}"
             path.write_bytes(self.sandbox.file(attachment))
@@ -70,11 +77,21 @@ class Console:
         where = f" -> {utterance.path}" if utterance.path else ""
         self.say(f"    bot spoke in voice: {utterance.duration:.1f} s{where}")
 
+    def help(self) -> str:
+        return HELP.format(
+            user=self.user,
+            server=self.server.name,
+            people=", ".join(self.server.members),
+            servers=", ".join(self.sandbox.world.guilds),
+        )
+
     async def handle(self, line: str) -> bool:
         """Handle one input line; False means quit."""
         if not line.startswith("/"):
             if line.strip():
-                sent = await self.sandbox.send(line, author=self.user)
+                sent = await self.sandbox.send(
+                    line, author=self.user, channel_id=self.server.text_channel_id
+                )
                 self.say(f"[{sent['id']}] {self.user}: {line}")
             return True
         try:
@@ -86,14 +103,22 @@ class Console:
         if command in ("/quit", "/exit"):
             return False
         if command == "/help":
-            self.say(HELP.format(user=self.user))
+            self.say(self.help())
         elif command == "/as" and args:
-            self.sandbox.user(args[0])
+            if args[0] not in self.server.members:
+                people = ", ".join(self.server.members)
+                self.say(f"  {args[0]} is not in {self.server.name}; choose from {people}")
+                return True
             self.user = args[0]
             self.say(f"  you are now {self.user}")
+        elif command == "/server" and args:
+            self.server = self.sandbox.guild(args[0].lower())
+            if self.user not in self.server.members:
+                self.user = self.server.members[0]
+            self.say(f"  you are now {self.user} in #general of {self.server.name}")
         elif command == "/voice" and args in (["join"], ["leave"]):
             if args[0] == "join":
-                await self.sandbox.join_voice(self.user)
+                await self.sandbox.join_voice(self.user, self.server.voice_channel_id)
                 self.say(f"  {self.user} joined the voice channel")
             else:
                 await self.sandbox.leave_voice(self.user)
@@ -101,7 +126,12 @@ class Console:
         elif command in ("/upload", "/voice") and args:
             await self.upload(args[0], " ".join(args[1:]), command == "/voice")
         elif command == "/reply" and len(args) >= 2 and args[0].isdigit():
-            await self.sandbox.send(" ".join(args[1:]), author=self.user, reply_to=int(args[0]))
+            await self.sandbox.send(
+                " ".join(args[1:]),
+                author=self.user,
+                reply_to=int(args[0]),
+                channel_id=self.server.text_channel_id,
+            )
         elif command == "/dm" and args:
             await self.sandbox.send(" ".join(args), author=self.user, dm=True)
         else:
@@ -115,7 +145,11 @@ class Console:
             self.say(f"  can't read {name}: {exc.strerror}")
             return
         await self.sandbox.send(
-            text, author=self.user, files=[(filename, data)], voice_message=voice_message
+            text,
+            author=self.user,
+            files=[(filename, data)],
+            voice_message=voice_message,
+            channel_id=self.server.text_channel_id,
         )
         self.say(f"  {self.user} sent {filename} ({len(data)} bytes)")
 
@@ -136,7 +170,7 @@ async def run_console(settings: Settings) -> None:
     print("Starting the bot against the local sandbox (no DISCORD_TOKEN set)...", flush=True)
     async with sandboxed_bot(settings, voice_out_dir=out_dir) as (sandbox, bot):
         console = Console(sandbox, bot, out_dir)
-        console.say(HELP.format(user=console.user))
+        console.say(console.help())
         while (line := await read_line()) is not None:
             try:
                 if not await console.handle(line):

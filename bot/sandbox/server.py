@@ -2,9 +2,8 @@
 
 It serves the REST calls the bot makes, the gateway (HELLO, IDENTIFY, READY, GUILD_CREATE,
 MESSAGE_CREATE/UPDATE/DELETE, VOICE_STATE_UPDATE) and, through `VoiceServer`, the voice
-gateway and UDP audio. One guild with #general, a voice channel and three users: the
-owner (application owner and guild owner), a moderator holding the admin role, and a
-plain member.
+gateway and UDP audio. Two servers, each with #general and a voice channel and its own
+people (see `world.py`): Sandbox (owner, moderator, member) and Second (alice, bob).
 
 Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
 ...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
@@ -20,36 +19,19 @@ import mimetypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from bot.sandbox.voice import VoiceServer
+from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World, now_iso
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
 VOICE_FLAG = 1 << 13  # MessageFlags.voice
 HEARTBEAT_MS = 41_250
-
-
-@dataclass(frozen=True)
-class SandboxUser:
-    id: int
-    name: str
-    bot: bool = False
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "username": self.name,
-            "global_name": self.name,
-            "discriminator": "0",
-            "avatar": None,
-            "bot": self.bot,
-        }
 
 
 @dataclass
@@ -74,10 +56,6 @@ def _snowflakes(start: int) -> Callable[[], int]:
     return lambda: ((int(time.time() * 1000) - 1420070400000) << 22) + next(counter) % 4096
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     # discord.py parses a body as JSON only when Content-Type is exactly application/json.
     return web.Response(
@@ -88,10 +66,13 @@ def _json(data: Any, status: int = 200) -> web.Response:
 class Sandbox:
     """The Discord stand-in: REST + gateway on one loopback port, voice on its own."""
 
-    GUILD_ID = 1_100_000_000_000_000_001
-    TEXT_CHANNEL_ID = 1_100_000_000_000_000_010
-    VOICE_CHANNEL_ID = 1_100_000_000_000_000_020
-    ADMIN_ROLE_ID = 1_100_000_000_000_000_030
+    GUILD_ID = SANDBOX.id
+    TEXT_CHANNEL_ID = SANDBOX.text_channel_id
+    VOICE_CHANNEL_ID = SANDBOX.voice_channel_id
+    ADMIN_ROLE_ID = SANDBOX.admin_role_id
+    SECOND_GUILD_ID = SECOND.id
+    SECOND_TEXT_CHANNEL_ID = SECOND.text_channel_id
+    SECOND_VOICE_CHANNEL_ID = SECOND.voice_channel_id
     APPLICATION_ID = 1_100_000_000_000_000_099
 
     def __init__(
@@ -103,18 +84,15 @@ class Sandbox:
     ) -> None:
         self.host = host
         self.admin_role = admin_role
-        self.bot_user = SandboxUser(1_100_000_000_000_000_100, "VoiceChatBot", bot=True)
-        self.users = {
-            "owner": SandboxUser(1_100_000_000_000_000_201, "owner"),
-            "moderator": SandboxUser(1_100_000_000_000_000_202, "moderator"),
-            "member": SandboxUser(1_100_000_000_000_000_203, "member"),
-        }
+        self.world = World(admin_role)
+        self.bot_user = self.world.bot_user
+        self.users = self.world.users
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.messages: dict[int, dict[str, Any]] = {}
         self.files: dict[str, SentFile] = {}  # "attachment_id/filename" -> file
         self.typing: list[tuple[int, float]] = []  # (channel id, monotonic time)
         self.reactions: list[tuple[int, str]] = []  # (message id, emoji)
-        self.voice_states: dict[int, int] = {}  # user id -> voice channel id
+        self.voice_states = self.world.voice_states  # user id -> voice channel id
         self.voice = VoiceServer(host=host, out_dir=out_dir)
         self._next_id = _snowflakes(1)
         self._clients: list[_GatewayClient] = []
@@ -169,11 +147,10 @@ class Sandbox:
     # ----- acting as a user ------------------------------------------------------------
 
     def user(self, name: str) -> SandboxUser:
-        try:
-            return self.users[name]
-        except KeyError:
-            choices = ", ".join(self.users)
-            raise ValueError(f"no sandbox user {name!r}; choose from {choices}") from None
+        return self.world.user(name)
+
+    def guild(self, key: str) -> SandboxGuild:
+        return self.world.guild(key)
 
     async def send(
         self,
@@ -186,11 +163,17 @@ class Sandbox:
         voice_message: bool = False,
         dm: bool = False,
     ) -> dict[str, Any]:
-        """Post a message as a user; the bot receives it as MESSAGE_CREATE."""
+        """Post a message as a user; the bot receives it as MESSAGE_CREATE.
+
+        The channel defaults to #general of the author's first server.
+        """
         user = self.user(author)
         if dm:
             channel_id = self._dm_channel(user.id)
-        channel_id = channel_id or self.TEXT_CHANNEL_ID
+        channel_id = channel_id or self.world.home_guild(user).text_channel_id
+        guild = self.world.guild_of_channel(channel_id)
+        if guild is not None and not self.world.is_member(user, guild):
+            raise ValueError(f"{user.name} is not a member of {guild.name}")
         attachments = [self._store_file(name, data, voice_message) for name, data in files or []]
         message = self._message(
             user,
@@ -204,25 +187,38 @@ class Sandbox:
         return message
 
     async def join_voice(self, author: str = "owner", channel_id: int | None = None) -> None:
+        """Move a user into a voice channel (default: their first server's)."""
         user = self.user(author)
-        self.voice_states[user.id] = channel_id or self.VOICE_CHANNEL_ID
-        await self._publish(
-            "VOICE_STATE_UPDATE", self._voice_state(user, self.voice_states[user.id])
-        )
+        channel_id = channel_id or self.world.home_guild(user).voice_channel_id
+        guild = self.world.guild_of_channel(channel_id)
+        if guild is None or not self.world.is_member(user, guild):
+            raise ValueError(f"{user.name} can't join that voice channel")
+        left = self.voice_states.get(user.id)
+        old = self.world.guild_of_channel(left) if left else None
+        if old is not None and old is not guild:  # one voice channel at a time, as on Discord
+            await self._publish("VOICE_STATE_UPDATE", self.world.voice_state(user, old, None))
+        self.voice_states[user.id] = channel_id
+        await self._publish("VOICE_STATE_UPDATE", self.world.voice_state(user, guild, channel_id))
 
     async def leave_voice(self, author: str = "owner") -> None:
         user = self.user(author)
-        self.voice_states.pop(user.id, None)
-        await self._publish("VOICE_STATE_UPDATE", self._voice_state(user, None))
+        channel_id = self.voice_states.pop(user.id, None)
+        guild = self.world.guild_of_channel(channel_id) if channel_id else None
+        guild = guild or self.world.home_guild(user)
+        await self._publish("VOICE_STATE_UPDATE", self.world.voice_state(user, guild, None))
 
-    async def drop_bot_voice(self) -> None:
+    async def drop_bot_voice(self, guild_id: int | None = None) -> None:
         """Cut the bot's voice connection, as when Discord moves a voice server or kicks it."""
-        self.voice_states.pop(self.bot_user.id, None)
-        self.voice.disconnect(self.GUILD_ID)
-        await self._publish("VOICE_STATE_UPDATE", self._voice_state(self.bot_user, None))
+        guild = self.world.guild_by_id(guild_id or self.GUILD_ID)
+        self.world.bot_voice.pop(guild.id, None)
+        self.voice.disconnect(guild.id)
+        await self._publish(
+            "VOICE_STATE_UPDATE", self.world.voice_state(self.bot_user, guild, None)
+        )
 
-    def bot_voice_channel(self) -> int | None:
-        return self.voice_states.get(self.bot_user.id)
+    def bot_voice_channel(self, guild_id: int | None = None) -> int | None:
+        """The bot's voice channel in a server (default: Sandbox), or None."""
+        return self.world.bot_voice.get(guild_id or self.GUILD_ID)
 
     # ----- observing the bot -----------------------------------------------------------
 
@@ -269,98 +265,8 @@ class Sandbox:
 
     # ----- payload builders ------------------------------------------------------------
 
-    def _guild_payload(self) -> dict[str, Any]:
-        everyone = {"id": str(self.GUILD_ID), "name": "@everyone", "permissions": "104324673"}
-        admin = {"id": str(self.ADMIN_ROLE_ID), "name": self.admin_role, "permissions": "0"}
-        roles = [
-            {**r, "position": i, "color": 0, "hoist": False, "managed": False, "mentionable": False}
-            for i, r in enumerate([everyone, admin])
-        ]
-        channels = [
-            {"id": str(self.TEXT_CHANNEL_ID), "type": 0, "name": "general", "position": 0},
-            {
-                "id": str(self.VOICE_CHANNEL_ID),
-                "type": 2,
-                "name": "Voice",
-                "position": 1,
-                "bitrate": 64000,
-                "user_limit": 0,
-            },
-        ]
-        for channel in channels:
-            channel.update(guild_id=str(self.GUILD_ID), permission_overwrites=[], nsfw=False)
-        members = [self._member(u) for u in [self.bot_user, *self.users.values()]]
-        return {
-            "id": str(self.GUILD_ID),
-            "name": "Sandbox",
-            "icon": None,
-            "owner_id": str(self.users["owner"].id),
-            "roles": roles,
-            "channels": channels,
-            "members": members,
-            "member_count": len(members),
-            "voice_states": [
-                self._voice_state(self.user_by_id(uid), cid, with_member=False)
-                for uid, cid in self.voice_states.items()
-            ],
-            "presences": [],
-            "emojis": [],
-            "stickers": [],
-            "features": [],
-            "threads": [],
-            "stage_instances": [],
-            "guild_scheduled_events": [],
-            "soundboard_sounds": [],
-            "large": False,
-            "unavailable": False,
-            "verification_level": 0,
-            "default_message_notifications": 0,
-            "explicit_content_filter": 0,
-            "mfa_level": 0,
-            "premium_tier": 0,
-            "nsfw_level": 0,
-            "preferred_locale": "en-US",
-            "joined_at": _now_iso(),
-            "system_channel_flags": 0,
-        }
-
     def user_by_id(self, user_id: int) -> SandboxUser:
-        if user_id == self.bot_user.id:
-            return self.bot_user
-        return next(u for u in self.users.values() if u.id == user_id)
-
-    def _member(self, user: SandboxUser, with_user: bool = True) -> dict[str, Any]:
-        member: dict[str, Any] = {
-            "roles": [str(self.ADMIN_ROLE_ID)] if user is self.users["moderator"] else [],
-            "joined_at": _now_iso(),
-            "deaf": False,
-            "mute": False,
-            "nick": None,
-            "flags": 0,
-        }
-        if with_user:
-            member["user"] = user.payload()
-        return member
-
-    def _voice_state(
-        self, user: SandboxUser, channel_id: int | None, with_member: bool = True
-    ) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "guild_id": str(self.GUILD_ID),
-            "channel_id": str(channel_id) if channel_id else None,
-            "user_id": str(user.id),
-            "session_id": f"session-{user.id}",
-            "deaf": False,
-            "mute": False,
-            "self_deaf": False,
-            "self_mute": False,
-            "self_video": False,
-            "suppress": False,
-            "request_to_speak_timestamp": None,
-        }
-        if with_member:
-            state["member"] = self._member(user)
-        return state
+        return self.world.user_by_id(user_id)
 
     def _dm_channel(self, user_id: int) -> int:
         if user_id not in self.dm_channels:
@@ -413,7 +319,7 @@ class Sandbox:
             "channel_id": str(channel_id),
             "author": author.payload(),
             "content": content,
-            "timestamp": _now_iso(),
+            "timestamp": now_iso(),
             "edited_timestamp": None,
             "tts": False,
             "mention_everyone": False,
@@ -425,9 +331,10 @@ class Sandbox:
             "type": 19 if reference else 0,
             "flags": flags,
         }
-        if not self._is_dm(channel_id):
-            message["guild_id"] = str(self.GUILD_ID)
-            message["member"] = self._member(author, with_user=False)
+        guild = self.world.guild_of_channel(channel_id)
+        if guild is not None:
+            message["guild_id"] = str(guild.id)
+            message["member"] = self.world.member(author, guild, with_user=False)
         mentioned = [u for u in [self.bot_user, *self.users.values()] if f"<@{u.id}>" in content]
         message["mentions"] = [u.payload() for u in mentioned]
         if reference:
@@ -490,7 +397,7 @@ class Sandbox:
         ready = {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(self.GUILD_ID), "unavailable": True}],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.world.guilds.values()],
             "session_id": client.session_id,
             "resume_gateway_url": self.gateway_url,
             "private_channels": [],
@@ -499,27 +406,28 @@ class Sandbox:
             "shard": [0, 1],
         }
         await self._dispatch(client, "READY", ready)
-        await self._dispatch(client, "GUILD_CREATE", self._guild_payload())
+        for guild in self.world.guilds.values():
+            await self._dispatch(client, "GUILD_CREATE", self.world.guild_payload(guild))
         client.ready = True
         async with self._changed:
             self._changed.notify_all()
 
     async def _bot_voice_state(self, data: dict[str, Any]) -> None:
-        guild_id = int(data["guild_id"])
+        guild = self.world.guild_by_id(int(data["guild_id"]))
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
-        state = self._voice_state(self.bot_user, channel_id)
+        state = self.world.voice_state(self.bot_user, guild, channel_id)
         if channel_id is None:
-            self.voice_states.pop(self.bot_user.id, None)
-            self.voice.disconnect(guild_id)
+            self.world.bot_voice.pop(guild.id, None)
+            self.voice.disconnect(guild.id)
             await self._publish("VOICE_STATE_UPDATE", state)
             return
-        self.voice_states[self.bot_user.id] = channel_id
+        self.world.bot_voice[guild.id] = channel_id
         token = f"voice-{self._next_id()}"
         self.voice.expect(
-            guild_id=guild_id, user_id=self.bot_user.id, session_id=state["session_id"], token=token
+            guild_id=guild.id, user_id=self.bot_user.id, session_id=state["session_id"], token=token
         )
         await self._publish("VOICE_STATE_UPDATE", state)
-        server = {"token": token, "guild_id": str(guild_id), "endpoint": self.voice.endpoint}
+        server = {"token": token, "guild_id": str(guild.id), "endpoint": self.voice.endpoint}
         await self._publish("VOICE_SERVER_UPDATE", server)
 
     # ----- REST ------------------------------------------------------------------------
@@ -635,7 +543,7 @@ class Sandbox:
         for key in ("content", "embeds"):
             if key in body:
                 message[key] = body[key]
-        message["edited_timestamp"] = _now_iso()
+        message["edited_timestamp"] = now_iso()
         await self._publish("MESSAGE_UPDATE", message)
         return _json(message)
 

@@ -61,6 +61,7 @@ class DatasetInfo:
     rows: int
     labels: int
     corrections: int
+    sample: bool = False  # a shared sample (read-only), not the store's own dataset
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -416,10 +417,18 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class DatasetStore:
-    """Datasets under `<data_dir>/datasets`. Methods are blocking; use the `*_async` twins."""
+    """Datasets under `<data_dir>/datasets`. Methods are blocking; use the `*_async` twins.
 
-    def __init__(self, data_dir: Path, max_bytes: int, max_rows: int) -> None:
+    `samples_dir` holds read-only sample datasets (`<name>.csv`) that every store can read: a
+    sample is used when the store has no dataset of that name, and `save` never writes there
+    (its corrections go beside the store's own datasets).
+    """
+
+    def __init__(
+        self, data_dir: Path, max_bytes: int, max_rows: int, *, samples_dir: Path | None = None
+    ) -> None:
         self.root = Path(data_dir) / "datasets"
+        self.samples_dir = Path(samples_dir) if samples_dir is not None else None
         self.max_bytes = max_bytes
         self.max_rows = max_rows
         self._write_lock = threading.Lock()
@@ -432,7 +441,20 @@ class DatasetStore:
             candidate = self.root / f"{name}{ext}"
             if candidate.is_file():
                 return candidate
+        sample = self._sample_path(name)
+        if sample is not None:
+            return sample
         raise NotFoundError(f"Dataset '{name}' not found.")
+
+    def _sample_path(self, name: str) -> Path | None:
+        if self.samples_dir is None:
+            return None
+        candidate = self.samples_dir / f"{name}.csv"
+        return candidate if candidate.is_file() else None
+
+    def is_sample(self, name: str) -> bool:
+        """True when `name` is read from the shared samples (the store has no own copy)."""
+        return self.samples_dir is not None and self.path(name).parent == self.samples_dir
 
     def corrections_path(self, name: str) -> Path:
         return self.root / f"{validate_name(name)}{CORRECTIONS_SUFFIX}"
@@ -445,11 +467,11 @@ class DatasetStore:
         return True
 
     def names(self) -> list[str]:
-        """Names of the stored datasets, sorted."""
-        if not self.root.is_dir():
-            return []
+        """Names of the stored datasets and the samples, sorted."""
         found = set()
-        for entry in self.root.iterdir():
+        folders = [f for f in (self.root, self.samples_dir) if f is not None and f.is_dir()]
+        entries = [entry for folder in folders for entry in folder.iterdir()]
+        for entry in entries:
             name, ext = entry.name.rsplit(".", 1)[0], entry.suffix.lower()
             if ext in FORMATS and NAME_PATTERN.fullmatch(name) and entry.is_file():
                 found.add(name)
@@ -477,6 +499,7 @@ class DatasetStore:
             rows=len(rows),
             labels=len({row.label for row in rows}),
             corrections=len(self.corrections(name)),
+            sample=self.samples_dir is not None and path.parent == self.samples_dir,
         )
         self._info_cache[name] = (key, info)
         return info

@@ -134,8 +134,12 @@ class FileService:
         data_dir: Path,
         max_upload_bytes: int,
         protected: Sequence[str] = DEFAULT_PROTECTED,
+        *,
+        samples_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        # Read-only sample datasets: `!archive NAME` of a sample zips the shipped file.
+        self.samples_dir = Path(samples_dir) if samples_dir is not None else None
         self.max_upload_bytes = max_upload_bytes
         self._protected = frozenset(name.casefold() for name in protected)
         self._naming_lock = threading.Lock()
@@ -252,22 +256,27 @@ class FileService:
         )
 
     def _dataset_members(self, name: str, datasets_dir_name: str) -> list[tuple[Path, str]]:
-        """Files datasets/NAME.* (data and corrections) when NAME is a plain name."""
+        """Files datasets/NAME.* (data and corrections) when NAME is a plain name, and the
+        shipped sample NAME.csv when there is no own data file of that name."""
         _check_text(name)
         if re.search(r"[/\\]", name) or not _name_allowed(name, self._protected):
             return []
+        members = []
         try:
             folder = self.resolve(datasets_dir_name)
         except (InvalidInputError, NotFoundError):
-            return []
-        if not folder.is_dir():
-            return []
-        members = []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.startswith(name + "."):
-                real = self._allowed_file(folder.relative_to(self._root).parts + (entry.name,))
-                if real is not None:
-                    members.append((real, entry.name))
+            folder = None
+        if folder is not None and folder.is_dir():
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.name.startswith(name + "."):
+                    parts = folder.relative_to(self._root).parts + (entry.name,)
+                    real = self._allowed_file(parts)
+                    if real is not None:
+                        members.append((real, entry.name))
+        sample = self.samples_dir / f"{name}.csv" if self.samples_dir else None
+        has_data = any(not arc.endswith(".corrections.csv") for _, arc in members)
+        if sample is not None and sample.is_file() and not has_data:
+            members.insert(0, (sample, sample.name))
         return members
 
     def _folder_members(self, target: Path) -> list[tuple[Path, str]]:
@@ -307,7 +316,7 @@ class FileService:
 
     def _write_zip(self, members: Sequence[tuple[Path, str]], stem: str) -> tuple[Path, int]:
         archives = self._root / ARCHIVES_DIR  # the operator may make it a symlink to another disk
-        archives.mkdir(exist_ok=True)
+        archives.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".zip.tmp", dir=archives)
         tmp = Path(tmp_name)
         try:

@@ -67,6 +67,8 @@ class Job:
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
+    owner: str | None = None  # the namespace whose job it is (see services/tenancy.py)
+    subject: str = ""  # what it works on, for people: a dataset's name
 
     @property
     def finished(self) -> bool:
@@ -164,14 +166,19 @@ class JobRunner:
         fn: Callable[..., Any],
         *args: Any,
         on_done: OnDone | None = None,
+        owner: str | None = None,
+        subject: str = "",
     ) -> Job:
         """Queue `fn(*args)` for a worker and return its job at once.
 
         The job is "running" already when a worker and its key are free, else "queued".
+        `owner` and `subject` only label the job (`list` filters by owner).
 
         `on_done(job)` is awaited once the job is done or failed; its exceptions are logged.
         """
-        return self._submit(kind, key, fn, args, on_done, keep_exception=False)
+        job = self._submit(kind, key, fn, args, on_done, keep_exception=False)
+        job.owner, job.subject = owner, subject
+        return job
 
     async def run(self, kind: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` as a job and return its result, or raise the worker's exception.
@@ -195,9 +202,10 @@ class JobRunner:
         """The job with this id (case and a leading # ignored), or None if unknown or forgotten."""
         return self._jobs.get(job_id.strip().lstrip("#").lower())
 
-    def list(self, limit: int = 10) -> list[Job]:
-        """The latest jobs, newest first."""
-        return list(reversed(self._jobs.values()))[: max(limit, 0)]
+    def list(self, limit: int = 10, owner: str | None = None) -> list[Job]:
+        """The latest jobs, newest first; only `owner`'s when given."""
+        jobs = [j for j in reversed(self._jobs.values()) if owner is None or j.owner == owner]
+        return jobs[: max(limit, 0)]
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job ended and its on_done callback ran; return it."""

@@ -805,7 +805,9 @@ class ModelService:
         min_confidence: float,
         *,
         train_fn: Callable[..., TrainResult] = train_model,
+        namespace: str | None = None,
     ) -> None:
+        self.namespace = namespace
         self.datasets = datasets
         self.jobs = jobs
         self.min_confidence = min_confidence
@@ -835,13 +837,15 @@ class ModelService:
             )
         return self.jobs.submit(
             "train",
-            f"train:{dataset}",
+            f"train:{self.namespace}:{dataset}",
             self._train_fn,
             rows,
             self.models_dir,
             dataset,
             digest,
             on_done=on_done,
+            owner=self.namespace,
+            subject=dataset,
         )
 
     def _load_for_training(self, dataset: str) -> tuple[list[Row], int, str]:

@@ -26,13 +26,58 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.services.namespaces import LEGACY, namespace_for
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+Migration = tuple[str | Callable[[sqlite3.Connection], None], ...]
+
+
+def _namespaces(conn: sqlite3.Connection) -> None:
+    """Migration 4: every row belongs to a namespace (services/tenancy.py).
+
+    A server's rows go to the server; DM rows to the user's DM namespace; corrections that
+    name no server and no logged reply to `legacy`. The datasets and models an older install
+    shared go to the one server it knew, else to `legacy`: that choice is kept in `meta` for
+    the file move at start (`tenancy.migrate_files`), which also finishes after a crash.
+    """
+    for statement in (
+        "ALTER TABLE feedback ADD COLUMN namespace TEXT",
+        "ALTER TABLE reply_log ADD COLUMN namespace TEXT",
+        "ALTER TABLE corrections ADD COLUMN namespace TEXT",
+        "ALTER TABLE corrections ADD COLUMN dataset_namespace TEXT",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ):
+        conn.execute(statement)
+    by_row = "CASE WHEN guild_id IS NULL THEN 'dm-' || user_id ELSE CAST(guild_id AS TEXT) END"
+    conn.execute(f"UPDATE feedback SET namespace = {by_row}")
+    conn.execute(f"UPDATE reply_log SET namespace = {by_row}")
+    conn.execute(
+        "UPDATE corrections SET namespace = COALESCE("
+        "CAST(guild_id AS TEXT), "
+        "(SELECT r.namespace FROM reply_log AS r "
+        "WHERE r.bot_message_id = corrections.bot_message_id), ?)",
+        (LEGACY,),
+    )
+    servers = conn.execute(
+        "SELECT guild_id FROM guild_settings UNION SELECT guild_id FROM feedback "
+        "UNION SELECT guild_id FROM reply_log UNION SELECT guild_id FROM corrections"
+    ).fetchall()
+    known = [row[0] for row in servers if row[0] is not None]
+    shared = str(known[0]) if len(known) == 1 else LEGACY
+    conn.execute(
+        "UPDATE corrections SET dataset_namespace = ? WHERE dataset IS NOT NULL", (shared,)
+    )
+    conn.execute("INSERT INTO meta (key, value) VALUES ('shared_files_namespace', ?)", (shared,))
+    conn.execute("CREATE INDEX feedback_by_namespace ON feedback (namespace, id)")
+    conn.execute("CREATE INDEX corrections_by_namespace ON corrections (namespace, id)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the first schema.
     (
         """CREATE TABLE guild_settings (
@@ -96,6 +141,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE corrections ADD COLUMN dataset TEXT",
         "ALTER TABLE corrections ADD COLUMN user_text TEXT",
     ),
+    # 4: namespaces (one per server, per user's DMs, and legacy).
+    (_namespaces,),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Corrections the user made, or made of the bot's replies to the user (they quote the user).
@@ -103,8 +150,12 @@ _ABOUT_USER = (
     "user_id = ? OR bot_message_id IN (SELECT bot_message_id FROM reply_log WHERE user_id = ?)"
 )
 _CORRECTION_COLUMNS = (
-    "id, bot_message_id, user_id, guild_id, original, correction, created_at, dataset, user_text"
+    "id, bot_message_id, user_id, guild_id, original, correction, created_at, dataset, user_text, "
+    "namespace, dataset_namespace"
 )
+_FEEDBACK_COLUMNS = "id, user_id, guild_id, channel_id, text, created_at, namespace"
+# A namespace filter: None (an owner's bot-wide view) matches every row.
+_IN_NAMESPACE = "(? IS NULL OR namespace = ?)"
 
 # Table and id column per settings scope; never built from user input.
 _SETTINGS_TABLES = {
@@ -124,6 +175,7 @@ class Feedback:
     channel_id: int
     text: str
     created_at: str  # ISO 8601, UTC
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +190,7 @@ class ReplyLog:
     kind: str  # "chat", "transcript", "command", ...
     created_at: str
     dataset: str | None = None  # the dataset whose model made a chat reply
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +204,8 @@ class Correction:
     created_at: str
     dataset: str | None = None  # the dataset the correction was added to, if any
     user_text: str | None = None  # the message the corrected reply answered
+    namespace: str = ""  # where the correction was made
+    dataset_namespace: str | None = None  # whose dataset holds the lesson
 
 
 def _now() -> str:
@@ -179,7 +234,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     for number in range(start + 1, SCHEMA_VERSION + 1):
         with _transaction(conn):
             for statement in MIGRATIONS[number - 1]:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
         log.info("Storage schema migrated to version %d", number)
     return start
@@ -325,41 +383,50 @@ class Storage:
     async def channel_settings(self, channel_id: int) -> dict[str, Any]:
         return await self._all_settings("channel", channel_id)
 
-    # Feedback. guild_id None means a direct message, in writes and in queries alike.
+    # Meta: facts about the database itself (see migration 4).
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    # Feedback. Rows belong to the namespace of the server, or of the user's DMs; listings
+    # take a namespace, and None for an owner's bot-wide view.
 
     async def add_feedback(
         self, user_id: int, guild_id: int | None, channel_id: int, text: str
     ) -> int:
         return await self._insert(
-            "INSERT INTO feedback (user_id, guild_id, channel_id, text, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (user_id, guild_id, channel_id, text, _now()),
+            "INSERT INTO feedback (user_id, guild_id, channel_id, text, created_at, namespace) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, guild_id, channel_id, text, _now(), namespace_for(guild_id, user_id)),
         )
 
-    async def list_feedback(self, guild_id: int | None, limit: int = 10) -> list[Feedback]:
-        """The server's latest feedback, newest first."""
+    async def list_feedback(self, namespace: str | None, limit: int = 10) -> list[Feedback]:
+        """The namespace's latest feedback (every namespace's for None), newest first."""
         rows = await self._execute(
-            "SELECT id, user_id, guild_id, channel_id, text, created_at FROM feedback "
-            "WHERE guild_id IS ? ORDER BY id DESC LIMIT ?",
-            (guild_id, max(limit, 0)),
+            f"SELECT {_FEEDBACK_COLUMNS} FROM feedback WHERE {_IN_NAMESPACE} "
+            "ORDER BY id DESC LIMIT ?",
+            (namespace, namespace, max(limit, 0)),
         )
         return [Feedback(**dict(row)) for row in rows]
 
-    async def feedback_csv(self, guild_id: int | None) -> bytes:
-        """All of the server's feedback as UTF-8 CSV with a header, oldest first.
+    async def feedback_csv(self, namespace: str | None) -> bytes:
+        """The namespace's feedback (every namespace's for None) as UTF-8 CSV with a header,
+        oldest first.
 
         Cells that a spreadsheet would run as a formula get a leading apostrophe.
         """
 
         def work(conn: sqlite3.Connection) -> bytes:
             rows = conn.execute(
-                "SELECT id, created_at, user_id, guild_id, channel_id, text FROM feedback "
-                "WHERE guild_id IS ? ORDER BY id",
-                (guild_id,),
+                "SELECT id, created_at, user_id, guild_id, channel_id, text, namespace "
+                f"FROM feedback WHERE {_IN_NAMESPACE} ORDER BY id",
+                (namespace, namespace),
             )
             out = io.StringIO()
             writer = csv.writer(out)
-            writer.writerow(["id", "created_at", "user_id", "guild_id", "channel_id", "text"])
+            header = ["id", "created_at", "user_id", "guild_id", "channel_id", "text", "server"]
+            writer.writerow(header)
             for row in rows:
                 writer.writerow([_csv_cell(value) for value in row])
             return out.getvalue().encode("utf-8")
@@ -383,8 +450,8 @@ class Storage:
         """Record a reply the bot sent; logging the same message id again replaces it."""
         await self._execute(
             "INSERT OR REPLACE INTO reply_log (bot_message_id, channel_id, guild_id, user_id, "
-            "user_message_id, user_text, reply_text, kind, created_at, dataset) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "user_message_id, user_text, reply_text, kind, created_at, dataset, namespace) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 bot_message_id,
                 channel_id,
@@ -396,13 +463,15 @@ class Storage:
                 kind,
                 _now(),
                 dataset,
+                namespace_for(guild_id, user_id),
             ),
         )
 
     async def get_reply(self, bot_message_id: int) -> ReplyLog | None:
         rows = await self._execute(
             "SELECT bot_message_id, channel_id, guild_id, user_id, user_message_id, user_text, "
-            "reply_text, kind, created_at, dataset FROM reply_log WHERE bot_message_id = ?",
+            "reply_text, kind, created_at, dataset, namespace FROM reply_log "
+            "WHERE bot_message_id = ?",
             (bot_message_id,),
         )
         return ReplyLog(**dict(rows[0])) if rows else None
@@ -419,19 +488,33 @@ class Storage:
         dataset: str | None = None,
         user_text: str | None = None,
     ) -> int:
-        """Record a correction; `dataset` and `user_text` when it became training data."""
+        """Record a correction; `dataset` and `user_text` when it became training data (of
+        the dataset of the same namespace)."""
+        namespace = namespace_for(guild_id, user_id)
         return await self._insert(
             "INSERT INTO corrections (bot_message_id, user_id, guild_id, original, correction, "
-            "created_at, dataset, user_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (bot_message_id, user_id, guild_id, original, correction, _now(), dataset, user_text),
+            "created_at, dataset, user_text, namespace, dataset_namespace) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                bot_message_id,
+                user_id,
+                guild_id,
+                original,
+                correction,
+                _now(),
+                dataset,
+                user_text,
+                namespace,
+                namespace if dataset else None,
+            ),
         )
 
-    async def list_corrections(self, guild_id: int | None, limit: int = 10) -> list[Correction]:
-        """The server's latest corrections, newest first."""
+    async def list_corrections(self, namespace: str | None, limit: int = 10) -> list[Correction]:
+        """The namespace's latest corrections (every namespace's for None), newest first."""
         rows = await self._execute(
-            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE guild_id IS ? "
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE {_IN_NAMESPACE} "
             "ORDER BY id DESC LIMIT ?",
-            (guild_id, max(limit, 0)),
+            (namespace, namespace, max(limit, 0)),
         )
         return [Correction(**dict(row)) for row in rows]
 

@@ -32,6 +32,12 @@ class E2E:
             after=sent, channel_id=int(sent["channel_id"]), timeout=timeout
         )
 
+    def server_dir(self, guild_id: int | None = None) -> Path:
+        """A server's own folder under DATA_DIR (default: Sandbox's), with its datasets/."""
+        folder = self.bot.settings.data_dir / "servers" / str(guild_id or self.sandbox.GUILD_ID)
+        (folder / "datasets").mkdir(parents=True, exist_ok=True)
+        return folder
+
     async def ask_text(self, text: str = "", **send: Any) -> str:
         return (await self.ask(text, **send))["content"]
 

@@ -171,7 +171,9 @@ async def test_a_correction_changes_the_answer_after_the_next_training(e2e: E2E)
         "`smalltalk`: “what do you like to eat” → “I love pizza”. It takes effect after the "
         "next `!train smalltalk`."
     )
-    assert "`smalltalk`: 147 rows, 16 labels, 1 corrections" in await e2e.ask_text("!datasets")
+    assert "`smalltalk` (sample): 147 rows, 16 labels, 1 corrections" in await e2e.ask_text(
+        "!datasets"
+    )
     assert (await chat_reply(e2e, question))["content"] == before["content"]  # not trained yet
 
     await train(e2e, "!train")
@@ -200,7 +202,7 @@ async def test_forgetme_deletes_the_users_rows_and_only_theirs(e2e: E2E) -> None
     assert [row["text"] for row in rows] == ["from the owner"]
     # the lesson the member's correction added to the training data is gone too
     datasets = await e2e.ask_text("!datasets")
-    assert "`smalltalk`: 147 rows, 16 labels ← active here" in datasets, datasets
+    assert "`smalltalk` (sample): 147 rows, 16 labels ← active here" in datasets, datasets
 
 
 async def test_a_correction_teaches_the_dataset_that_made_the_reply(e2e: E2E) -> None:
@@ -211,7 +213,7 @@ async def test_a_correction_teaches_the_dataset_that_made_the_reply(e2e: E2E) ->
     confirmation = await e2e.ask_text("!correct Howdy!", reply_to=int(answer["id"]))
     assert "training data of dataset `smalltalk`" in confirmation
     datasets = await e2e.ask_text("!datasets")
-    assert "`smalltalk`: 147 rows, 16 labels, 1 corrections" in datasets
+    assert "`smalltalk` (sample): 147 rows, 16 labels, 1 corrections" in datasets
     assert "`other`: 4 rows, 2 labels ←" in datasets
 
 

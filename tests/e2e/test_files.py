@@ -1,4 +1,5 @@
-"""!getfile and !archive through the sandbox: admins only, and nothing leaves DATA_DIR."""
+"""!getfile and !archive through the sandbox: admins only, and nothing leaves the server's
+own part of DATA_DIR (servers/<server id>/)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ CSV = (
 
 @pytest.fixture
 def data_dir(e2e: E2E) -> Path:
-    root = e2e.bot.settings.data_dir
+    """The Sandbox server's own folder: what its admins can reach."""
+    root = e2e.bot.settings.data_dir / "servers" / str(e2e.sandbox.GUILD_ID)
     (root / "datasets").mkdir(parents=True, exist_ok=True)
     (root / "datasets" / "greet.csv").write_text(CSV, encoding="utf-8")
     (root / "notes" / "deep").mkdir(parents=True, exist_ok=True)

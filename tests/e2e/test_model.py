@@ -209,7 +209,9 @@ async def test_bad_training_data_is_refused_and_nothing_is_trained(
         assert await env.ask_text(command, files=[upload] if upload else None) == expected
         assert await env.ask_text("!jobs") == "No jobs yet."
         listing = await env.ask_text("!datasets")
-        assert listing.splitlines()[1:] == ["`smalltalk`: 147 rows, 16 labels ← active here"]
+        assert listing.splitlines()[1:] == [
+            "`smalltalk` (sample): 147 rows, 16 labels ← active here"
+        ]
 
 
 async def test_a_rejected_file_does_not_cost_the_train_cooldown(e2e: E2E) -> None:
@@ -329,7 +331,7 @@ async def test_test_without_a_trained_model_says_how_to_train(e2e: E2E) -> None:
         "No model is trained for dataset smalltalk yet. An admin can run `!train smalltalk`. "
         "Then try `!test` again."
     )
-    datasets = e2e.bot.settings.data_dir / "datasets"
+    datasets = e2e.server_dir() / "datasets"
     (datasets / "fresh.csv").write_bytes(b"text,label\na,x\nb,x\nc,y\nd,y\n")
     selected = await e2e.ask_text("!select_dataset fresh")
     assert selected == (
@@ -367,7 +369,10 @@ async def test_with_chat_off_only_mentions_and_dms_get_replies(env: E2E) -> None
     quiet = await env.sandbox.send("hello")
     mention = await env.ask(f"<@{env.sandbox.bot_user.id}> hello", timeout=TRAINING_TIMEOUT)
     assert mention["content"] == GREETING
-    dm = await env.ask("hello", dm=True, timeout=TRAINING_TIMEOUT)
+    # DMs are the user's own namespace: its first message trains its own copy of the sample.
+    sent = await env.sandbox.send("hello", dm=True)
+    learning, dm = await env.replies(sent, 2, timeout=TRAINING_TIMEOUT)
+    assert learning["content"].startswith("One moment: I'm learning dataset `smalltalk`")
     assert dm["content"] == GREETING and dm["channel_id"] != quiet["channel_id"]
     assert (await env.ask_text("!hi")).startswith("Hi owner!")
     answered = {
@@ -387,13 +392,13 @@ async def test_select_dataset(e2e: E2E) -> None:
     assert await e2e.ask_text("!select_dataset ../../etc") == (
         "A dataset name must be 1 to 40 letters, digits, '_' or '-' (like smalltalk)."
     )
-    (e2e.bot.settings.data_dir / "datasets" / "menu.csv").write_bytes(MENU)
+    (e2e.server_dir() / "datasets" / "menu.csv").write_bytes(MENU)
     assert (await e2e.ask_text("!select_dataset menu")).startswith(
         "Dataset `menu` selected (8 rows, 2 labels)."
     )
     listing = await e2e.ask_text("!datasets")
     assert "`menu`: 8 rows, 2 labels ← active here" in listing
-    assert "`smalltalk`: 147 rows, 16 labels\n" in listing + "\n"
+    assert "`smalltalk` (sample): 147 rows, 16 labels\n" in listing + "\n"
 
 
 @pytest.mark.parametrize(
@@ -411,7 +416,7 @@ async def test_non_admin_is_refused(e2e: E2E, command: str, files: list | None) 
     assert await e2e.ask_text(command, author="member", files=files) == NO_PERMISSION
     assert await e2e.ask_text("!jobs", author="member") == "No jobs yet."
     listing = await e2e.ask_text("!datasets", author="member")
-    assert listing.splitlines()[1:] == ["`smalltalk`: 147 rows, 16 labels ← active here"]
+    assert listing.splitlines()[1:] == ["`smalltalk` (sample): 147 rows, 16 labels ← active here"]
 
 
 async def test_two_first_messages_at_once_start_one_training(e2e: E2E) -> None:

@@ -44,6 +44,7 @@ async def test_say_needs_the_author_in_voice_and_something_to_say(e2e: E2E) -> N
 async def test_five_quick_says_play_in_order(e2e: E2E, hear) -> None:
     await e2e.sandbox.join_voice("owner")
     words = ["first", "second", "third", "fourth", "fifth"]
+    spelled = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
     for word in words:
         await e2e.sandbox.send(f"!say the {word} message")
     heard = []
@@ -51,7 +52,7 @@ async def test_five_quick_says_play_in_order(e2e: E2E, hear) -> None:
         said = await e2e.sandbox.voice.wait_for_utterance(GUILD, index=index, timeout=40)
         heard.append(await hear(said.mono16k_wav()))
     for word, text in zip(words, heard, strict=True):
-        assert word in text, heard
+        assert word in text or spelled[word] in text, heard  # whisper may write "4th"
     assert not [m for m in e2e.sandbox.bot_messages() if "wrong" in m["content"]]
 
 

@@ -97,7 +97,7 @@ async def test_train_job_reports_metrics_and_stores_a_verified_version(
         done.append(job.status)
 
     job = await service.start_training("smalltalk", on_done=on_done)
-    assert job.kind == "train" and job.key == "train:smalltalk"
+    assert job.kind == "train" and job.subject == "smalltalk"
     assert job.status in ("queued", "running")
     await jobs.wait(job.id)
     assert job.status == "done" and done == ["done"]

@@ -67,7 +67,7 @@ async def test_closed_storage_refuses_work_and_close_is_idempotent(tmp_path: Pat
     await storage.close()
     await storage.close()
     with pytest.raises(RuntimeError):
-        await storage.list_feedback(2)
+        await storage.list_feedback("2")
 
 
 async def test_data_survives_reopening(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ async def test_data_survives_reopening(tmp_path: Path) -> None:
         feedback_id = await storage.add_feedback(1, 2, 3, "keep me")
         await storage.set_guild_setting(2, "dataset", "smalltalk")
     async with Storage(db) as storage:
-        assert [f.id for f in await storage.list_feedback(2)] == [feedback_id]
+        assert [f.id for f in await storage.list_feedback("2")] == [feedback_id]
         assert await storage.get_guild_setting(2, "dataset") == "smalltalk"
 
 
@@ -130,7 +130,7 @@ async def test_feedback_is_listed_newest_first_per_server(storage: Storage) -> N
     await storage.add_feedback(3, 200, 8, "other server")
     in_dm = await storage.add_feedback(4, None, 9, "in a DM")
 
-    listed = await storage.list_feedback(100)
+    listed = await storage.list_feedback("100")
     assert [f.id for f in listed] == [second, first]
     assert listed[0] == Feedback(
         id=second,
@@ -139,13 +139,16 @@ async def test_feedback_is_listed_newest_first_per_server(storage: Storage) -> N
         channel_id=7,
         text="second",
         created_at=listed[0].created_at,
+        namespace="100",
     )
     created = datetime.fromisoformat(listed[0].created_at)
     assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
-    assert [f.id for f in await storage.list_feedback(100, limit=1)] == [second]
-    assert [f.text for f in await storage.list_feedback(None)] == ["in a DM"]
-    assert (await storage.list_feedback(None))[0].id == in_dm
+    assert [f.id for f in await storage.list_feedback("100", limit=1)] == [second]
+    assert [f.text for f in await storage.list_feedback("dm-4")] == ["in a DM"]
+    assert (await storage.list_feedback("dm-4"))[0].id == in_dm
+    everywhere = await storage.list_feedback(None)  # an owner's bot-wide view
+    assert [f.namespace for f in everywhere] == ["dm-4", "200", "100", "100"]
 
 
 async def test_fifty_simultaneous_feedback_writes_give_fifty_rows(storage: Storage) -> None:
@@ -153,7 +156,7 @@ async def test_fifty_simultaneous_feedback_writes_give_fifty_rows(storage: Stora
         *(storage.add_feedback(user, 100, 7, f"note {user}") for user in range(50))
     )
     assert len(set(ids)) == 50
-    rows = await storage.list_feedback(100, limit=1000)
+    rows = await storage.list_feedback("100", limit=1000)
     assert len(rows) == 50
     assert {f.text for f in rows} == {f"note {user}" for user in range(50)}
     assert sorted(f.id for f in rows) == sorted(ids)
@@ -173,9 +176,9 @@ async def test_feedback_csv_has_a_header_all_rows_and_defuses_formulas(storage: 
         await storage.add_feedback(11, 100, 7, text)
     await storage.add_feedback(12, 200, 8, "other server")
 
-    data = await storage.feedback_csv(100)
+    data = await storage.feedback_csv("100")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-    assert rows[0] == ["id", "created_at", "user_id", "guild_id", "channel_id", "text"]
+    assert rows[0] == ["id", "created_at", "user_id", "guild_id", "channel_id", "text", "server"]
     body = rows[1:]
     assert [r[5] for r in body] == [
         "plain words",
@@ -193,10 +196,11 @@ async def test_feedback_csv_has_a_header_all_rows_and_defuses_formulas(storage: 
 
 async def test_feedback_csv_of_direct_messages_leaves_guild_empty(storage: Storage) -> None:
     await storage.add_feedback(11, None, 7, "from a DM")
-    rows = list(csv.reader(io.StringIO((await storage.feedback_csv(None)).decode())))
+    rows = list(csv.reader(io.StringIO((await storage.feedback_csv("dm-11")).decode())))
     assert len(rows) == 2 and rows[1][3] == "" and rows[1][5] == "from a DM"
-    only_header = (await storage.feedback_csv(999)).decode().splitlines()
-    assert only_header == ["id,created_at,user_id,guild_id,channel_id,text"]
+    assert rows[1][6] == "dm-11"
+    only_header = (await storage.feedback_csv("999")).decode().splitlines()
+    assert only_header == ["id,created_at,user_id,guild_id,channel_id,text,server"]
 
 
 # Reply log and corrections
@@ -235,12 +239,13 @@ async def test_corrections_are_listed_newest_first_per_server(storage: Storage) 
     await storage.add_correction(502, 13, 200, "x", "y")
     in_dm = await storage.add_correction(503, 14, None, "a", "b")
 
-    listed = await storage.list_corrections(100, 10)
+    listed = await storage.list_corrections("100", 10)
     assert [c.id for c in listed] == [second, first]
     assert (listed[1].bot_message_id, listed[1].user_id, listed[1].guild_id) == (500, 11, 100)
     assert (listed[1].original, listed[1].correction) == ("hi there", "hello friend")
-    assert [c.id for c in await storage.list_corrections(100, 1)] == [second]
-    assert [c.id for c in await storage.list_corrections(None, 10)] == [in_dm]
+    assert [c.id for c in await storage.list_corrections("100", 1)] == [second]
+    assert [c.id for c in await storage.list_corrections("dm-14", 10)] == [in_dm]
+    assert len(await storage.list_corrections(None, 10)) == 4
 
 
 # Privacy
@@ -257,8 +262,8 @@ async def test_forget_user_deletes_only_that_users_rows_and_counts_them(storage:
     await storage.log_reply(700, 7, 100, 12, 690, "q", "a", "chat")
 
     assert await storage.forget_user(11) == {"feedback": 2, "corrections": 1, "reply_log": 3}
-    assert [f.user_id for f in await storage.list_feedback(100)] == [12]
-    assert [c.user_id for c in await storage.list_corrections(100, 10)] == [12]
+    assert [f.user_id for f in await storage.list_feedback("100")] == [12]
+    assert [c.user_id for c in await storage.list_corrections("100", 10)] == [12]
     assert await storage.get_reply(600) is None
     assert await storage.get_reply(700) is not None
     assert await storage.forget_user(11) == {"feedback": 0, "corrections": 0, "reply_log": 0}
@@ -308,7 +313,7 @@ async def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     async with Storage(db) as storage:
-        stored = {f.id: f.text for f in await storage.list_feedback(42, limit=1_000_000)}
+        stored = {f.id: f.text for f in await storage.list_feedback("42", limit=1_000_000)}
     missing = {i: t for i, t in acked.items() if stored.get(i) != t}
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {list(missing)[:5]}"
 
@@ -375,10 +380,10 @@ async def test_migrations_upgrade_an_older_schema_and_keep_its_rows(tmp_path: Pa
 
     async with Storage(old) as storage:
         assert await storage.schema_version() == SCHEMA_VERSION
-        assert [f.text for f in await storage.list_feedback(100)] == ["old feedback"]
+        assert [f.text for f in await storage.list_feedback("100")] == ["old feedback"]
         assert await storage.get_guild_setting(100, "language") == "fr-FR"
         assert (await storage.get_reply(500)).reply_text == "hello"  # type: ignore[union-attr]
-        [correction] = await storage.list_corrections(100, 10)
+        [correction] = await storage.list_corrections("100", 10)
         assert correction.guild_id == 100  # filled in from the reply log by migration 2
         assert (correction.original, correction.correction) == ("hello", "hey there")
         new_id = await storage.add_correction(501, 13, 100, "a", "b")
@@ -399,7 +404,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="update the bot"):
         await storage.open()
     with pytest.raises(RuntimeError):
-        await storage.list_feedback(1)
+        await storage.list_feedback("1")
 
 
 async def test_a_failing_migration_is_rolled_back(
@@ -419,7 +424,7 @@ async def test_a_failing_migration_is_rolled_back(
     assert "half_done" not in _schema(db)
     monkeypatch.undo()
     async with Storage(db) as storage:
-        assert [f.text for f in await storage.list_feedback(2)] == ["before"]
+        assert [f.text for f in await storage.list_feedback("2")] == ["before"]
 
 
 async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) -> None:

@@ -1,0 +1,165 @@
+"""Namespaces: each server's data is its own.
+
+Every server the bot is in, and every user who talks to it in DMs, has a *namespace*: a folder
+`DATA_DIR/servers/<namespace>/` with its own datasets, models (versions, manifests, sha256)
+and archives, and the rows of the database tagged with the same name. A namespace is
+
+- a server's id (`"1100000000000000001"`),
+- `"dm-<user id>"` for one user's direct messages, or
+- `"legacy"` for what an older install kept that belongs to no known server.
+
+`Tenants` hands out the services of one namespace (`tenants.get(ns).datasets`, `.models`,
+`.files`), each confined to that namespace's folder. The one exception is the shipped sample
+datasets (`bot/samples/`), which every namespace can read but none can change; each namespace
+trains its own model of them.
+
+`migrate_files` moves an older install's shared `datasets/`, `models/` and `archives/` into
+the namespace chosen by the database migration (the only server the install knew, else
+`legacy`). Each entry moves with one atomic rename, so a crash in the middle leaves every
+entry in one place or the other, and the next start finishes the move.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.services.datasets import DatasetStore
+from bot.services.files import FileService
+from bot.services.jobs import JobRunner
+from bot.services.models import ModelService
+from bot.services.namespaces import LEGACY, known_namespaces, namespace_dir
+
+log = logging.getLogger(__name__)
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+# Folders of the shared layout that namespaces replace, in the order they are moved.
+SHARED_FOLDERS = ("datasets", "models", "archives")
+
+
+@dataclass
+class Tenant:
+    """The services of one namespace."""
+
+    namespace: str
+    datasets: DatasetStore
+    models: ModelService
+    files: FileService
+
+
+@dataclass
+class TenantLimits:
+    train_max_bytes: int
+    train_max_rows: int
+    max_upload_bytes: int
+    min_confidence: float
+
+
+@dataclass
+class Tenants:
+    """Builds and keeps the services of each namespace (cheap until used)."""
+
+    data_dir: Path
+    jobs: JobRunner
+    limits: TenantLimits
+    samples_dir: Path = SAMPLES
+    _tenants: dict[str, Tenant] = field(default_factory=dict)
+
+    def get(self, namespace: str) -> Tenant:
+        tenant = self._tenants.get(namespace)
+        if tenant is None:
+            folder = namespace_dir(self.data_dir, namespace)
+            datasets = DatasetStore(
+                folder,
+                self.limits.train_max_bytes,
+                self.limits.train_max_rows,
+                samples_dir=self.samples_dir,
+            )
+            tenant = Tenant(
+                namespace=namespace,
+                datasets=datasets,
+                models=ModelService(
+                    folder, datasets, self.jobs, self.limits.min_confidence, namespace=namespace
+                ),
+                files=FileService(
+                    folder, self.limits.max_upload_bytes, samples_dir=self.samples_dir
+                ),
+            )
+            self._tenants[namespace] = tenant
+        return tenant
+
+    def namespaces(self) -> list[str]:
+        """Every namespace with data, for an owner's bot-wide view."""
+        return known_namespaces(self.data_dir)
+
+
+# -- moving an older install's shared folders into a namespace -----------------------------
+
+
+def migrate_files(data_dir: Path, target: str, samples_dir: Path = SAMPLES) -> int:
+    """Move `DATA_DIR/{datasets,models,archives}/*` into `servers/<target>/`; return how many
+    entries moved. Idempotent: entries already moved are gone from the old folders.
+
+    A dataset file identical to the shipped sample of the same name is the copy older
+    versions installed: it is removed rather than moved (the sample stays readable). An entry
+    whose name is taken in the target goes to `legacy` (or gets a `-migrated-N` suffix there).
+    """
+    data_dir = Path(data_dir)
+    moved = 0
+    for folder_name in SHARED_FOLDERS:
+        old = data_dir / folder_name
+        if not old.is_dir() or old.is_symlink():
+            continue
+        for entry in sorted(old.iterdir()):
+            if entry.name.startswith("."):  # temp files of interrupted writes
+                _remove(entry)
+                continue
+            if folder_name == "datasets" and _is_sample_copy(entry, samples_dir):
+                entry.unlink()
+                log.info("removed the old copy of sample dataset %s", entry.name)
+                continue
+            destination = _free_destination(data_dir, target, folder_name, entry.name)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(entry, destination)
+            moved += 1
+            log.info("moved %s/%s to %s", folder_name, entry.name, destination.parent)
+        _remove_if_empty(old)
+    return moved
+
+
+def _is_sample_copy(entry: Path, samples_dir: Path) -> bool:
+    sample = samples_dir / entry.name
+    return entry.is_file() and sample.is_file() and filecmp.cmp(entry, sample, shallow=False)
+
+
+def _free_destination(data_dir: Path, target: str, folder_name: str, name: str) -> Path:
+    candidate = namespace_dir(data_dir, target) / folder_name / name
+    if not candidate.exists():
+        return candidate
+    legacy = namespace_dir(data_dir, LEGACY) / folder_name
+    stem, dot, suffix = name.partition(".")
+    n = 1
+    candidate = legacy / name
+    while candidate.exists():
+        n += 1
+        candidate = legacy / f"{stem}-migrated-{n}{dot}{suffix}"
+    return candidate
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        for child in entry.iterdir():
+            _remove(child)
+        entry.rmdir()
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        log.warning("%s is not empty after the migration; left in place", folder)

@@ -1,0 +1,298 @@
+"""Namespaces: each server's data is its own, and older installs move into one at start."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bot.errors import InvalidInputError, NotFoundError
+from bot.services.jobs import JobRunner
+from bot.services.models import NoModelError
+from bot.services.namespaces import (
+    LEGACY,
+    dm_namespace,
+    known_namespaces,
+    namespace_dir,
+    namespace_for,
+    parse_namespace,
+)
+from bot.services.storage import SCHEMA_VERSION, Storage
+from bot.services.tenancy import SAMPLES, TenantLimits, Tenants, migrate_files
+from bot.wiring import open_storage
+
+REPO = Path(__file__).resolve().parents[2]
+LEGACY_TAR = REPO / "tests" / "fixtures" / "legacy_data_v3.tar.gz"
+GUILD = 1_100_000_000_000_000_001  # the one server the legacy fixture knows
+CSV = b"text,label\nhello,hi\nhey,hi\nbye,bye\nsee you,bye\n"
+LIMITS = TenantLimits(
+    train_max_bytes=5 << 20, train_max_rows=1000, max_upload_bytes=10 << 20, min_confidence=0.35
+)
+
+
+# ----- names --------------------------------------------------------------------------------
+
+
+def test_namespaces_are_server_ids_dm_users_or_legacy() -> None:
+    assert namespace_for(42, 7) == "42"
+    assert namespace_for(None, 7) == dm_namespace(7) == "dm-7"
+    assert parse_namespace(" 1100000000000000001 ") == "1100000000000000001"
+    assert parse_namespace("DM-5") == "dm-5"
+    assert parse_namespace("legacy") == LEGACY
+
+
+@pytest.mark.parametrize(
+    "value", ["", "..", "../1", "1/..", "0", "01", "dm-", "dm-0", "servers", "1 2", "-1", "x" * 99]
+)
+def test_anything_else_is_not_a_namespace(value: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_namespace(value)
+    with pytest.raises(ValueError):
+        namespace_dir(tmp_path, value)
+
+
+def test_known_namespaces_lists_folders_servers_first(tmp_path: Path) -> None:
+    for name in ("legacy", "dm-3", "200", "100", "not-a-namespace"):
+        (tmp_path / "servers" / name).mkdir(parents=True)
+    assert known_namespaces(tmp_path) == ["100", "200", "dm-3", "legacy"]
+
+
+# ----- one namespace's services never see another's data ------------------------------------
+
+
+@pytest.fixture
+async def tenants(tmp_path: Path) -> Tenants:
+    runner = JobRunner(1)
+    yield Tenants(tmp_path, runner, LIMITS)
+    await runner.close()
+
+
+async def test_datasets_are_per_namespace_and_the_sample_is_shared(tenants: Tenants) -> None:
+    a, b = tenants.get("100"), tenants.get("200")
+    await a.datasets.save_async("mine", CSV, "mine.csv")
+    assert [i.name for i in await a.datasets.list_async()] == ["mine", "smalltalk"]
+    assert [i.name for i in await b.datasets.list_async()] == ["smalltalk"]
+    with pytest.raises(NotFoundError):
+        await b.datasets.info_async("mine")
+    sample = await b.datasets.info_async("smalltalk")
+    assert sample.sample and sample.rows > 100
+    # A correction of the sample stays in the namespace; the shipped file never changes.
+    shipped = (SAMPLES / "smalltalk.csv").read_bytes()
+    await a.datasets.add_correction_async("smalltalk", "hello", "Howdy!")
+    assert (SAMPLES / "smalltalk.csv").read_bytes() == shipped
+    assert (await a.datasets.info_async("smalltalk")).corrections == 1
+    assert (await b.datasets.info_async("smalltalk")).corrections == 0
+    assert (tenants.data_dir / "servers" / "100" / "datasets" / "mine.csv").is_file()
+
+
+async def test_models_and_jobs_are_per_namespace(tenants: Tenants) -> None:
+    a, b = tenants.get("100"), tenants.get("200")
+    await a.datasets.save_async("mine", CSV, "mine.csv")
+    job = await a.models.start_training("mine")
+    await tenants.jobs.wait(job.id, timeout=120)
+    assert job.status == "done", job.error
+    assert (job.owner, job.subject) == ("100", "mine")
+    assert (await a.models.predict("mine", "hello")).label == "hi"
+    # Server B has neither the dataset nor its model, even by name.
+    with pytest.raises(NotFoundError):
+        await b.models.start_training("mine")
+    with pytest.raises(NoModelError):
+        await b.models.predict("mine", "hello")
+    assert await b.models.list_versions("mine") == []
+    with pytest.raises(NotFoundError):
+        await b.models.use_version("mine", "v1")
+    assert [j.id for j in tenants.jobs.list(10, owner="100")] == [job.id]
+    assert tenants.jobs.list(10, owner="200") == []
+
+
+async def test_each_namespace_trains_its_own_copy_of_the_sample(tenants: Tenants) -> None:
+    jobs = [await tenants.get(ns).models.start_training("smalltalk") for ns in ("100", "dm-7")]
+    for job in jobs:
+        await tenants.jobs.wait(job.id, timeout=120)
+        assert job.status == "done", job.error
+    for ns in ("100", "dm-7"):
+        manifest = namespace_dir(tenants.data_dir, ns) / "models" / "smalltalk" / "manifest.json"
+        assert json.loads(manifest.read_text())["active"] == "v1"
+        assert (await tenants.get(ns).models.predict("smalltalk", "hello")).label == "greeting"
+
+
+async def test_files_see_only_the_namespace_folder(tenants: Tenants) -> None:
+    a, b = tenants.get("100"), tenants.get("200")
+    await a.datasets.save_async("mine", CSV, "mine.csv")
+    name, data = await a.files.read_for_upload("datasets/mine.csv")
+    assert name == "mine.csv" and data.startswith(b"text,label,reply\nhello,hi,")
+    for path in ("datasets/mine.csv", "../100/datasets/mine.csv", "../../bot.db", "/etc/passwd"):
+        with pytest.raises((InvalidInputError, NotFoundError)):
+            await b.files.read_for_upload(path)
+    # !archive of a sample zips the shipped file (and the namespace's corrections).
+    archive = await b.files.archive("smalltalk")
+    assert archive.files == 1 and archive.path_relative.startswith("archives/smalltalk-")
+    assert (namespace_dir(tenants.data_dir, "200") / archive.path_relative).is_file()
+
+
+# ----- migration of an older install -------------------------------------------------------
+
+
+def _unpack_legacy(tmp_path: Path) -> Path:
+    with tarfile.open(LEGACY_TAR) as tar:
+        tar.extractall(tmp_path, filter="data")
+    return tmp_path / "data"
+
+
+def _inventory(data: Path) -> dict[str, str]:
+    """sha256 of every file under the data folder but the database, by relative path."""
+    found = {}
+    for path in sorted(data.rglob("*")):
+        if path.is_file() and not path.name.startswith("bot.db"):
+            found[path.relative_to(data).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def _rows(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return {
+            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("feedback", "reply_log", "corrections", "guild_settings")
+        }
+
+
+async def _check_upgraded(data: Path, before_files: dict[str, str], before_rows: dict) -> None:
+    server = f"servers/{GUILD}"
+    after = _inventory(data)
+    # The sample's old copy is dropped (identical to the shipped file); all else moved as is.
+    expected = {
+        f"{server}/{path}": digest
+        for path, digest in before_files.items()
+        if path != "datasets/smalltalk.csv"
+    }
+    assert after == expected
+    assert not (data / "datasets").exists() and not (data / "models").exists()
+    assert _rows(data / "bot.db") == before_rows
+
+    async with Storage(data / "bot.db") as storage:
+        assert await storage.schema_version() == SCHEMA_VERSION
+        assert [f.text for f in await storage.list_feedback(str(GUILD))] == ["server feedback"]
+        assert [f.text for f in await storage.list_feedback("dm-203")] == ["dm feedback"]
+        corrections = {c.bot_message_id: c for c in await storage.list_corrections(None, 10)}
+        assert corrections[900].namespace == str(GUILD)
+        assert corrections[901].namespace == "dm-203"
+        assert corrections[777].namespace == LEGACY  # no server, no logged reply
+        assert corrections[901].dataset_namespace == str(GUILD)  # where its lesson now lives
+        assert (await storage.get_reply(900)).namespace == str(GUILD)
+
+    runner = JobRunner(1)
+    try:
+        tenant = Tenants(data, runner, LIMITS).get(str(GUILD))
+        for dataset in ("smalltalk", "weather"):
+            [version] = await tenant.models.list_versions(dataset)
+            assert version.active  # the manifest and its sha256 came along
+            await tenant.models.predict(dataset, "hello")  # loads only if the sha256 matches
+        assert (await tenant.datasets.info_async("weather")).corrections == 1
+        assert (await tenant.datasets.info_async("smalltalk")).corrections == 1
+    finally:
+        await runner.close()
+
+
+async def test_an_older_install_is_upgraded_without_losing_anything(tmp_path: Path) -> None:
+    data = _unpack_legacy(tmp_path)
+    files, rows = _inventory(data), _rows(data / "bot.db")
+    assert "models/weather/v1.joblib" in files and "datasets/weather.corrections.csv" in files
+
+    storage = await open_storage_at(data)
+    await storage.close()
+    await _check_upgraded(data, files, rows)
+
+    # Idempotent: a second start changes nothing.
+    storage = await open_storage_at(data)
+    await storage.close()
+    await _check_upgraded(data, files, rows)
+
+
+CRASHING_START = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from bot.config import load_settings
+from bot.wiring import open_storage
+
+real_rename, moves = os.rename, []
+def rename(src, dst):
+    real_rename(src, dst)
+    moves.append(dst)
+    if len(moves) == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)  # die in the middle of the move
+os.rename = rename
+settings = load_settings({"DATA_DIR": sys.argv[1]}, env_file=None)
+asyncio.run(open_storage(settings))
+"""
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])
+async def test_a_crash_in_the_middle_is_finished_at_the_next_start(
+    tmp_path: Path, kill_after: int
+) -> None:
+    data = _unpack_legacy(tmp_path)
+    files, rows = _inventory(data), _rows(data / "bot.db")
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", CRASHING_START, str(data), str(kill_after)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert (
+        (data / "datasets").exists() or (data / "models").exists() or (data / "archives").exists()
+    )
+
+    storage = await open_storage_at(data)
+    await storage.close()
+    await _check_upgraded(data, files, rows)
+
+
+async def test_rows_of_an_install_that_knew_several_servers_go_to_legacy(tmp_path: Path) -> None:
+    data = _unpack_legacy(tmp_path)
+    with sqlite3.connect(data / "bot.db") as conn:
+        conn.execute("INSERT INTO guild_settings VALUES (300, 'language', '\"de\"')")
+    storage = await open_storage_at(data)
+    try:
+        assert await storage.get_meta("shared_files_namespace") == LEGACY
+        [feedback] = await storage.list_feedback(str(GUILD))
+        assert feedback.text == "server feedback"  # rows of a known server stay its own
+    finally:
+        await storage.close()
+    assert (data / "servers" / LEGACY / "models" / "weather" / "v1.joblib").is_file()
+    assert not (data / "servers" / str(GUILD)).exists()
+
+
+def test_migrate_files_keeps_both_when_a_name_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "x.csv").write_text("old")
+    taken = namespace_dir(tmp_path, "5") / "datasets"
+    taken.mkdir(parents=True)
+    (taken / "x.csv").write_text("new")
+    assert migrate_files(tmp_path, "5") == 1
+    assert (taken / "x.csv").read_text() == "new"
+    assert (namespace_dir(tmp_path, LEGACY) / "datasets" / "x.csv").read_text() == "old"
+    assert migrate_files(tmp_path, "5") == 0
+
+
+async def open_storage_at(data: Path) -> Storage:
+    from bot.config import load_settings
+
+    return await open_storage(load_settings({"DATA_DIR": str(data)}, env_file=None))
+
+
+def test_the_fixture_is_an_older_install() -> None:
+    assert os.path.getsize(LEGACY_TAR) < 200_000
+    with tarfile.open(LEGACY_TAR) as tar:
+        names = tar.getnames()
+    assert "data/models/weather/manifest.json" in names and "data/servers" not in names
