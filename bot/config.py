@@ -188,7 +188,10 @@ class Settings:
         "smalltalk", _dataset_name, "Dataset a server uses until an admin runs !select_dataset."
     )
     chat_min_confidence: float = _setting(
-        "0.35", _float_range(0, 1), "Below this confidence the bot says it is not sure."
+        "0.35",
+        _float_range(0, 1),
+        "Below this confidence the bot says it is not sure "
+        "(0: no better than chance among the labels, 1: certain).",
     )
     train_max_mb: int = _setting("5", _int_range(1, 200), "Largest training file, MB.")
     train_max_rows: int = _setting(

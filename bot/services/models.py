@@ -1,11 +1,36 @@
 """The chat model: training in a worker process, a versioned model store, and predictions.
 
 The model is trained with scikit-learn: TF-IDF over word 1-2 grams and character 3-grams
-(within word boundaries, so typos still match), then multinomial logistic regression. Its
-class probability is the confidence, in [0, 1]. The reply for a label is the first reply the
-dataset gives for it (the label itself when it gives none). Corrections are also kept as an
-exact-match table, so a corrected message gets the corrected reply after the next training,
-whatever the classifier thinks of it.
+(within word boundaries, so typos still match), then multinomial logistic regression. The
+reply for a label is the first reply the dataset gives for it (the label itself when it gives
+none). Corrections are also kept as an exact-match table, so a corrected message gets the
+corrected reply after the next training, whatever the classifier thinks of it.
+
+Knowing when it doesn't know: two rules make the confidence (`_LoadedModel.predict`), which
+`ModelService.predict` compares with `CHAT_MIN_CONFIDENCE`. Exact-match corrections skip both
+and answer with confidence 1.
+
+- Knowledge gate. Logistic regression always shares all the probability among the labels it
+  knows, and the character n-grams of words it has never seen ("qwv", "mongolia") still land
+  on some label, sometimes decisively. So the message's words are first looked up in the word
+  vocabulary. Its known share is the part of its word information that lies in words seen in
+  training; a word's information is its idf - 1, ln((1 + rows) / (1 + rows with the word)):
+  0 for a word in every row, so common words such as "the", "is" or "to" barely count, and an
+  unknown word weighs as much as the rarest known one. Below half (`MIN_KNOWN_SHARE`) the
+  message is unknown: confidence 0, whatever the probabilities. Half is where the 3-label test
+  dataset (tests/fixtures/three_labels.csv) separates "what is the capital of mongolia"
+  (0.41: three known common words, three unknown ones, classifier 91% sure) from "see you
+  tomorrow, bye" (0.70); the sample's "wats your name" is at 0.56. A word one typo away from a
+  known word of 4+ characters (a letter missing, extra, wrong, or two swapped) counts as that
+  word, so "helo there" is known; character n-grams never count as knowledge. The gate is
+  built from the compiled word block when a model loads, so older model files get it too.
+- Confidence above chance. The top probability p is rescaled from chance to certainty,
+  (p - 1/k) / (1 - 1/k) for k labels: 0 for a uniform distribution and 1 for a certain one,
+  with 3 labels as with 30, where a raw 0.35 is a near tie among 3 labels and a clear winner
+  among 30. It is monotone in p, so it ranks predictions as p does. 1 - normalised entropy
+  would also depend on how the rest is spread over the other labels, which changes with k;
+  the top-2 margin would do, but rescaling keeps the default's meaning for the sample's 16
+  labels (0.35 above chance is p >= 0.39).
 
 What is stored is the fitted model "compiled" to plain data: each vectorizer's settings,
 vocabulary and idf weights, and the classifier's coefficients. The bot scores a message with
@@ -82,6 +107,17 @@ CV_MAX_ROWS = 5_000
 MAX_TEST_ITEMS = 1000
 # Per vectorizer: bounds model size and memory for very large or very varied datasets.
 MAX_FEATURES = 50_000
+# Below this share of its word information in known words, a message is unknown: the
+# knowledge gate of the module docstring.
+MIN_KNOWN_SHARE = 0.5
+# A typo names a known word only in words this long: shorter ones match too much by chance.
+TYPO_MIN_CHARS = 4
+# Typo look-ups per message (each about 50 µs), so long gibberish stays fast to score (a
+# 2,000-character one in under 1 ms).
+MAX_TYPO_LOOKUPS = 8
+# With more distinct characters than this in the vocabulary (a non-alphabetic script), a typo
+# is looked for as an extra or swapped letter only, not a missing or wrong one.
+MAX_TYPO_ALPHABET = 64
 INVALID_TEST_DATA = "Invalid test data format: "
 TEST_DATA_SHAPES = (
     'Send a JSON string, a list of strings, or a list of objects with "text" and an '
@@ -482,14 +518,25 @@ def _char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
     return grams
 
 
+def _tokenizer(block: dict[str, Any]) -> Callable[[str], list[str]]:
+    """The words of a text as a word block sees them (lowercased if it lowercases)."""
+    find_tokens = re.compile(block["token_pattern"]).findall
+    lowercase = block["lowercase"]
+
+    def tokens(text: str) -> list[str]:
+        return find_tokens(text.lower() if lowercase else text)
+
+    return tokens
+
+
 def _analyzer(block: dict[str, Any]) -> Callable[[str], list[str]]:
     low, high = block["ngram_range"]
     lowercase = block["lowercase"]
     if block["analyzer"] == "word":
-        find_tokens = re.compile(block["token_pattern"]).findall
+        tokens = _tokenizer(block)
 
         def words(text: str) -> list[str]:
-            return _word_ngrams(find_tokens(text.lower() if lowercase else text), low, high)
+            return _word_ngrams(tokens(text), low, high)
 
         return words
 
@@ -499,10 +546,86 @@ def _analyzer(block: dict[str, Any]) -> Callable[[str], list[str]]:
     return chars
 
 
+def _one_edit(word: str, alphabet: str) -> Iterator[str]:
+    """Strings one typo away from `word`: a letter deleted, two swapped, one replaced or one
+    inserted (letters from `alphabet`)."""
+    for i in range(len(word) + 1):
+        left, right = word[:i], word[i:]
+        if right:
+            yield left + right[1:]
+            if len(right) > 1:
+                yield left + right[1] + right[0] + right[2:]
+            for letter in alphabet:
+                if letter != right[0]:
+                    yield left + letter + right[1:]
+        for letter in alphabet:
+            yield left + letter + right
+
+
+class KnownWords:
+    """Which of a message's words a model was trained on: the knowledge gate (module docstring).
+
+    Built at load time from the word block's vocabulary and idf, so model files made before
+    the gate existed get it too. Only single words count: bigrams add no new words, and
+    character n-grams are not knowledge.
+    """
+
+    def __init__(self, block: dict[str, Any]) -> None:
+        import numpy as np
+
+        self._tokens = _tokenizer(block)
+        self._vocabulary: dict[str, int] = block["vocabulary"]
+        self._information = np.asarray(block["idf"], dtype=np.float64) - 1.0
+        self._unknown = float(self._information.max(initial=0.0))
+        letters = set("".join(self._vocabulary)) - {" "}
+        self._alphabet = "".join(sorted(letters)) if len(letters) <= MAX_TYPO_ALPHABET else ""
+
+    @classmethod
+    def of(cls, blocks: Sequence[dict[str, Any]]) -> KnownWords | None:
+        """The gate of a compiled model: from its word block that keeps single words."""
+        for block in blocks:
+            if block["analyzer"] == "word" and block["ngram_range"][0] == 1:
+                return cls(block)
+        return None
+
+    def share(self, text: str) -> float:
+        """The share of the text's word information in known words, in [0, 1]: 1 when every
+        word is known; 0 with unknown words only, and for a text without words or whose words
+        are all in every training row (they tell the labels apart no better than nothing)."""
+        known = total = 0.0
+        lookups = MAX_TYPO_LOOKUPS
+        for token in self._tokens(text):
+            index = self._vocabulary.get(token)
+            if index is None and lookups > 0 and len(token) >= TYPO_MIN_CHARS:
+                lookups -= 1
+                index = self._typo_of(token)
+            weight = self._unknown if index is None else float(self._information[index])
+            total += weight
+            if index is not None:
+                known += weight
+        return known / total if total > 0.0 else 0.0
+
+    def _typo_of(self, token: str) -> int | None:
+        """The vocabulary index of a known word (4+ characters) one typo away, if any."""
+        for candidate in _one_edit(token, self._alphabet):
+            if len(candidate) >= TYPO_MIN_CHARS and " " not in candidate:
+                index = self._vocabulary.get(candidate)
+                if index is not None:
+                    return index
+        return None
+
+
+def above_chance(proba: np.ndarray) -> float:
+    """The top probability rescaled from chance (1/k for k labels) to certainty: 0 for a
+    uniform distribution, 1 for a certain one, with any number of labels."""
+    chance = 1.0 / len(proba)
+    return min(1.0, max(0.0, (float(proba.max()) - chance) / (1.0 - chance)))
+
+
 class Scorer:
     """Class probabilities for one text from a compiled model: TF-IDF (sublinear tf, idf,
     l2 per vectorizer, concatenated as FeatureUnion does) and the softmax of the logistic
-    regression, in numpy."""
+    regression, in numpy. `known_share` is the knowledge gate."""
 
     def __init__(self, compiled: dict[str, Any]) -> None:
         import numpy as np
@@ -519,6 +642,12 @@ class Scorer:
             offset += len(vocabulary)
         if self._coef.shape != (offset, len(self._intercept)):
             raise ValueError("the compiled model's shapes do not match")
+        self._known = KnownWords.of(compiled["blocks"])
+
+    def known_share(self, text: str) -> float:
+        """How much of the text's words the model knows (`KnownWords.share`); 1 for a model
+        without a word block, which has nothing to judge by."""
+        return 1.0 if self._known is None else self._known.share(text)
 
     def proba(self, text: str) -> np.ndarray:
         import numpy as np
@@ -567,13 +696,19 @@ class _LoadedModel:
         self.exact: dict[str, str] = dict(artifact["exact"])
 
     def predict(self, text: str) -> tuple[str, float, bool]:
-        """(label, confidence, from a correction) for one message."""
+        """(label, confidence, from a correction) for one message.
+
+        The confidence is 1 for a correction, 0 for a message the model does not know
+        (`MIN_KNOWN_SHARE`), else the top probability above chance (`above_chance`).
+        """
         label = self.exact.get(normalize_text(text))
         if label is not None:
             return label, 1.0, True
         proba = self.scorer.proba(text)
-        best = int(proba.argmax())
-        return self.scorer.classes[best], float(proba[best]), False
+        label = self.scorer.classes[int(proba.argmax())]
+        if self.scorer.known_share(text) < MIN_KNOWN_SHARE:
+            return label, 0.0, False
+        return label, above_chance(proba), False
 
     def reply_for(self, label: str) -> str:
         return self.replies.get(label) or label

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ FIRST_TRAINING = re.compile(
     r"I'll answer as soon as it's done\."
 )
 JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6})")
+# greeting, weather and goodbye, 10 rows each
+THREE_LABELS = Path(__file__).resolve().parents[1] / "fixtures" / "three_labels.csv"
 
 
 def menu_csv(food_reply: str) -> bytes:
@@ -361,6 +364,22 @@ async def test_chat_on_answers_after_the_first_training_and_admits_when_unsure(e
         "I'm doing well, thank you for asking! How are you?"
     )
     assert await chat(e2e, "qwxz zzkv plomb") == NOT_SURE
+
+
+async def test_a_three_label_model_says_when_it_does_not_know(e2e: E2E) -> None:
+    await train(e2e, "!train", files=[("three_labels.csv", THREE_LABELS.read_bytes())])
+    assert (await e2e.ask_text("!select_dataset three_labels")).startswith("Dataset `three")
+    await e2e.ask_text("!chat on")
+    gibberish, out_of_domain = "qwv zzkx plorf", "explain quantum chromodynamics"
+    for text in (gibberish, out_of_domain, "what is the capital of mongolia"):
+        assert await chat(e2e, text) == NOT_SURE, text
+    assert await chat(e2e, "hey there, good morning") == "Hi! Ask me about the weather."
+    assert await chat(e2e, "will it rain later today") == "Sunny all day."
+    assert await chat(e2e, "see you tomorrow, bye") == "Bye! Take care."
+    shown = await e2e.ask_text('!test ["what is the capital of mongolia", "is it raining"]')
+    first, second = shown.splitlines()
+    assert re.fullmatch(r"`what is the capital of mongolia` → \*\*\w+\*\* \(0%, not sure\)", first)
+    assert re.fullmatch(r"`is it raining` → \*\*weather\*\* \(\d{2,3}%\)", second), second
 
 
 async def test_with_chat_off_only_mentions_and_dms_get_replies(env: E2E) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
@@ -19,6 +20,9 @@ from bot.services.datasets import DatasetStore, Row, parse_dataset
 from bot.services.jobs import JobRunner
 from bot.services.models import (
     CV_MAX_ROWS,
+    MAX_TYPO_LOOKUPS,
+    MIN_KNOWN_SHARE,
+    KnownWords,
     ModelIntegrityError,
     ModelService,
     NoModelError,
@@ -26,6 +30,7 @@ from bot.services.models import (
     TestItem,
     TrainResult,
     _cv_sample,
+    above_chance,
     compile_pipeline,
     parse_test_data,
     parse_test_file,
@@ -36,6 +41,7 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "bot" / "samples" / "smalltalk.csv"
+THREE_LABELS = ROOT / "tests" / "fixtures" / "three_labels.csv"  # greeting, weather, goodbye
 MIN_CONFIDENCE = 0.35
 
 
@@ -171,7 +177,7 @@ async def test_predictions_for_sample_phrases(
 @module_loop
 async def test_an_unknown_message_is_not_sure(jobs: JobRunner, trained_copy: Path) -> None:
     prediction = await make_service(trained_copy, jobs).predict("smalltalk", "qzxv wplk brrt")
-    assert 0.0 <= prediction.confidence < MIN_CONFIDENCE
+    assert prediction.confidence == 0.0
     assert prediction.sure is False
 
 
@@ -252,6 +258,157 @@ async def test_two_labels_and_labels_without_replies(jobs: JobRunner, tmp_path: 
     prediction = await service.predict("yesno", "yeah")
     assert prediction.label == "y" and prediction.reply == "y"  # no reply given: the label
     assert (await service.predict("yesno", "nope")).label == "n"
+
+
+# -- knowing when it doesn't know ------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def three_labels(jobs: JobRunner, tmp_path_factory: pytest.TempPathFactory) -> ModelService:
+    """A service with the 3-label dataset (10 rows per label) trained by `train_model`."""
+    data_dir = tmp_path_factory.mktemp("three")
+    (data_dir / "datasets").mkdir()
+    shutil.copy(THREE_LABELS, data_dir / "datasets" / "three_labels.csv")
+    service = make_service(data_dir, jobs)
+    await train(service, "three_labels")
+    return service
+
+
+@pytest.mark.parametrize(
+    ("message", "label"),
+    [
+        ("hey there, good morning", "greeting"),
+        ("will it rain later today", "weather"),
+        ("see you tomorrow, bye", "goodbye"),
+        ("is it raining", "weather"),
+        ("helo", "greeting"),  # one typo away from a known word
+    ],
+)
+@module_loop
+async def test_three_labels_in_domain_paraphrases_are_answered(
+    three_labels: ModelService, message: str, label: str
+) -> None:
+    prediction = await three_labels.predict("three_labels", message)
+    assert (prediction.label, prediction.sure) == (label, True), prediction
+    assert MIN_CONFIDENCE <= prediction.confidence <= 1.0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "qwv zzkx plorf",
+        "explain quantum chromodynamics",
+        "what is the capital of mongolia",
+        "the cat is on the table",
+        "tell me a joke",
+        "?!",
+    ],
+)
+@module_loop
+async def test_three_labels_gibberish_and_out_of_domain_are_not_sure(
+    three_labels: ModelService, message: str
+) -> None:
+    prediction = await three_labels.predict("three_labels", message)
+    assert (prediction.sure, prediction.confidence) == (False, 0.0), prediction
+
+
+@module_loop
+async def test_three_labels_unknown_words_win_over_decisive_probabilities(
+    three_labels: ModelService,
+) -> None:
+    message = "what is the capital of mongolia"
+    await three_labels.predict("three_labels", message)
+    scorer = three_labels._loaded["three_labels"].scorer
+    # "what", "is" and "the" are in weather rows only: the classifier is decisive...
+    assert scorer.proba(message).max() > 0.8
+    # ...but the words that carry the question are unknown.
+    assert scorer.known_share(message) < MIN_KNOWN_SHARE <= scorer.known_share("is it raining")
+
+
+@pytest.mark.parametrize("message", ["how are you", "i like pizza"])
+@module_loop
+async def test_three_labels_known_words_without_a_clear_label_are_not_sure(
+    three_labels: ModelService, message: str
+) -> None:
+    prediction = await three_labels.predict("three_labels", message)
+    assert not prediction.sure and prediction.confidence < MIN_CONFIDENCE
+
+
+def spread(labels: int, top: float) -> np.ndarray:
+    """A distribution with `top` on one label and the rest shared evenly by the others."""
+    return np.array([top] + [(1.0 - top) / (labels - 1)] * (labels - 1))
+
+
+@pytest.mark.parametrize("labels", [2, 3, 30])
+def test_confidence_is_zero_at_chance_and_one_at_certainty(labels: int) -> None:
+    assert above_chance(np.full(labels, 1.0 / labels)) == pytest.approx(0.0, abs=1e-12)
+    assert above_chance(spread(labels, 1.0)) == 1.0
+    halfway = 1.0 / labels + 0.5 * (1.0 - 1.0 / labels)
+    assert above_chance(spread(labels, halfway)) == pytest.approx(0.5)
+
+
+def test_confidence_means_the_same_with_3_labels_as_with_30() -> None:
+    assert above_chance(spread(3, 0.9)) == pytest.approx(above_chance(spread(30, 0.9)), abs=0.05)
+    assert above_chance(spread(3, 0.99)) == pytest.approx(above_chance(spread(30, 0.99)), abs=0.01)
+    # A top probability of 0.4 is a near tie among 3 labels and a clear winner among 30.
+    assert above_chance(spread(3, 0.4)) < MIN_CONFIDENCE < above_chance(spread(30, 0.4))
+    assert above_chance(np.array([0.75, 0.25])) == pytest.approx(0.5)
+
+
+def word_block(idf: dict[str, float]) -> dict:
+    """A compiled word block (as `compile_pipeline` makes it) with these terms and idf."""
+    return {
+        "analyzer": "word",
+        "ngram_range": (1, 2),
+        "token_pattern": r"(?u)\b\w+\b",
+        "lowercase": True,
+        "sublinear_tf": True,
+        "vocabulary": {term: i for i, term in enumerate(idf)},
+        "idf": np.array(list(idf.values())),
+    }
+
+
+# idf - 1 is a word's information: 0.1 for "the" (in nearly every row), 2.0 at most.
+KNOWN = KnownWords(
+    word_block({"the": 1.1, "is": 1.2, "umbrella": 3.0, "rain": 3.0, "hello": 3.0, "see you": 3.0})
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "share"),
+    [
+        ("qwv zzkx plorf", 0.0),
+        ("", 0.0),
+        ("?! :)", 0.0),
+        ("hello", 1.0),
+        ("Rain? RAIN!", 1.0),
+        ("the is", 1.0),
+        ("umbrella capital", 0.5),
+        ("the capital", 0.1 / 2.1),  # a common known word is hardly knowledge
+        ("see you", 0.0),  # a known bigram does not make its words known
+        ("helo", 1.0),  # a letter missing
+        ("helllo", 1.0),  # one too many
+        ("hellp rain", 1.0),  # a wrong one
+        ("ehllo", 1.0),  # two swapped
+        ("hxllp", 0.0),  # two typos
+        ("rin", 0.0),  # too short to guess
+    ],
+)
+def test_known_share_weighs_words_by_information(text: str, share: float) -> None:
+    assert KNOWN.share(text) == pytest.approx(share)
+
+
+def test_typo_look_ups_are_bounded() -> None:
+    typos = MAX_TYPO_LOOKUPS + 2
+    assert KNOWN.share("helo " * typos) == pytest.approx(MAX_TYPO_LOOKUPS / typos)
+    assert KNOWN.share("hello " * typos) == 1.0
+
+
+def test_the_gate_needs_a_word_block_with_single_words() -> None:
+    chars = {**word_block({"hel": 2.0}), "analyzer": "char_wb", "ngram_range": (3, 3)}
+    assert KnownWords.of([chars]) is None
+    assert KnownWords.of([{**word_block({"see you": 2.0}), "ngram_range": (2, 2)}]) is None
+    assert isinstance(KnownWords.of([chars, word_block({"hello": 2.0})]), KnownWords)
 
 
 # -- versions ------------------------------------------------------------------------------
@@ -381,6 +538,7 @@ async def test_corrections_change_the_answer_after_retraining(
     await train(service)
     answer = await service.predict("smalltalk", "what is the meaning of life")
     assert answer.reply == "42, of course." and answer.sure and answer.from_correction
+    assert answer.confidence == 1.0
     assert (await service.predict("smalltalk", "HELLO!")).reply == "Howdy, partner!"
     # Other greetings still get the dataset's reply.
     assert (await service.predict("smalltalk", "good morning")).reply == greeting
