@@ -2,7 +2,8 @@
 
 Synthesis and the per-server queue are services; this cog connects them to discord.py's
 voice client. A reply is spoken when the bot dispatches `bot_reply` for a user who is in a
-voice channel of that server.
+voice channel of that server. `!say` allows a per-user burst (admins exempt) and refuses to
+queue past SAY_QUEUE_MAX items; a refused or failed `!say` costs the user nothing.
 """
 
 from __future__ import annotations

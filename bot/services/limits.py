@@ -147,7 +147,8 @@ class WindowBudget(_Limit):
 
     A request fits when what the key spent in the last window plus the request stays within
     the budget. One request larger than the whole budget fits when the key has spent nothing
-    in the window, so it is delayed rather than refused forever.
+    in the window, so it is delayed rather than refused forever. Keys with nothing left in
+    the window are forgotten (swept at most once a window), so idle users cost no memory.
     """
 
     def __init__(
@@ -165,6 +166,7 @@ class WindowBudget(_Limit):
         self.refusal = refusal
         self._clock = clock
         self._spent: dict[Hashable, deque[_Spent]] = {}
+        self._next_sweep = clock() + window_seconds
 
     def used(self, key: Hashable) -> float:
         """What the key spent in the last window."""
@@ -188,6 +190,10 @@ class WindowBudget(_Limit):
         wait = self._wait(key, amount, now)
         if wait > 0:
             raise RateLimitedError(self.refusal, wait)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.window_seconds
+            for other in list(self._spent):
+                self._recent(other, now)
         entry = _Spent(now, amount)
         self._spent.setdefault(key, deque()).append(entry)
 

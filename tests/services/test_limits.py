@@ -235,6 +235,16 @@ def test_giving_back_an_old_charge_removes_only_it() -> None:
     assert not budget._spent
 
 
+def test_keys_with_nothing_in_the_window_are_forgotten() -> None:
+    clock = FakeClock()
+    budget = WindowBudget(10, 60, refusal="enough", clock=clock)
+    for user in range(100):
+        budget.take(user, 1)
+    clock.advance(61)
+    budget.take("ann", 1)
+    assert list(budget._spent) == ["ann"]
+
+
 def test_waiting_the_stated_time_lets_the_request_through() -> None:
     clock = FakeClock()
     budget = WindowBudget(5, 20, refusal="enough", clock=clock)
