@@ -34,7 +34,6 @@ async def first_packet_latencies(engine: str, runs: int) -> list[float]:
                 "DATA_DIR": tmp,
                 "TTS_ENGINES": engine,
                 "LOG_LEVEL": "WARNING",
-                "SAY_COOLDOWN_SECONDS": "0",
             },
             env_file=None,
         )

@@ -162,8 +162,13 @@ class Settings:
     max_audio_seconds: int = _setting(
         "900", _int_range(1, 4 * 3600), "Longest audio to transcribe, seconds."
     )
-    transcribe_cooldown_seconds: float = _setting(
-        "10", _float_range(0, 3600), "Per-user wait between transcriptions."
+    transcribe_budget_seconds: int = _setting(
+        "1800",
+        _int_range(0, 7 * 86400),
+        "Audio seconds a user may have transcribed per window (0: no limit; admins exempt).",
+    )
+    transcribe_window_seconds: int = _setting(
+        "3600", _int_range(1, 7 * 86400), "The window of TRANSCRIBE_BUDGET_SECONDS, seconds."
     )
     # Text to speech and voice
     tts_engines: tuple[str, ...] = _setting(
@@ -180,8 +185,16 @@ class Settings:
     voice_idle_seconds: int = _setting(
         "300", _int_range(5, 86400), "Leave voice after this many seconds of silence."
     )
-    say_cooldown_seconds: float = _setting(
-        "3", _float_range(0, 3600), "Per-user wait between !say commands."
+    say_burst: int = _setting(
+        "5", _int_range(1, 1000), "!say commands a user may send in a row (admins exempt)."
+    )
+    say_refill_seconds: float = _setting(
+        "2",
+        _float_range(0, 3600),
+        "After that, one more !say every this many seconds (0: no limit).",
+    )
+    say_queue_max: int = _setting(
+        "20", _int_range(1, 1000), "Most items waiting or playing in a server's voice queue."
     )
     # Model
     default_dataset: str = _setting(
@@ -196,9 +209,6 @@ class Settings:
     train_max_mb: int = _setting("5", _int_range(1, 200), "Largest training file, MB.")
     train_max_rows: int = _setting(
         "200000", _int_range(10, 5_000_000), "Most rows in a training file."
-    )
-    train_cooldown_seconds: float = _setting(
-        "30", _float_range(0, 86400), "Per-user wait between !train commands."
     )
     # Files
     max_upload_mb: int = _setting(

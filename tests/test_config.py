@@ -50,3 +50,14 @@ def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     for name, _default, _doc in setting_docs():
         assert f"{name}=" in example, name
+
+
+def test_limits_have_defaults_and_old_cooldown_settings_are_ignored(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "SAY_COOLDOWN_SECONDS=3\nTRANSCRIBE_COOLDOWN_SECONDS=10\nTRAIN_COOLDOWN_SECONDS=30\n"
+    )
+    s = load_settings({}, env_file=env)
+    assert (s.say_burst, s.say_refill_seconds, s.say_queue_max) == (5, 2.0, 20)
+    assert (s.transcribe_budget_seconds, s.transcribe_window_seconds) == (1800, 3600)
+    assert not hasattr(s, "say_cooldown_seconds")

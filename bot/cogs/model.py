@@ -12,10 +12,10 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin, namespace_of, scope_for
-from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks, setting_cooldown
+from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks
 from bot.cogs.errors import reply_error
 from bot.config import Settings
-from bot.errors import NotFoundError, UserFacingError
+from bot.errors import NotFoundError
 from bot.services.datasets import check_size, name_from_filename, parse_inline
 from bot.services.jobs import Job
 from bot.services.models import (
@@ -280,15 +280,9 @@ class Model(commands.Cog):
         extras={"example": "train smalltalk"},
     )
     @is_admin()
-    @commands.dynamic_cooldown(setting_cooldown("train_cooldown_seconds"), commands.BucketType.user)
     async def train(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
-        try:
-            saved, job = await self._save_and_start(ctx, args)
-        except UserFacingError:
-            # Nothing started: a user who fixes a rejected file must not wait for the cooldown.
-            if ctx.command is not None:
-                ctx.command.reset_cooldown(ctx)
-            raise
+        # No rate limit: only admins train, and trainings of one dataset queue (JobRunner keys).
+        saved, job = await self._save_and_start(ctx, args)
         queued = (
             " It is queued behind another training of this dataset."
             if job.status == "queued"

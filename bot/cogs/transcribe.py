@@ -3,6 +3,11 @@
 Automatic for audio in a server with auto-transcription on (and in DMs); `!transcribe` on
 an attachment or as a reply to a message with one. The transcript reply is then answered
 like a chat message (the model cog listens for `on_transcript`).
+
+Each user's audio is handled one message at a time, in the order it arrived, so back-to-back
+voice messages get their transcripts in order; other users never wait for it. A user who is
+not an admin has a budget of audio time per window (TRANSCRIBE_BUDGET_SECONDS); a file is
+charged its real length once decoded, and a file that fails costs nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
-from bot.cogs._messages import Kind, UserCooldown, audio_attachments, kind_of, parse_on_off
+from bot.cogs._messages import Kind, audio_attachments, kind_of, parse_on_off
 from bot.cogs.errors import reply_error
 from bot.config import parse_language
-from bot.errors import InvalidInputError, NotFoundError, UserFacingError
+from bot.errors import InvalidInputError, NotFoundError
+from bot.services.limits import InArrivalOrder, WindowBudget, format_span
 from bot.services.speech import SpeechService, Transcript
 from bot.services.storage import Storage
 
@@ -34,7 +40,15 @@ class Transcribe(commands.Cog):
         self.bot = bot
         self.speech = speech
         self.storage = storage
-        self.cooldown = UserCooldown(bot.settings.transcribe_cooldown_seconds)
+        budget = bot.settings.transcribe_budget_seconds
+        window = bot.settings.transcribe_window_seconds
+        self.budget = WindowBudget(
+            budget,
+            window,
+            refusal=f"That would go over your transcription allowance of {format_span(budget)} "
+            f"of audio per {format_span(window)}",
+        )
+        self.in_order = InArrivalOrder()  # per user
 
     async def guild_language(self, guild: discord.Guild | None) -> str:
         if guild is None:
@@ -47,14 +61,23 @@ class Transcribe(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if kind_of(message, self.bot.settings.command_prefix) is not Kind.AUDIO:
             return
-        if message.guild is not None and not await self.storage.get_guild_setting(
-            message.guild.id, "autotranscribe", True
-        ):
-            return
-        await self.transcribe_message(message, reply_to=message)
+        # The place in line is taken before anything else is awaited: arrival order holds.
+        async with self.in_order.turn(message.author.id):
+            if message.guild is not None and not await self.storage.get_guild_setting(
+                message.guild.id, "autotranscribe", True
+            ):
+                return
+            await self._transcribe_message(message, reply_to=message)
 
     async def transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
-        """Transcribe the audio of `source`, answering `reply_to`; every failure gets one reply."""
+        """Transcribe the audio of `source`, answering `reply_to`; every failure gets one reply.
+
+        Runs in the line of `reply_to`'s author, after their earlier audio.
+        """
+        async with self.in_order.turn(reply_to.author.id):
+            await self._transcribe_message(source, reply_to)
+
+    async def _transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
         try:
             attachments = audio_attachments(source)
             if not attachments:
@@ -62,32 +85,32 @@ class Transcribe(commands.Cog):
                     "I don't see an audio file there. Attach one (mp3, ogg, wav, m4a, ...) or "
                     "reply to a message that has one."
                 )
-            wait = self.cooldown.retry_after(reply_to)
-            if wait:
-                raise InvalidInputError(
-                    f"You're sending audio quickly: I can transcribe again for you in {wait:.0f} s."
-                )
-            try:
-                await self._transcribe_all(source, reply_to, attachments)
-            except UserFacingError:
-                self.cooldown.reset(reply_to)  # a rejected file does not cost the user a wait
-                raise
+            exempt = await user_is_admin(self.bot, reply_to.author)
+            for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
+                await self._transcribe_one(attachment, source, reply_to, exempt=exempt)
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
             await reply_error(reply_to, exc)
 
-    async def _transcribe_all(
+    async def _transcribe_one(
         self,
+        attachment: discord.Attachment,
         source: discord.Message,
         reply_to: discord.Message,
-        attachments: list[discord.Attachment],
+        *,
+        exempt: bool,
     ) -> None:
-        for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
-            self.speech.check_size(attachment.size)  # before downloading
-            async with reply_to.channel.typing():
-                data = await attachment.read()
-                language = await self.guild_language(source.guild)
-                transcript = await self.speech.transcribe(data, attachment.filename, language)
-            await self._reply(reply_to, transcript)
+        user = reply_to.author.id
+        self.speech.check_size(attachment.size)  # before downloading
+        if not exempt:  # a voice message declares its length; other files are checked for any
+            self.budget.check(user, attachment.duration or 0.0)
+        async with reply_to.channel.typing():
+            data = await attachment.read()
+            segment = await self.speech.decode(data, attachment.filename)
+            language = await self.guild_language(source.guild)
+            # The real length is charged before recognition and given back if it fails.
+            with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
+                transcript = await self.speech.recognize(segment, language)
+        await self._reply(reply_to, transcript)
 
     async def _reply(self, message: discord.Message, transcript: Transcript) -> None:
         note = (

@@ -2,7 +2,8 @@
 
 Synthesis and the per-server queue are services; this cog connects them to discord.py's
 voice client. A reply is spoken when the bot dispatches `bot_reply` for a user who is in a
-voice channel of that server.
+voice channel of that server. `!say` allows a per-user burst (admins exempt) and refuses to
+queue past SAY_QUEUE_MAX items; a refused or failed `!say` costs the user nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import discord
 from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin
-from bot.cogs._messages import parse_on_off, setting_cooldown
+from bot.cogs._checks import is_admin, user_is_admin
+from bot.cogs._messages import parse_on_off
 from bot.cogs.errors import reply_error
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.audio import ffmpeg_exe
+from bot.services.limits import TokenBucket
 from bot.services.player import PlaybackQueue
 from bot.services.speech_text import clean_for_speech
 from bot.services.storage import Storage
@@ -51,6 +53,11 @@ class Voice(commands.Cog):
         self.storage = storage
         self.queue = PlaybackQueue(self._play, on_error=self._playback_failed)
         self._connect_locks: dict[int, asyncio.Lock] = {}
+        self.say_limit = TokenBucket(
+            bot.settings.say_burst,
+            bot.settings.say_refill_seconds,
+            refusal=f"You're sending `{bot.settings.command_prefix}say` very quickly",
+        )
         idle = bot.settings.voice_idle_seconds
         self.idle_watch.change_interval(seconds=max(1.0, min(10.0, idle / 5)))
 
@@ -109,9 +116,17 @@ class Voice(commands.Cog):
             self.queue.touch(channel.guild.id)
 
     async def speak(
-        self, guild: discord.Guild, channel: discord.VoiceChannel | discord.StageChannel, text: str
+        self,
+        guild: discord.Guild,
+        channel: discord.VoiceChannel | discord.StageChannel,
+        text: str,
+        *,
+        max_queue: int | None = None,
     ) -> bool:
-        """Queue `text` for speech in `channel`; False when there is nothing to speak."""
+        """Queue `text` for speech in `channel`; False when there is nothing to speak.
+
+        With `max_queue`, raise UserFacingError rather than queue behind that many items.
+        """
         cleaned = clean_for_speech(
             text,
             prefix=self.bot.settings.command_prefix,
@@ -122,6 +137,8 @@ class Voice(commands.Cog):
             return False
         settings = await self.storage.guild_settings(guild.id)
         await self.connect_to(channel)
+        if max_queue is not None:
+            self.check_queue_room(guild.id, max_queue)  # no await from here to enqueue
         stream = self.synthesis.synthesize_stream(
             cleaned,
             settings.get("language", self.bot.settings.language),
@@ -130,6 +147,14 @@ class Voice(commands.Cog):
         )
         self.queue.enqueue(guild.id, stream)
         return True
+
+    def check_queue_room(self, guild_id: int, max_queue: int) -> None:
+        if self.queue.size(guild_id) >= max_queue:
+            prefix = self.bot.settings.command_prefix
+            raise UserFacingError(
+                f"The voice queue is full ({max_queue} items); try again when it has played, "
+                f"or `{prefix}stop` it."
+            )
 
     def _names(self, guild: discord.Guild, text: str) -> dict[str, dict[int, str]]:
         """Names for the mentions in `text`, so they are spoken as names."""
@@ -225,14 +250,17 @@ class Voice(commands.Cog):
 
     @commands.command(brief="Speak a text in your voice channel.", extras={"example": "say hello"})
     @commands.guild_only()
-    @commands.dynamic_cooldown(setting_cooldown("say_cooldown_seconds"), commands.BucketType.user)
     async def say(self, ctx: commands.Context[VoiceChatBot], *, text: str) -> None:
         assert ctx.guild is not None
         channel = _voice_channel(ctx.author)
         if channel is None:
             raise UserFacingError(NOT_IN_VOICE)
-        if not await self.speak(ctx.guild, channel, text):
-            raise InvalidInputError("There is nothing to say in that text.")
+        max_queue = self.bot.settings.say_queue_max
+        self.check_queue_room(ctx.guild.id, max_queue)  # before joining; checked again at enqueue
+        exempt = await user_is_admin(self.bot, ctx.author)
+        with self.say_limit.spending(ctx.author.id, exempt=exempt):  # refused or failed: free
+            if not await self.speak(ctx.guild, channel, text, max_queue=max_queue):
+                raise InvalidInputError("There is nothing to say in that text.")
         await ctx.message.add_reaction("🔊")
 
     @commands.command(brief="Skip what the bot is saying now.", extras={"example": "skip"})

@@ -79,6 +79,10 @@ class PlaybackQueue:
         state = self._guilds.get(guild_id)
         return len(state.items) if state else 0
 
+    def size(self, guild_id: int) -> int:
+        """Items waiting plus the one playing."""
+        return self.pending(guild_id) + self.is_playing(guild_id)
+
     def last_activity(self, guild_id: int) -> float:
         """Clock time when the server's last clip ended (or it was touched); 0.0 if never."""
         state = self._guilds.get(guild_id)

@@ -3,6 +3,9 @@
     service = SpeechService.from_settings(settings)
     service.check_size(attachment.size)            # before downloading
     transcript = await service.transcribe(data, attachment.filename, language)
+    # or in two steps, to learn the length before recognizing:
+    segment = await service.decode(data, attachment.filename)
+    transcript = await service.recognize(segment, language)
     await service.close()
 
 `transcribe` decodes the input with ffmpeg, cuts it at pauses into chunks of at most 50 s,
@@ -331,8 +334,19 @@ class SpeechService:
         self, data: bytes, filename: str = "", language: str = "en-US"
     ) -> Transcript:
         """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
+        return await self.recognize(await self.decode(data, filename), language)
+
+    async def decode(self, data: bytes, filename: str = "") -> AudioSegment:
+        """Decode an uploaded file; the first step of `transcribe`.
+
+        The result's `duration_seconds` is the real length, known before any engine runs, so
+        a caller can charge it (or refuse) before the costly part.
+        """
         self.check_size(len(data))
-        segment = await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
+        return await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
+
+    async def recognize(self, segment: AudioSegment, language: str = "en-US") -> Transcript:
+        """Recognize decoded audio chunk by chunk; the second step of `transcribe`."""
         bounds = await asyncio.to_thread(audio.chunk_bounds, segment, self.chunk_seconds)
         texts: list[str] = []
         answered: list[str] = []

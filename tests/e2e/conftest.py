@@ -81,7 +81,6 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "INSTRUCTIONS_FILE": str(REPO / "instructions" / "bot_instruction.md"),
             "STT_ENGINES": "whisper",
             "TTS_ENGINES": "piper,espeak",
-            "SAY_COOLDOWN_SECONDS": "0",
             "LOG_LEVEL": "WARNING",
         }
         return load_settings({**base, **env}, env_file=None)

@@ -132,21 +132,6 @@ async def test_member_not_in_voice_gets_text_only(e2e: E2E) -> None:
     assert e2e.sandbox.voice.utterances(GUILD) == []
 
 
-async def test_say_has_a_per_user_cooldown(make_settings) -> None:
-    from bot.sandbox.runner import sandboxed_bot
-
-    async with sandboxed_bot(make_settings(SAY_COOLDOWN_SECONDS="30")) as (sandbox, bot):
-        env = E2E(sandbox, bot)
-        await sandbox.join_voice("owner")
-        await sandbox.join_voice("member")
-        first = await sandbox.send("!say hello")
-        await eventually(lambda: (int(first["id"]), "🔊") in sandbox.reactions)
-        text = await env.ask_text("!say hello again")
-        assert re.fullmatch(r"Slow down: you can use this command again in \d+ s\.", text), text
-        other = await sandbox.send("!say hello", author="member")
-        await eventually(lambda: (int(other["id"]), "🔊") in sandbox.reactions)
-
-
 async def test_voice_settings_only_in_a_server(e2e: E2E) -> None:
     text = await e2e.ask_text("!voice autospeak off", dm=True)
     assert text == "That command works only in a server channel."
