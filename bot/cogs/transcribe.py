@@ -138,7 +138,8 @@ class Transcribe(commands.Cog):
         reference = ctx.message.reference
         if not audio_attachments(source) and reference is not None and reference.message_id:
             resolved = reference.resolved
-            if not isinstance(resolved, discord.Message):
+            # Only a message of this channel (of this server): never another server's audio.
+            if not isinstance(resolved, discord.Message) or resolved.channel.id != ctx.channel.id:
                 try:
                     resolved = await ctx.channel.fetch_message(reference.message_id)
                 except discord.NotFound:

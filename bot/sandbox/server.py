@@ -343,8 +343,11 @@ class Sandbox:
                 "channel_id": str(channel_id),
                 "guild_id": message.get("guild_id"),
             }
-            # Discord sends null for a referenced message that was deleted.
-            message["referenced_message"] = self.messages.get(reference)
+            # Discord sends null for a referenced message that was deleted; a reply always
+            # refers to a message of its own channel.
+            referenced = self.messages.get(reference)
+            same_channel = referenced is not None and referenced["channel_id"] == str(channel_id)
+            message["referenced_message"] = referenced if same_channel else None
         self.messages[int(message["id"])] = message
         return message
 

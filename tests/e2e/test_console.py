@@ -81,3 +81,21 @@ def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
     with sqlite3.connect(data / "bot.db") as db:
         stored = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
     assert stored >= thanked
+
+
+def test_console_switches_between_the_two_servers(tmp_path: Path) -> None:
+    proc = console(tmp_path / "data")
+    script = (
+        "/as alice\n/server second\n!hi\n/as member\n/as bob\n!feedback from second\n"
+        "/server sandbox\n!hi\n!feedback list\n/server nowhere\n"
+    )
+    out, _ = proc.communicate(script, timeout=120)
+    assert proc.returncode == 0, out
+    assert "alice is not in Sandbox; choose from owner, moderator, member" in out
+    assert "you are now alice in #general of Second" in out
+    assert "bot: Hi alice!" in out
+    assert "member is not in Second; choose from alice, bob" in out
+    assert "you are now owner in #general of Sandbox" in out
+    assert "bot: Hi owner!" in out
+    assert "bot: There is no feedback yet." in out  # bob's feedback belongs to Second
+    assert "no sandbox server 'nowhere'; choose from sandbox, second" in out
