@@ -9,6 +9,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.cogs._context import VoiceContext
 from bot.cogs.help import HelpCommand
 from bot.config import Settings
 from bot.wiring import Services
@@ -17,12 +18,15 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (
     "bot.cogs.errors",
+    "bot.cogs.help",
     "bot.cogs.greeting",
     "bot.cogs.transcribe",
     "bot.cogs.voice",
     "bot.cogs.model",
+    "bot.cogs.chat",
     "bot.cogs.files",
     "bot.cogs.feedback",
+    "bot.cogs.sync",
 )
 
 
@@ -67,32 +71,42 @@ class VoiceChatBot(commands.Bot):
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
 
+    async def get_context(  # type: ignore[override]
+        self,
+        origin: discord.Message | discord.Interaction[Any],
+        /,
+        *,
+        cls: type[VoiceContext] = VoiceContext,
+    ) -> VoiceContext:
+        """Every request gets a VoiceContext: the one helper that knows how to answer it."""
+        return await super().get_context(origin, cls=cls)
+
     async def on_ready(self) -> None:
         log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
 
     async def record_reply(
         self,
-        message: discord.Message,
+        ctx: VoiceContext,
         sent: discord.Message,
         user_text: str,
         reply: str,
         kind: str,
         dataset: str | None = None,
     ) -> None:
-        """Log a reply the bot sent to `message` (for !correct) and announce it: the voice
+        """Log a reply the bot sent to a request (for !correct) and announce it: the voice
         cog speaks it when the author is in a voice channel."""
         await self.services.storage.log_reply(
             sent.id,
-            message.channel.id,
-            message.guild and message.guild.id,
-            message.author.id,
-            message.id,
+            ctx.channel.id,
+            ctx.guild and ctx.guild.id,
+            ctx.author.id,
+            ctx.message.id,
             user_text,
             reply,
             kind,
             dataset,
         )
-        self.dispatch("bot_reply", message, reply)
+        self.dispatch("bot_reply", ctx, reply)
 
     async def close(self) -> None:
         # Running jobs finish first (briefly), so their results can still be posted.

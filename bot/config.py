@@ -106,6 +106,15 @@ def _dataset_name(raw: str) -> str:
     return value
 
 
+def _optional_id(raw: str) -> int | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValueError("must be a numeric server id")
+    return int(value)
+
+
 def _url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
@@ -145,6 +154,12 @@ class Settings:
         "", _ids, "Comma-separated user ids that are admins besides the application owner."
     )
     admin_role: str = _setting("Bot Admin", _text, "Members holding this role are admins.")
+    sync_guild_id: int | None = _setting(
+        "",
+        _optional_id,
+        "Register the / commands in this one server only, instantly (for development; "
+        "empty: everywhere).",
+    )
     # Speech to text
     stt_engines: tuple[str, ...] = _setting(
         "google,whisper,sphinx", _engines(STT_ENGINE_NAMES), "Speech-to-text engines, in order."

@@ -1,5 +1,6 @@
 """The one permission check (`@is_admin()` on every admin-only command) and the one place
-that decides whose data a command may touch (`scope_for`)."""
+that decides whose data a command may touch (`scope_for` for `!` text, `scope_from_option`
+for the `server` option of `/` commands)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ OWNERS_ONLY = (
     "Only the bot's owners can use `--all` and `--server`; without them a command works on "
     "this server's own data."
 )
+OWNERS_ONLY_OPTION = (
+    "Only the bot's owners can use the `server` option; without it a command works on this "
+    "server's own data."
+)
+NOT_OWNER = "Only the bot's owners can use this command."
 # An owner's explicit bot-wide view: `--all`, or `--server ID` / `--server=ID`.
 _OWNER_FLAG = re.compile(r"(?<!\S)--(?:(all)|server(?:(?:=|\s+)(?!--)(\S+))?)(?!\S)", re.IGNORECASE)
 
@@ -27,6 +33,11 @@ _OWNER_FLAG = re.compile(r"(?<!\S)--(?:(all)|server(?:(?:=|\s+)(?!--)(\S+))?)(?!
 class NotAdmin(commands.CheckFailure):
     def __init__(self) -> None:
         super().__init__(NO_PERMISSION)
+
+
+class NotOwner(commands.CheckFailure):
+    def __init__(self) -> None:
+        super().__init__(NOT_OWNER)
 
 
 async def is_bot_owner(bot: VoiceChatBot, user: discord.abc.User) -> bool:
@@ -47,6 +58,23 @@ def is_admin() -> commands.Check:  # type: ignore[type-arg]
         if await user_is_admin(ctx.bot, ctx.author):
             return True
         raise NotAdmin()
+
+    return commands.check(predicate)
+
+
+async def require_admin(ctx: commands.Context[Any]) -> None:
+    """The admin check inside a command (a `/` twin that is not a hybrid command)."""
+    if not await user_is_admin(ctx.bot, ctx.author):
+        raise NotAdmin()
+
+
+def is_owner() -> commands.Check:  # type: ignore[type-arg]
+    """The bot's owners only (maintenance such as `!sync`)."""
+
+    async def predicate(ctx: commands.Context) -> bool:  # type: ignore[type-arg]
+        if await is_bot_owner(ctx.bot, ctx.author):
+            return True
+        raise NotOwner()
 
     return commands.check(predicate)
 
@@ -78,3 +106,18 @@ async def scope_for(ctx: commands.Context[Any], text: str = "") -> tuple[Scope, 
     if value is None:
         raise UserFacingError("Name the server after `--server`, like `--server 123456789`.")
     return Scope(parse_namespace(value)), rest
+
+
+async def scope_from_option(ctx: commands.Context[Any], server: str | None) -> Scope:
+    """The scope of a `/` command from its `server` option, the owners' twin of `--all` and
+    `--server ID`: empty is this server's own data, `all` every namespace, else a server id,
+    `dm-USERID` or `legacy`. Anyone but the owners who fills it in is refused."""
+    own = Scope(namespace_of(ctx.guild, ctx.author))
+    value = (server or "").strip()
+    if not value:
+        return own
+    if not await is_bot_owner(ctx.bot, ctx.author):
+        raise UserFacingError(OWNERS_ONLY_OPTION)
+    if value.lower() == "all":
+        return Scope(own.namespace, everywhere=True)
+    return Scope(parse_namespace(value))

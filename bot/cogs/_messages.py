@@ -9,10 +9,14 @@ from __future__ import annotations
 import enum
 
 import discord
+from discord import app_commands
 
 from bot.errors import InvalidInputError
 from bot.services.audio import is_audio_attachment
 from bot.services.text import split_message
+
+# The `/` choices of commands that take on/off (`!` also takes yes/no, true/false).
+ON_OFF = [app_commands.Choice(name="on", value="on"), app_commands.Choice(name="off", value="off")]
 
 
 class Kind(enum.Enum):

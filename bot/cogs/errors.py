@@ -1,17 +1,23 @@
 """The one error handler: user mistakes get a short clear reply, bugs get logged.
 
-Commands raise; `on_command_error` answers. Listeners (audio, chat) call `reply_error`.
+Commands raise. `on_command_error` answers `!` commands and hybrid `/` commands; the tree's
+`on_error` answers the other app commands, context menus and modals; listeners (audio, chat)
+call `reply_error`. All answer through `VoiceContext.answer(private=True)`: a reply to a
+message, an ephemeral message for an interaction.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
+from bot.cogs._context import VoiceContext
 from bot.errors import UserFacingError
 from bot.services.engines import AllEnginesFailedError
 
@@ -20,12 +26,17 @@ log = logging.getLogger(__name__)
 APOLOGY = (
     "Sorry, something went wrong on my side. The error has been logged; please try again later."
 )
+STALE_COMMAND = (
+    "That command has changed since Discord last showed it to you. Try again in a moment "
+    "(Discord updates the list when you reopen it)."
+)
 
 
 def _usage(ctx: commands.Context[VoiceChatBot]) -> str:
     command = ctx.command
     assert command is not None
-    return f"`{ctx.clean_prefix}{command.qualified_name} {command.signature}`".replace(" `", "`")
+    signature = getattr(command, "signature", "")
+    return f"`{ctx.clean_prefix}{command.qualified_name} {signature}`".replace(" `", "`")
 
 
 def closest_command(bot: commands.Bot, name: str) -> str | None:
@@ -63,11 +74,29 @@ def message_for(ctx: commands.Context[VoiceChatBot], error: Exception) -> str | 
         return str(error) or "You can't use this command here."
     if isinstance(error, commands.DisabledCommand):
         return "That command is turned off."
-    original = getattr(error, "original", error)
-    return message_for_exception(original)
+    if isinstance(error, commands.HybridCommandError):
+        return message_for_app_error(error.original)
+    return message_for_exception(error)
+
+
+def message_for_app_error(error: BaseException) -> str | None:
+    """The reply for an app command's error (a `/` option, check or stale definition)."""
+    if isinstance(error, app_commands.TransformerError):
+        return f"I couldn't use `{str(error.value)[:50]}` there. Check the option and try again."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "That command works only in a server channel."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You can't use this command here."
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return STALE_COMMAND
+    return message_for_exception(error)
 
 
 def message_for_exception(error: BaseException) -> str | None:
+    while isinstance(getattr(error, "original", None), BaseException):
+        error = error.original  # type: ignore[attr-defined]  # CommandInvokeError and kin
+    if isinstance(error, commands.CheckFailure):
+        return str(error) or "You can't use this command here."
     if isinstance(error, UserFacingError):
         return error.message
     if isinstance(error, AllEnginesFailedError):
@@ -79,29 +108,67 @@ def message_for_exception(error: BaseException) -> str | None:
     return None
 
 
-async def reply_error(message: discord.Message, error: BaseException) -> None:
-    """Answer a failed listener (audio, chat) the same way commands are answered."""
+async def reply_error(ctx: VoiceContext, error: BaseException) -> None:
+    """Answer a failed listener (audio, chat) or menu the way commands are answered."""
     text = message_for_exception(error)
     if text is None:
-        log.error("error handling message %s", message.id, exc_info=error)
+        log.error("error handling message %s", ctx.message.id, exc_info=error)
         text = APOLOGY
-    await message.reply(text, mention_author=False)
+    await _answer(ctx, text)
+
+
+async def _answer(ctx: VoiceContext, text: str) -> None:
+    try:
+        await ctx.answer(text, private=True)
+    except discord.HTTPException:
+        log.exception("could not send the error reply")
 
 
 class Errors(commands.Cog):
+    def __init__(self, bot: VoiceChatBot) -> None:
+        self.bot = bot
+        self._previous_handler: Any = None
+
+    async def cog_load(self) -> None:
+        self._previous_handler = self.bot.tree.on_error
+        self.bot.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.on_error = self._previous_handler  # type: ignore[method-assign]
+
     @commands.Cog.listener()
-    async def on_command_error(self, ctx: commands.Context[VoiceChatBot], error: Exception) -> None:
+    async def on_command_error(self, ctx: VoiceContext, error: Exception) -> None:
         text = message_for(ctx, error)
         if text is None:
             log.error(
                 "command %s failed", ctx.command and ctx.command.qualified_name, exc_info=error
             )
             text = APOLOGY
-        try:
-            await ctx.reply(text, mention_author=False)
+        await _answer(ctx, text)
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction[Any], error: BaseException
+    ) -> None:
+        """Errors of app commands that are not hybrid, context menus and modals."""
+        text = message_for_app_error(error)
+        name = interaction.command.qualified_name if interaction.command else interaction.type
+        if text is None:
+            log.error("interaction %s failed", name, exc_info=error)
+            text = APOLOGY
+        if interaction.type is discord.InteractionType.autocomplete:
+            return  # suggestions that fail show none; there is nothing to answer
+        ctx = interaction.extras.get("context")
+        if isinstance(ctx, VoiceContext):
+            await _answer(ctx, text)
+            return
+        try:  # it failed before its context was made: answer the interaction itself
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
         except discord.HTTPException:
             log.exception("could not send the error reply")
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Errors())
+    await bot.add_cog(Errors(bot))

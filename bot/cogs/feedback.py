@@ -1,4 +1,10 @@
-"""`!feedback`, `!correct` and `!forgetme`."""
+"""`!feedback`, `!correct` and `!forgetme`, their `/` forms and the **Correct this reply** menu.
+
+`/feedback send|list|export` and `/correct message: answer:` are twins of the `!` commands
+(whose free text can't be typed options) and call the same methods. The menu opens a modal
+for the right answer, then does what `!correct` does. The thank-you for feedback and
+`!forgetme`'s count are private when asked with `/`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,13 @@ import io
 import re
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import NotAdmin, namespace_of, scope_for, user_is_admin
+from bot.cogs._checks import namespace_of, require_admin, scope_for, scope_from_option
+from bot.cogs._context import VoiceContext, context_of
+from bot.cogs._suggest import matching, owners_only, suggest
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.namespaces import Scope
@@ -24,6 +33,10 @@ FORGOTTEN = {"feedback": "feedback", "corrections": "corrections", "reply_log": 
 ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d+))?|(export)", re.IGNORECASE)
 OWNER_FLAG_TAIL = re.compile(r"\s+--(?:all|server)\b.*$", re.IGNORECASE | re.DOTALL)
 MAX_LISTED = 50
+MESSAGE_ID = re.compile(r"(\d{15,22})\s*/?\s*$")  # an id, or the end of a message link
+FEEDBACK_BRIEF = "Tell the bot's admins what you think."
+CORRECT_BRIEF = "Correct one of the bot's replies; the next training learns it."
+SERVER_OPTION = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -31,30 +44,109 @@ def _quote(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class CorrectionModal(discord.ui.Modal, title="Correct this reply"):
+    """Asks for the right answer to one of the bot's replies, then corrects it."""
+
+    answer: discord.ui.TextInput[CorrectionModal] = discord.ui.TextInput(
+        label="The right answer",
+        style=discord.TextStyle.paragraph,
+        max_length=MAX_FEEDBACK_CHARS,
+    )
+
+    def __init__(self, cog: Feedback, ctx: VoiceContext, target: discord.Message) -> None:
+        super().__init__()
+        self.cog, self.ctx, self.target = cog, ctx, target
+        self.answer.placeholder = _quote(target.content, 100) or None
+
+    async def on_submit(self, interaction: discord.Interaction[VoiceChatBot]) -> None:  # type: ignore[override]
+        ctx = self.ctx.continued(interaction)
+        await self.cog.correct_message(ctx, self.target.id, self.answer.value.strip())
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[VoiceChatBot], error: Exception
+    ) -> None:
+        await interaction.client.tree.on_error(interaction, error)  # type: ignore[arg-type]
+
+
 class Feedback(commands.Cog):
+    feedback_group = app_commands.Group(name="feedback", description=FEEDBACK_BRIEF)
+
     def __init__(self, bot: VoiceChatBot, storage: Storage, tenants: Tenants) -> None:
         self.bot = bot
         self.storage = storage
         self.tenants = tenants
+        self.menu = app_commands.ContextMenu(name="Correct this reply", callback=self.correct_menu)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    # ----- feedback ----------------------------------------------------------------------
 
     @commands.command(
-        brief="Tell the bot's admins what you think.",
+        brief=FEEDBACK_BRIEF,
         help="Stores your feedback for this server's admins. Admins: `!feedback list [N]` shows "
         "the latest entries and `!feedback export` sends them all as CSV. Bot owners: add "
-        "`--all` (every server) or `--server ID`.",
+        "`--all` (every server) or `--server ID`. With `/`: `/feedback send`, `/feedback list`, "
+        "`/feedback export`.",
         extras={"example": "feedback The answers about the weather are wrong"},
     )
-    async def feedback(self, ctx: commands.Context[VoiceChatBot], *, text: str = "") -> None:
+    async def feedback(self, ctx: VoiceContext, *, text: str = "") -> None:
         action = ADMIN_ACTION.fullmatch(OWNER_FLAG_TAIL.sub("", text.strip()))
         if action:
-            if not await user_is_admin(self.bot, ctx.author):
-                raise NotAdmin()
+            await require_admin(ctx)
             scope, _ = await scope_for(ctx, text)
             if action.group(3):
-                await self._export(ctx, scope)
+                await self.export_feedback(ctx, scope)
             else:
-                await self._list(ctx, scope, min(int(action.group(2) or 10), MAX_LISTED))
+                await self.list_feedback(ctx, scope, int(action.group(2) or 10))
             return
+        await self.send_feedback(ctx, text)
+
+    @feedback_group.command(name="send", description=FEEDBACK_BRIEF)
+    @app_commands.describe(text="What you think: what works, what doesn't, what you miss")
+    async def feedback_send(
+        self,
+        interaction: discord.Interaction[VoiceChatBot],
+        text: app_commands.Range[str, 1, MAX_FEEDBACK_CHARS],
+    ) -> None:
+        await self.send_feedback(await context_of(self.bot, interaction), text)
+
+    @feedback_group.command(name="list", description="Show this server's latest feedback (admins).")
+    @app_commands.describe(count="How many entries (default 10, at most 50)", server=SERVER_OPTION)
+    async def feedback_list(
+        self,
+        interaction: discord.Interaction[VoiceChatBot],
+        count: app_commands.Range[int, 1, MAX_LISTED] = 10,
+        server: str | None = None,
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await require_admin(ctx)
+        await self.list_feedback(ctx, await scope_from_option(ctx, server), count)
+
+    @feedback_group.command(
+        name="export", description="All of this server's feedback as CSV (admins)."
+    )
+    @app_commands.describe(server=SERVER_OPTION)
+    async def feedback_export(
+        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await require_admin(ctx)
+        await self.export_feedback(ctx, await scope_from_option(ctx, server))
+
+    @feedback_list.autocomplete("server")
+    @feedback_export.autocomplete("server")
+    @suggest
+    @owners_only
+    async def _servers(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return matching(["all", *self.tenants.namespaces()], current)
+
+    async def send_feedback(self, ctx: VoiceContext, text: str) -> None:
         text = text.strip()
         if not text:
             raise InvalidInputError(
@@ -68,13 +160,13 @@ class Feedback(commands.Cog):
             )
         guild_id = ctx.guild.id if ctx.guild else None
         await self.storage.add_feedback(ctx.author.id, guild_id, ctx.channel.id, text)
-        await ctx.reply(THANKS, mention_author=False)
+        await ctx.answer(THANKS, private=True)
 
-    async def _list(self, ctx: commands.Context[VoiceChatBot], scope: Scope, count: int) -> None:
+    async def list_feedback(self, ctx: VoiceContext, scope: Scope, count: int) -> None:
         namespace = None if scope.everywhere else scope.namespace
-        entries = await self.storage.list_feedback(namespace, count)
+        entries = await self.storage.list_feedback(namespace, min(count, MAX_LISTED))
         if not entries:
-            await ctx.reply("There is no feedback yet.", mention_author=False)
+            await ctx.answer("There is no feedback yet.")
             return
         lines = [f"**Latest {len(entries)} feedback entries**"]
         for entry in entries:
@@ -83,38 +175,71 @@ class Feedback(commands.Cog):
                 f"#{entry.id}{where} {entry.created_at[:16]} <@{entry.user_id}>: "
                 f"{_quote(entry.text)}"
             )
-        await ctx.reply(
-            "\n".join(lines)[:2000],
-            mention_author=False,
-            allowed_mentions=discord.AllowedMentions.none(),
+        await ctx.answer("\n".join(lines)[:2000], allowed_mentions=discord.AllowedMentions.none())
+
+    async def export_feedback(self, ctx: VoiceContext, scope: Scope) -> None:
+        data = await self.storage.feedback_csv(None if scope.everywhere else scope.namespace)
+        await ctx.answer(
+            "All feedback as CSV:", file=discord.File(io.BytesIO(data), filename="feedback.csv")
         )
 
-    async def _export(self, ctx: commands.Context[VoiceChatBot], scope: Scope) -> None:
-        data = await self.storage.feedback_csv(None if scope.everywhere else scope.namespace)
-        await ctx.reply(
-            "All feedback as CSV:",
-            file=discord.File(io.BytesIO(data), filename="feedback.csv"),
-            mention_author=False,
-        )
+    # ----- corrections -------------------------------------------------------------------
 
     @commands.command(
-        brief="Correct one of the bot's replies; the next training learns it.",
+        brief=CORRECT_BRIEF,
         help="Reply to one of my messages with `!correct better answer`, or give its id: "
         "`!correct MESSAGE_ID better answer`. When the message was a chat reply, the pair "
         "(what was asked -> the corrected reply) is added to the training data of the dataset "
-        "whose model made the reply.",
+        "whose model made the reply. With `/`: `/correct message: answer:`, or "
+        "**Apps → Correct this reply** on the message.",
         extras={"example": "correct 1234567890 Hello! Nice to meet you."},
     )
-    async def correct(self, ctx: commands.Context[VoiceChatBot], *, text: str = "") -> None:
+    async def correct(self, ctx: VoiceContext, *, text: str = "") -> None:
         target_id, correction = self._target_and_text(ctx, text)
-        try:
-            target = await ctx.channel.fetch_message(target_id)
-        except discord.NotFound:
-            raise NotFoundError("Message not found.") from None
+        await self.correct_message(ctx, target_id, correction)
+
+    @app_commands.command(name="correct", description=CORRECT_BRIEF)
+    @app_commands.describe(
+        message="The id or link of my reply (or use Apps → Correct this reply on it)",
+        answer="The reply I should have given",
+    )
+    async def correct_slash(
+        self,
+        interaction: discord.Interaction[VoiceChatBot],
+        message: str,
+        answer: app_commands.Range[str, 1, MAX_FEEDBACK_CHARS],
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        found = MESSAGE_ID.search(message.strip())
+        if found is None:
+            raise InvalidInputError(
+                "Give the id of one of my messages, or its link (Copy Message Link)."
+            )
+        await self.correct_message(ctx, int(found.group(1)), self._checked(answer, ""))
+
+    async def correct_menu(
+        self, interaction: discord.Interaction[VoiceChatBot], message: discord.Message
+    ) -> None:
+        """The **Correct this reply** menu: a modal asks for the right answer."""
+        ctx = await context_of(self.bot, interaction)
+        self._check_mine(message)
+        await ctx.show_modal(CorrectionModal(self, ctx, message))
+
+    def _check_mine(self, target: discord.Message) -> None:
         if self.bot.user is None or target.author.id != self.bot.user.id:
             raise InvalidInputError(
                 "That message isn't one of mine; I can only correct my own replies."
             )
+
+    async def correct_message(self, ctx: VoiceContext, target_id: int, correction: str) -> None:
+        """Save a correction of the bot's message `target_id` in this channel; a chat reply's
+        correction also becomes training data of the dataset that made it."""
+        try:
+            target = await ctx.channel.fetch_message(target_id)
+        except discord.NotFound:
+            raise NotFoundError("Message not found.") from None
+        self._check_mine(target)
+        correction = self._checked(correction, "")
         guild_id = ctx.guild.id if ctx.guild else None
         namespace = namespace_of(ctx.guild, ctx.author)
         logged = await self.storage.get_reply(target.id)
@@ -127,10 +252,9 @@ class Feedback(commands.Cog):
             await self.storage.add_correction(
                 target.id, ctx.author.id, guild_id, target.content, correction
             )
-            await ctx.reply(
+            await ctx.answer(
                 "Thanks, your correction is saved. That message wasn't a chat reply, so the "
-                "training data is unchanged.",
-                mention_author=False,
+                "training data is unchanged."
             )
             return
         # Teach the dataset whose model made the reply, even if another one is active now.
@@ -147,14 +271,13 @@ class Feedback(commands.Cog):
         )
         datasets = self.tenants.get(namespace).datasets
         await datasets.add_correction_async(dataset, logged.user_text, correction)
-        await ctx.reply(
+        await ctx.answer(
             f"Thanks, your correction is saved and added to the training data of dataset "
             f"`{dataset}`: “{_quote(logged.user_text)}” → “{_quote(correction)}”. "
-            f"It takes effect after the next `{ctx.clean_prefix}train {dataset}`.",
-            mention_author=False,
+            f"It takes effect after the next `{ctx.shown_prefix}train {dataset}`."
         )
 
-    def _target_and_text(self, ctx: commands.Context[VoiceChatBot], text: str) -> tuple[int, str]:
+    def _target_and_text(self, ctx: VoiceContext, text: str) -> tuple[int, str]:
         usage = (
             f"Reply to one of my messages with `{ctx.clean_prefix}correct better answer`, or "
             f"give its id: `{ctx.clean_prefix}correct MESSAGE_ID better answer`."
@@ -167,21 +290,27 @@ class Feedback(commands.Cog):
             target_id, correction = reference.message_id, text
         else:
             raise InvalidInputError(usage)
+        return target_id, self._checked(correction, usage)
+
+    @staticmethod
+    def _checked(correction: str, usage: str) -> str:
         correction = correction.strip()
         if not correction:
-            raise InvalidInputError(f"Write the corrected reply too. {usage}")
+            raise InvalidInputError(f"Write the corrected reply too. {usage}".strip())
         if len(correction) > MAX_FEEDBACK_CHARS:
             raise InvalidInputError(
                 f"That correction is too long ({len(correction)} characters; the limit is "
                 f"{MAX_FEEDBACK_CHARS})."
             )
-        return target_id, correction
+        return correction
 
-    @commands.command(
+    # ----- forgetting --------------------------------------------------------------------
+
+    @commands.hybrid_command(
         brief="Delete your feedback, corrections and logged messages.",
         extras={"example": "forgetme"},
     )
-    async def forgetme(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def forgetme(self, ctx: VoiceContext) -> None:
         # Training data first, then the records: a crash in between can be redone.
         for lesson in await self.storage.user_corrections(ctx.author.id):
             if lesson.dataset and lesson.dataset_namespace:
@@ -192,9 +321,7 @@ class Feedback(commands.Cog):
         counts = await self.storage.forget_user(ctx.author.id)
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
-        await ctx.reply(
-            f"Done: I deleted {total} row(s) about you ({detail}).", mention_author=False
-        )
+        await ctx.answer(f"Done: I deleted {total} row(s) about you ({detail}).", private=True)
 
 
 async def setup(bot: VoiceChatBot) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
+from bot.cogs._context import VoiceContext
 from bot.cogs._messages import send_chunks
 from bot.errors import NotFoundError
 
@@ -29,14 +30,14 @@ class Greeting(commands.Cog):
     def __init__(self, instructions_file: Path) -> None:
         self.instructions_file = instructions_file
 
-    @commands.command(brief="Say hello.", extras={"example": "hi"})
-    async def hi(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    @commands.hybrid_command(brief="Say hello.", extras={"example": "hi"})
+    async def hi(self, ctx: VoiceContext) -> None:
         await ctx.reply(
             f"Hi {ctx.author.display_name}! Type `{ctx.clean_prefix}help` to see what I can do."
         )
 
-    @commands.command(brief="Show how to use the bot.", extras={"example": "instruction"})
-    async def instruction(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    @commands.hybrid_command(brief="Show how to use the bot.", extras={"example": "instruction"})
+    async def instruction(self, ctx: VoiceContext) -> None:
         text = await asyncio.to_thread(read_instructions, self.instructions_file)
         await send_chunks(ctx, text)
 

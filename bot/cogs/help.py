@@ -1,12 +1,20 @@
-"""`!help`: every command with a one-line description and an example."""
+"""`!help` and `/help`: every command with a one-line description and an example, in both
+forms (`!name` and `/name`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._messages import send_chunks
+from bot.cogs._suggest import matching, suggest
+from bot.errors import NotFoundError
+
+HELP_BRIEF = "Show the commands, or details of one."
 
 
 def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
@@ -15,24 +23,36 @@ def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
     return f"{prefix}{sample}"
 
 
+def slash_names(tree: app_commands.CommandTree[Any]) -> set[str]:
+    """Qualified names of every `/` command, groups and subcommands included."""
+    return {c.qualified_name for c in tree.walk_commands()}
+
+
 class HelpCommand(commands.HelpCommand):
     def __init__(self) -> None:
-        super().__init__(
-            command_attrs={
-                "brief": "Show the commands, or details of one.",
-                "extras": {"example": "help train"},
-            }
-        )
+        super().__init__(command_attrs={"brief": HELP_BRIEF, "extras": {"example": "help train"}})
 
     @property
     def prefix(self) -> str:
-        return self.context.clean_prefix
+        if self.context.interaction is None:
+            return self.context.clean_prefix
+        prefix = self.context.bot.command_prefix
+        return prefix if isinstance(prefix, str) else "!"
+
+    def get_destination(self) -> VoiceContext:  # type: ignore[override]
+        # The context answers an interaction too; the channel would leave it unanswered.
+        return self.context  # type: ignore[return-value]
 
     async def _send(self, text: str) -> None:
         await send_chunks(self.get_destination(), text)
 
+    def _forms(self, command: commands.Command[Any, ..., Any]) -> str:
+        name = command.qualified_name
+        slash = f" · `/{name}`" if name in slash_names(self.context.bot.tree) else ""
+        return f"`{self.prefix}{name}`{slash}"
+
     async def send_bot_help(self, mapping: Any) -> None:
-        lines = ["**Commands**"]
+        lines = ["**Commands** (type them with `!`, or pick them from `/`)"]
         for cog, cmds in sorted(
             mapping.items(), key=lambda kv: kv[0].qualified_name if kv[0] else "~"
         ):
@@ -42,19 +62,25 @@ class HelpCommand(commands.HelpCommand):
             lines.append(f"__{cog.qualified_name if cog else 'Other'}__")
             for command in visible:
                 lines.append(
-                    f"`{self.prefix}{command.qualified_name}` — {command.brief or ''} "
+                    f"{self._forms(command)} — {command.brief or ''} "
                     f"Example: `{example(command, self.prefix)}`"
                 )
+        lines.append(
+            "On a message, **Apps → Transcribe**, **Speak** and **Correct this reply** "
+            "do the same as `!transcribe`, `!say` and `!correct`."
+        )
         lines.append(f"Type `{self.prefix}help COMMAND` for details of one command.")
         await self._send("\n".join(lines))
 
     async def send_command_help(self, command: commands.Command[Any, ..., Any]) -> None:
         usage = f"{self.prefix}{command.qualified_name} {command.signature}".strip()
         text = [f"**{usage}**", command.help or command.brief or ""]
+        if command.qualified_name in slash_names(self.context.bot.tree):
+            text.append(f"As a `/` command: `/{command.qualified_name}`")
         text.append(f"Example: `{example(command, self.prefix)}`")
         if isinstance(command, commands.Group):
             for sub in await self.filter_commands(command.commands, sort=True):
-                text.append(f"`{self.prefix}{sub.qualified_name}` — {sub.brief or ''}")
+                text.append(f"{self._forms(sub)} — {sub.brief or ''}")
         await self._send("\n".join(t for t in text if t))
 
     send_group_help = send_command_help
@@ -67,3 +93,37 @@ class HelpCommand(commands.HelpCommand):
 
     def subcommand_not_found(self, command: commands.Command[Any, ..., Any], string: str) -> str:
         return f"`{command.qualified_name}` has no subcommand `{string}`."
+
+
+class Help(commands.Cog):
+    """`/help`, the twin of `!help` (which discord.py provides as the bot's help command)."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="help", description=HELP_BRIEF)
+    @app_commands.describe(command="A command, like train or voice engine (empty: all of them)")
+    async def help_slash(
+        self, interaction: discord.Interaction[Any], command: str | None = None
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)  # type: ignore[arg-type]
+        name = (command or "").strip().lstrip("!/")
+        if not name:
+            await ctx.send_help()
+            return
+        found = self.bot.get_command(name)
+        if found is None:
+            raise NotFoundError(f"There is no command called `{name}`. Type `/help` for the list.")
+        await ctx.send_help(found)
+
+    @help_slash.autocomplete("command")
+    @suggest
+    async def _command_names(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[str]:
+        names = sorted(c.qualified_name for c in self.bot.walk_commands() if not c.hidden)
+        return matching(names, current)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Help(bot))

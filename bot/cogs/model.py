@@ -1,19 +1,27 @@
-"""The chat model: datasets, `!train` in the background, `!test`, versions and chat replies."""
+"""The chat model's data: datasets, `!train` in the background, jobs, versions and `!test`.
+
+Every command works as `/` too. The ones with the owners' `--all` / `--server ID` flags
+(`!datasets`, `!jobs`, `!job`, `!models`) have a `/` twin with typed options and an
+owners-only `server` option; both call the same method. Chat itself is in `cogs/chat.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, namespace_of, scope_for
-from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks
-from bot.cogs.errors import reply_error
+from bot.cogs._checks import is_admin, namespace_of, scope_for, scope_from_option
+from bot.cogs._context import VoiceContext, context_of
+from bot.cogs._messages import send_chunks
+from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_only, suggest
 from bot.config import Settings
 from bot.errors import NotFoundError
 from bot.services.datasets import check_size, name_from_filename, parse_inline
@@ -25,18 +33,22 @@ from bot.services.models import (
     parse_test_data,
     parse_test_file,
 )
+from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenant, Tenants
 from bot.services.text import split_message
 
 log = logging.getLogger(__name__)
 
-NOT_SURE = (
-    "I'm not sure what you mean. You can teach me: reply to this message with "
-    "`!correct` and the answer you expected."
-)
 INLINE_DATASET = "custom"
 SHOWN_PREDICTIONS = 20
+RECENT_JOBS_PER_USER = 25
+# Shared by a `!` command and its `/` twin.
+DATASETS_BRIEF = "List this server's datasets."
+JOB_BRIEF = "Show a job's status."
+JOBS_BRIEF = "List this server's latest jobs."
+MODELS_BRIEF = "List a dataset's model versions."
+SERVER_OPTION = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"
 
 
 async def active_dataset(storage: Storage, settings: Settings, guild_id: int | None) -> str:
@@ -90,6 +102,20 @@ def format_evaluation(items: list[TestItem], evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+class RecentJobs:
+    """The jobs each user started lately, newest first (for `/job` suggestions)."""
+
+    def __init__(self, per_user: int = RECENT_JOBS_PER_USER) -> None:
+        self.per_user = per_user
+        self._by_user: dict[int, deque[str]] = {}
+
+    def add(self, user_id: int, job_id: str) -> None:
+        self._by_user.setdefault(user_id, deque(maxlen=self.per_user)).appendleft(job_id)
+
+    def of(self, user_id: int) -> list[str]:
+        return list(self._by_user.get(user_id, ()))
+
+
 class Model(commands.Cog):
     """Each server (and each user's DMs) has its own datasets, models and jobs: every data
     access goes through `self.tenants.get(namespace)`."""
@@ -98,9 +124,7 @@ class Model(commands.Cog):
         self.bot = bot
         self.tenants = tenants
         self.storage = storage
-        # (namespace, dataset) -> the first training started by a chat message
-        self._first_training: dict[tuple[str, str], Job] = {}
-        self._starting: set[tuple[str, str]] = set()
+        self.recent_jobs = RecentJobs()
 
     def tenant_of(self, ctx: commands.Context[VoiceChatBot]) -> Tenant:
         return self.tenants.get(namespace_of(ctx.guild, ctx.author))
@@ -108,123 +132,27 @@ class Model(commands.Cog):
     async def dataset_for(self, guild: discord.Guild | None) -> str:
         return await active_dataset(self.storage, self.bot.settings, guild and guild.id)
 
-    # ----- chat --------------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_message(self, message: discord.Message) -> None:
-        if kind_of(message, self.bot.settings.command_prefix) is not Kind.CHAT:
-            return
-        if await self.chat_enabled(message):
-            await self.answer(message, self._without_mention(message.content))
-
-    @commands.Cog.listener()
-    async def on_transcript(self, message: discord.Message, text: str) -> None:
-        if await self.chat_enabled(message):
-            await self.answer(message, text)
-
-    async def chat_enabled(self, message: discord.Message) -> bool:
-        if message.guild is None or self.bot.user in message.mentions:
-            return True
-        return bool(await self.storage.get_channel_setting(message.channel.id, "chat", False))
-
-    def _without_mention(self, content: str) -> str:
-        if self.bot.user is None:
-            return content
-        for mention in (f"<@{self.bot.user.id}>", f"<@!{self.bot.user.id}>"):
-            content = content.replace(mention, "")
-        return content.strip()
-
-    async def answer(self, message: discord.Message, text: str) -> None:
-        """Reply to `text` (a message or a transcript) with the model; log it for !correct."""
-        if not text.strip():
-            return
-        try:
-            tenant = self.tenants.get(namespace_of(message.guild, message.author))
-            dataset = await self.dataset_for(message.guild)
-            try:
-                prediction = await tenant.models.predict(dataset, text)
-            except NoModelError:
-                if await self._train_first(tenant, dataset, message, text):
-                    return
-                raise
-            reply = prediction.reply if prediction.sure else NOT_SURE
-            # Replies come from user-made data: they never ping anyone.
-            sent = await message.reply(
-                reply, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
-            )
-            await self.bot.record_reply(message, sent, text, reply, "chat", dataset)
-        except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
-            await reply_error(message, exc)
-
-    async def _train_first(
-        self, tenant: Tenant, dataset: str, message: discord.Message, text: str
-    ) -> bool:
-        """No model yet: train the dataset once, then answer. False if there is no data."""
-        key = (tenant.namespace, dataset)
-        running = self._first_training.get(key)
-        if (running is not None and not running.finished) or key in self._starting:
-            await message.reply(
-                f"I'm still learning dataset `{dataset}`; ask me again in a moment.",
-                mention_author=False,
-            )
-            return True
-        self._starting.add(key)  # set before any await: two messages start one training
-        try:
-            if not await tenant.datasets.exists_async(dataset):
-                return False
-            job = await tenant.models.start_training(
-                dataset, on_done=self._answer_when_trained(key, message, text)
-            )
-            self._first_training[key] = job
-        finally:
-            self._starting.discard(key)
-        await message.reply(
-            f"One moment: I'm learning dataset `{dataset}` for the first time "
-            f"(job `{job.id}`). I'll answer as soon as it's done.",
-            mention_author=False,
-        )
-        return True
-
-    def _answer_when_trained(
-        self, key: tuple[str, str], message: discord.Message, text: str
-    ) -> Callable[[Job], Awaitable[None]]:
-        async def answer(done: Job) -> None:
-            self._first_training.pop(key, None)
-            if done.status == "done":
-                await self.answer(message, text)
-            else:
-                await message.reply(describe_job(done), mention_author=False)
-
-        return answer
-
-    @commands.command(
-        brief="Turn chat replies on or off in this channel (admins).",
-        help="With chat on, I answer every plain message in this channel. I always answer in "
-        "DMs and when mentioned.",
-        extras={"example": "chat on"},
-    )
-    @commands.guild_only()
-    @is_admin()
-    async def chat(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
-        enabled = parse_on_off(state)
-        await self.storage.set_channel_setting(ctx.channel.id, "chat", enabled)
-        text = (
-            "Chat is on here: I answer plain messages in this channel."
-            if enabled
-            else "Chat is off here: I answer only when mentioned."
-        )
-        await ctx.reply(text, mention_author=False)
-
     # ----- datasets ----------------------------------------------------------------------
 
     @commands.command(
-        brief="List this server's datasets.",
+        brief=DATASETS_BRIEF,
         help="Lists this server's datasets and the shared samples with their row and label "
         "counts. Bot owners: `--all` lists every server's, `--server ID` one server's.",
         extras={"example": "datasets"},
     )
-    async def datasets(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+    async def datasets(self, ctx: VoiceContext, *, args: str = "") -> None:
         scope, _ = await scope_for(ctx, args)
+        await self.list_datasets(ctx, scope)
+
+    @app_commands.command(name="datasets", description=DATASETS_BRIEF)
+    @app_commands.describe(server=SERVER_OPTION)
+    async def datasets_slash(
+        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await self.list_datasets(ctx, await scope_from_option(ctx, server))
+
+    async def list_datasets(self, ctx: VoiceContext, scope: Scope) -> None:
         namespaces = self.tenants.namespaces() if scope.everywhere else [scope.namespace]
         active = await self.dataset_for(ctx.guild)
         own = namespace_of(ctx.guild, ctx.author)
@@ -245,19 +173,19 @@ class Model(commands.Cog):
                     f"`{info.name}`{sample}: {info.rows} rows, {info.labels} labels{extra}{mark}"
                 )
         if not lines:
-            await ctx.reply(
-                "There are no datasets yet. Add one with `!train`.", mention_author=False
-            )
+            await ctx.answer("There are no datasets yet. Add one with `!train`.")
             return
         await send_chunks(ctx, "\n".join(lines))
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Choose the dataset whose model answers chat here (admins).",
         extras={"example": "select_dataset smalltalk"},
     )
+    @app_commands.describe(name="The dataset's name (see /datasets)")
+    @app_commands.default_permissions(manage_guild=True)
     @commands.guild_only()
     @is_admin()
-    async def select_dataset(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+    async def select_dataset(self, ctx: VoiceContext, name: str) -> None:
         assert ctx.guild is not None
         tenant = self.tenant_of(ctx)
         if not await tenant.datasets.exists_async(name):
@@ -267,44 +195,50 @@ class Model(commands.Cog):
         text = f"Dataset `{info.name}` selected ({info.rows} rows, {info.labels} labels)."
         if await tenant.models.active_version(info.name) is None:
             text += f" It has no model yet: train it with `!train {info.name}`."
-        await ctx.reply(text, mention_author=False)
+        await ctx.answer(text)
 
     # ----- training ----------------------------------------------------------------------
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Train the model on a dataset (admins). Replies with a job ID.",
         help="`!train` retrains the active dataset. `!train NAME` trains dataset NAME. Attach a "
         "CSV (text,label[,reply]) or JSON file to save it as a dataset first (named after the "
         "file unless NAME is given), or write examples on the lines after the command as "
-        "`text | label` or `text | label | reply` (saved as NAME, default `custom`).",
+        "`text | label` or `text | label | reply` (saved as NAME, default `custom`). "
+        "`/train name: file:` does the same but for the example lines.",
         extras={"example": "train smalltalk"},
     )
+    @app_commands.describe(
+        file="A CSV (text,label[,reply]) or JSON file to save as a dataset first",
+        name="The dataset to train (default: the active one); an attached file is saved as it",
+    )
+    @app_commands.default_permissions(manage_guild=True)
     @is_admin()
-    async def train(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+    async def train(
+        self, ctx: VoiceContext, file: discord.Attachment | None = None, *, name: str = ""
+    ) -> None:
         # No rate limit: only admins train, and trainings of one dataset queue (JobRunner keys).
-        saved, job = await self._save_and_start(ctx, args)
+        await ctx.defer()
+        saved, job = await self._save_and_start(ctx, name, file)
         queued = (
             " It is queued behind another training of this dataset."
             if job.status == "queued"
             else ""
         )
-        await ctx.reply(
-            f"{saved}Model training started. Job ID: {job.id}{queued}", mention_author=False
-        )
+        await ctx.answer(f"{saved}Model training started. Job ID: {job.id}{queued}")
 
     async def _save_and_start(
-        self, ctx: commands.Context[VoiceChatBot], args: str
+        self, ctx: VoiceContext, args: str, file: discord.Attachment | None
     ) -> tuple[str, Job]:
         """Save the attached or inline dataset, if any, and queue its training."""
         name, inline = _split_train_args(args)
         store = self.tenant_of(ctx).datasets
         saved = ""
-        if ctx.message.attachments:
-            attachment = ctx.message.attachments[0]
-            check_size(attachment.size, store.max_bytes)
-            data = await attachment.read()
-            dataset = name or name_from_filename(attachment.filename)
-            info = await store.save_async(dataset, data, attachment.filename)
+        if file is not None:
+            check_size(file.size, store.max_bytes)
+            data = await file.read()
+            dataset = name or name_from_filename(file.filename)
+            info = await store.save_async(dataset, data, file.filename)
             saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
         elif inline:
             rows = parse_inline(inline, max_rows=self.bot.settings.train_max_rows)
@@ -313,60 +247,115 @@ class Model(commands.Cog):
         else:
             info = await store.info_async(name or await self.dataset_for(ctx.guild))
         job = await self.tenant_of(ctx).models.start_training(
-            info.name, on_done=self._announcer(ctx.message)
+            info.name, on_done=self._announcer(ctx.channel)
         )
+        self.recent_jobs.add(ctx.author.id, job.id)
         return saved, job
 
-    def _announcer(self, message: discord.Message) -> Callable[[Job], Awaitable[None]]:
+    def _announcer(self, channel: discord.abc.Messageable) -> Callable[[Job], Awaitable[None]]:
         async def announce(job: Job) -> None:
-            await message.channel.send(describe_job(job))
+            await channel.send(describe_job(job))
 
         return announce
 
+    # ----- jobs --------------------------------------------------------------------------
+
     @commands.command(
-        brief="Show a job's status.",
+        brief=JOB_BRIEF,
         help="Shows one of this server's jobs. Bot owners: `--all` finds any server's job.",
         extras={"example": "job a1b2c3"},
     )
-    async def job(self, ctx: commands.Context[VoiceChatBot], *, args: str) -> None:
+    async def job(self, ctx: VoiceContext, *, args: str) -> None:
         scope, job_id = await scope_for(ctx, args)
+        await self.show_job(ctx, scope, job_id)
+
+    @app_commands.command(name="job", description=JOB_BRIEF)
+    @app_commands.describe(id="The job's ID (your latest are suggested)", server=SERVER_OPTION)
+    async def job_slash(
+        self,
+        interaction: discord.Interaction[VoiceChatBot],
+        id: str,  # noqa: A002 - the option's name as users see it
+        server: str | None = None,
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await self.show_job(ctx, await scope_from_option(ctx, server), id.strip())
+
+    async def show_job(self, ctx: VoiceContext, scope: Scope, job_id: str) -> None:
         found = self.tenants.jobs.get(job_id) if job_id else None
         if found is None or not (scope.everywhere or found.owner == scope.namespace):
             raise NotFoundError(f"Job `{job_id[:20]}` not found. `!jobs` lists the latest.")
-        await ctx.reply(describe_job(found, show_owner=scope.everywhere), mention_author=False)
+        await ctx.answer(describe_job(found, show_owner=scope.everywhere))
+
+    @job_slash.autocomplete("id")
+    @suggest
+    async def _job_ids(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[tuple[str, str]]:
+        """The caller's latest jobs first, then the others of the namespace."""
+        namespace = await namespace_asked(interaction)
+        mine = [self.tenants.jobs.get(i) for i in self.recent_jobs.of(interaction.user.id)]
+        others = self.tenants.jobs.list(RECENT_JOBS_PER_USER, owner=namespace)
+        jobs = [j for j in mine if j is not None and j.owner == namespace]
+        jobs += [j for j in others if j not in jobs]
+        ids = set(matching([j.id for j in jobs], current))
+        return [(f"{j.id}: {j.kind} {j.subject}, {j.status}", j.id) for j in jobs if j.id in ids]
 
     @commands.command(
-        brief="List this server's latest jobs.",
+        brief=JOBS_BRIEF,
         help="Lists this server's latest jobs. Bot owners: `--all` lists every server's, "
         "`--server ID` one server's.",
         extras={"example": "jobs"},
     )
-    async def jobs(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+    async def jobs(self, ctx: VoiceContext, *, args: str = "") -> None:
         scope, _ = await scope_for(ctx, args)
+        await self.list_jobs(ctx, scope)
+
+    @app_commands.command(name="jobs", description=JOBS_BRIEF)
+    @app_commands.describe(server=SERVER_OPTION)
+    async def jobs_slash(
+        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await self.list_jobs(ctx, await scope_from_option(ctx, server))
+
+    async def list_jobs(self, ctx: VoiceContext, scope: Scope) -> None:
         owner = None if scope.everywhere else scope.namespace
         latest = self.tenants.jobs.list(10, owner=owner)
         if not latest:
-            await ctx.reply("No jobs yet.", mention_author=False)
+            await ctx.answer("No jobs yet.")
             return
         lines = [describe_job(job, show_owner=scope.everywhere).split("\n", 1)[0] for job in latest]
-        await ctx.reply("\n".join(lines), mention_author=False)
+        await ctx.answer("\n".join(lines))
 
     # ----- models ------------------------------------------------------------------------
 
     @commands.command(
-        brief="List a dataset's model versions.",
+        brief=MODELS_BRIEF,
         help="Lists the model versions of NAME (default: the active dataset) in this server. "
         "Bot owners: `--server ID` shows another server's.",
         extras={"example": "models"},
     )
-    async def models(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
+    async def models(self, ctx: VoiceContext, *, args: str = "") -> None:
         scope, dataset = await scope_for(ctx, args)
+        await self.list_models(ctx, scope, dataset)
+
+    @app_commands.command(name="models", description=MODELS_BRIEF)
+    @app_commands.describe(name="The dataset (default: the active one)", server=SERVER_OPTION)
+    async def models_slash(
+        self,
+        interaction: discord.Interaction[VoiceChatBot],
+        name: str | None = None,
+        server: str | None = None,
+    ) -> None:
+        ctx = await context_of(self.bot, interaction)
+        await self.list_models(ctx, await scope_from_option(ctx, server), (name or "").strip())
+
+    async def list_models(self, ctx: VoiceContext, scope: Scope, dataset: str) -> None:
         name = dataset or await self.dataset_for(ctx.guild)
         versions = await self.tenants.get(scope.namespace).models.list_versions(name)
         if not versions:
-            await ctx.reply(
-                f"Dataset `{name}` has no trained model yet. Train it with `!train {name}`.",
-                mention_author=False,
+            await ctx.answer(
+                f"Dataset `{name}` has no trained model yet. Train it with `!train {name}`."
             )
             return
         lines = [f"**Models of `{name}`**"]
@@ -383,35 +372,111 @@ class Model(commands.Cog):
             )
         await send_chunks(ctx, "\n".join(lines))
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Switch a dataset to another model version (admins).",
         extras={"example": "use_model v1"},
     )
+    @app_commands.describe(
+        version="The version to use, like v1 (see /models)",
+        dataset="The dataset (default: the active one)",
+    )
+    @app_commands.default_permissions(manage_guild=True)
     @is_admin()
-    async def use_model(
-        self, ctx: commands.Context[VoiceChatBot], version: str, dataset: str = ""
-    ) -> None:
+    async def use_model(self, ctx: VoiceContext, version: str, dataset: str = "") -> None:
         name = dataset or await self.dataset_for(ctx.guild)
         chosen = await self.tenant_of(ctx).models.use_version(name, version)
-        await ctx.reply(
-            f"Dataset `{name}` now uses model `{chosen.version}`.", mention_author=False
-        )
+        await ctx.answer(f"Dataset `{name}` now uses model `{chosen.version}`.")
+
+    @use_model.autocomplete("version")
+    @suggest
+    @admins_only
+    async def _versions(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[tuple[str, str]]:
+        chosen = str(getattr(interaction.namespace, "dataset", None) or "").strip()
+        name = chosen or await self.dataset_for(interaction.guild)
+        tenant = self.tenants.get(namespace_of(interaction.guild, interaction.user))
+        versions = await tenant.models.list_versions(name)
+        wanted = set(matching([v.version for v in versions], current))
+        listed = []
+        for v in reversed(versions):
+            if v.version in wanted:
+                active = " (active)" if v.active else ""
+                label = f"{v.version}{active}: {v.rows} rows, {v.created_at:%Y-%m-%d}"
+                listed.append((label, v.version))
+        return listed
+
+    # ----- dataset names, wherever a command takes one -----------------------------------
+
+    async def _dataset_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        tenant = self.tenants.get(await namespace_asked(interaction))
+        return matching(await asyncio.to_thread(tenant.datasets.names), current)
+
+    @select_dataset.autocomplete("name")
+    @suggest
+    @admins_only
+    async def _select_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return await self._dataset_names(interaction, current)
+
+    @train.autocomplete("name")
+    @suggest
+    @admins_only
+    async def _train_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return await self._dataset_names(interaction, current)
+
+    @use_model.autocomplete("dataset")
+    @suggest
+    @admins_only
+    async def _use_model_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return await self._dataset_names(interaction, current)
+
+    @models_slash.autocomplete("name")
+    @suggest
+    async def _models_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return await self._dataset_names(interaction, current)
+
+    @datasets_slash.autocomplete("server")
+    @jobs_slash.autocomplete("server")
+    @job_slash.autocomplete("server")
+    @models_slash.autocomplete("server")
+    @suggest
+    @owners_only
+    async def _servers(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        return matching(["all", *self.tenants.namespaces()], current)
 
     # ----- testing -----------------------------------------------------------------------
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Show what the model answers, and how sure it is.",
         help='DATA is JSON: a string, a list of strings, or a list of objects with "text" and '
         'optional "label" (then accuracy, a per-label report and a confusion matrix follow). '
         "Or attach a CSV (text[,label]) or JSON file.",
         extras={"example": 'test [{"text": "hi there", "label": "greeting"}]'},
     )
-    async def test(self, ctx: commands.Context[VoiceChatBot], *, data: str = "") -> None:
-        if ctx.message.attachments:
-            attachment = ctx.message.attachments[0]
-            check_size(attachment.size, self.tenant_of(ctx).datasets.max_bytes)
-            data = await attachment.read()
-            items = await asyncio.to_thread(parse_test_file, data, attachment.filename)
+    @app_commands.describe(
+        file="A CSV (text[,label]) or JSON file of test items",
+        data='JSON: "a text", ["a", "b"] or [{"text": ..., "label": ...}]',
+    )
+    async def test(
+        self, ctx: VoiceContext, file: discord.Attachment | None = None, *, data: str = ""
+    ) -> None:
+        if file is not None:
+            await ctx.defer()
+            check_size(file.size, self.tenant_of(ctx).datasets.max_bytes)
+            content = await file.read()
+            items = await asyncio.to_thread(parse_test_file, content, file.filename)
         else:
             items = parse_test_data(data)
         dataset = await self.dataset_for(ctx.guild)
@@ -424,7 +489,7 @@ class Model(commands.Cog):
             await ctx.send(chunk)
         png = evaluation.confusion_png
         files = [discord.File(io.BytesIO(png), filename="confusion_matrix.png")] if png else []
-        await ctx.reply(chunks[-1], files=files, mention_author=False)
+        await ctx.answer(chunks[-1], files=files)
 
 
 async def setup(bot: VoiceChatBot) -> None:

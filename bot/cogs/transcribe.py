@@ -1,8 +1,10 @@
 """Speech to text: audio attachments and voice messages become text.
 
 Automatic for audio in a server with auto-transcription on (and in DMs); `!transcribe` on
-an attachment or as a reply to a message with one. The transcript reply is then answered
-like a chat message (the model cog listens for `on_transcript`).
+an attachment or as a reply to a message with one; `/transcribe file:`; the **Transcribe**
+context menu on any message with audio. All of them answer through one path, visible to the
+channel; interactions are deferred at once, and the transcript follows. The transcript reply
+is then answered like a chat message (the model cog listens for `on_transcript`).
 
 Each user's audio is handled one message at a time, in the order it arrived, so back-to-back
 voice messages get their transcripts in order; other users never wait for it. A user who is
@@ -16,14 +18,18 @@ import io
 import logging
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
-from bot.cogs._messages import Kind, audio_attachments, kind_of, parse_on_off
+from bot.cogs._context import VoiceContext, context_of
+from bot.cogs._messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off
+from bot.cogs._suggest import admins_only, suggest
 from bot.cogs.errors import reply_error
 from bot.config import parse_language
 from bot.errors import InvalidInputError, NotFoundError
+from bot.services.languages import matching_languages
 from bot.services.limits import InArrivalOrder, WindowBudget, format_span
 from bot.services.speech import SpeechService, Transcript
 from bot.services.storage import Storage
@@ -49,6 +55,13 @@ class Transcribe(commands.Cog):
             f"of audio per {format_span(window)}",
         )
         self.in_order = InArrivalOrder()  # per user
+        self.menu = app_commands.ContextMenu(name="Transcribe", callback=self.transcribe_menu)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     async def guild_language(self, guild: discord.Guild | None) -> str:
         if guild is None:
@@ -67,17 +80,15 @@ class Transcribe(commands.Cog):
                 message.guild.id, "autotranscribe", True
             ):
                 return
-            await self._transcribe_message(message, reply_to=message)
+            await self._transcribe_message(message, await self.bot.get_context(message))
 
-    async def transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
-        """Transcribe the audio of `source`, answering `reply_to`; every failure gets one reply.
+    async def transcribe_message(self, source: discord.Message, ctx: VoiceContext) -> None:
+        """Transcribe the audio of `source`, answering the request `ctx`; every failure gets
+        one answer. Runs in the line of the requester, after their earlier audio."""
+        async with self.in_order.turn(ctx.author.id):
+            await self._transcribe_message(source, ctx)
 
-        Runs in the line of `reply_to`'s author, after their earlier audio.
-        """
-        async with self.in_order.turn(reply_to.author.id):
-            await self._transcribe_message(source, reply_to)
-
-    async def _transcribe_message(self, source: discord.Message, reply_to: discord.Message) -> None:
+    async def _transcribe_message(self, source: discord.Message, ctx: VoiceContext) -> None:
         try:
             attachments = audio_attachments(source)
             if not attachments:
@@ -85,56 +96,68 @@ class Transcribe(commands.Cog):
                     "I don't see an audio file there. Attach one (mp3, ogg, wav, m4a, ...) or "
                     "reply to a message that has one."
                 )
-            exempt = await user_is_admin(self.bot, reply_to.author)
+            exempt = await user_is_admin(self.bot, ctx.author)
             for attachment in attachments[:MAX_FILES_PER_MESSAGE]:
-                await self._transcribe_one(attachment, source, reply_to, exempt=exempt)
+                await self._transcribe_one(attachment, source, ctx, exempt=exempt)
         except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
-            await reply_error(reply_to, exc)
+            await reply_error(ctx, exc)
 
     async def _transcribe_one(
         self,
         attachment: discord.Attachment,
         source: discord.Message,
-        reply_to: discord.Message,
+        ctx: VoiceContext,
         *,
         exempt: bool,
     ) -> None:
-        user = reply_to.author.id
+        user = ctx.author.id
         self.speech.check_size(attachment.size)  # before downloading
         if not exempt:  # a voice message declares its length; other files are checked for any
             self.budget.check(user, attachment.duration or 0.0)
-        async with reply_to.channel.typing():
+        async with ctx.typing():
             data = await attachment.read()
             segment = await self.speech.decode(data, attachment.filename)
             language = await self.guild_language(source.guild)
             # The real length is charged before recognition and given back if it fails.
             with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
                 transcript = await self.speech.recognize(segment, language)
-        await self._reply(reply_to, transcript)
+        await self._reply(ctx, transcript)
 
-    async def _reply(self, message: discord.Message, transcript: Transcript) -> None:
+    async def _reply(self, ctx: VoiceContext, transcript: Transcript) -> None:
         note = (
             "" if transcript.first_choice else f"\n-# Recognized by the {transcript.engine} engine."
         )
         text = transcript.text
         if len(text) <= INLINE_LIMIT:
-            sent = await message.reply(f"**Transcript:** {text}{note}", mention_author=False)
+            sent = await ctx.answer(f"**Transcript:** {text}{note}")
         else:
             preview = text[:PREVIEW_CHARS].rsplit(" ", 1)[0]
-            sent = await message.reply(
+            sent = await ctx.answer(
                 f"**Transcript** ({len(text)} characters, attached): {preview} …{note}",
                 file=discord.File(io.BytesIO(text.encode()), filename="transcript.txt"),
-                mention_author=False,
             )
-        await self.bot.record_reply(message, sent, "", text, "transcript")
-        self.bot.dispatch("transcript", message, text)
+        await self.bot.record_reply(ctx, sent, "", text, "transcript")
+        self.bot.dispatch("transcript", ctx, text)
 
-    @commands.command(
+    async def transcribe_menu(
+        self, interaction: discord.Interaction[VoiceChatBot], message: discord.Message
+    ) -> None:
+        """The **Transcribe** context menu: like `!transcribe` as a reply to that message."""
+        ctx = await context_of(self.bot, interaction)
+        await ctx.defer()
+        await self.transcribe_message(message, ctx)
+
+    @commands.hybrid_command(
         brief="Transcribe an attached audio file, or the one in the message you reply to.",
+        help="`!transcribe` with an audio file attached, or as a reply to a message that has "
+        "one; `/transcribe file:`. To transcribe a message's audio with `/`, use its "
+        "**Apps → Transcribe** menu.",
         extras={"example": "transcribe (with a file attached, or as a reply)"},
     )
-    async def transcribe(self, ctx: commands.Context[VoiceChatBot]) -> None:
-        source = ctx.message
+    @app_commands.describe(file="The audio or video file to transcribe (mp3, ogg, wav, m4a, ...)")
+    async def transcribe(self, ctx: VoiceContext, file: discord.Attachment | None = None) -> None:
+        await ctx.defer()
+        source = ctx.message  # its attachments include `file`
         reference = ctx.message.reference
         if not audio_attachments(source) and reference is not None and reference.message_id:
             resolved = reference.resolved
@@ -145,15 +168,20 @@ class Transcribe(commands.Cog):
                 except discord.NotFound:
                     raise NotFoundError("I can't find the message you replied to.") from None
             source = resolved
-        await self.transcribe_message(source, reply_to=ctx.message)
+        await self.transcribe_message(source, ctx)
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Turn automatic transcription on or off for this server (admins).",
         extras={"example": "autotranscribe off"},
     )
+    @app_commands.describe(
+        state="on: transcribe every audio file and voice message; off: only on request"
+    )
+    @app_commands.choices(state=ON_OFF)
+    @app_commands.default_permissions(manage_guild=True)
     @commands.guild_only()
     @is_admin()
-    async def autotranscribe(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
+    async def autotranscribe(self, ctx: VoiceContext, state: str) -> None:
         enabled = parse_on_off(state)
         assert ctx.guild is not None
         await self.storage.set_guild_setting(ctx.guild.id, "autotranscribe", enabled)
@@ -162,18 +190,21 @@ class Transcribe(commands.Cog):
             if enabled
             else (f"off: use `{ctx.clean_prefix}transcribe` to transcribe a file")
         )
-        await ctx.reply(f"Automatic transcription is now {what}.", mention_author=False)
+        await ctx.answer(f"Automatic transcription is now {what}.")
 
-    @commands.command(
+    @commands.hybrid_command(
         brief="Show or set the speech language of this server (setting it: admins).",
         extras={"example": "language fr-FR"},
     )
+    @app_commands.describe(
+        code="A language code like en-US, fr-FR or de (empty: show the current one)"
+    )
     @commands.guild_only()
-    async def language(self, ctx: commands.Context[VoiceChatBot], code: str = "") -> None:
+    async def language(self, ctx: VoiceContext, code: str = "") -> None:
         assert ctx.guild is not None
         if not code:
             current = await self.guild_language(ctx.guild)
-            await ctx.reply(f"The speech language here is `{current}`.", mention_author=False)
+            await ctx.answer(f"The speech language here is `{current}`.")
             return
         if not await user_is_admin(self.bot, ctx.author):
             raise NotAdmin()
@@ -184,7 +215,13 @@ class Transcribe(commands.Cog):
                 f"`{code}` is not a language code. Use a code like `en-US`, `fr-FR` or `de`."
             ) from None
         await self.storage.set_guild_setting(ctx.guild.id, "language", value)
-        await ctx.reply(f"The speech language is now `{value}`.", mention_author=False)
+        await ctx.answer(f"The speech language is now `{value}`.")
+
+    @language.autocomplete("code")
+    @suggest
+    @admins_only
+    async def _language_codes(self, ctx: VoiceContext, current: str) -> list[str]:
+        return matching_languages(current)
 
 
 async def setup(bot: VoiceChatBot) -> None:

@@ -1,5 +1,8 @@
 """Voice: `!join`, `!leave`, `!say`, `!skip`, `!stop`, `!voice`, spoken replies and auto-leave.
 
+Each command works as `/` too; the **Speak** context menu reads a message aloud the way
+`!say` does (same cleanup and limits).
+
 Synthesis and the per-server queue are services; this cog connects them to discord.py's
 voice client. A reply is spoken when the bot dispatches `bot_reply` for a user who is in a
 voice channel of that server. `!say` allows a per-user burst (admins exempt) and refuses to
@@ -15,12 +18,16 @@ import time
 from pathlib import Path
 
 import discord
+from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin, user_is_admin
-from bot.cogs._messages import parse_on_off
+from bot.cogs._context import VoiceContext, context_of
+from bot.cogs._messages import ON_OFF, parse_on_off
+from bot.cogs._suggest import admins_only, matching, suggest
 from bot.cogs.errors import reply_error
+from bot.config import TTS_ENGINE_NAMES
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.audio import ffmpeg_exe
 from bot.services.limits import TokenBucket
@@ -35,6 +42,7 @@ NOT_IN_VOICE = "You are not in a voice channel."
 BOT_NOT_IN_VOICE = "I am not in a voice channel."
 CONNECT_TIMEOUT = 15.0
 MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
+ENGINE_CHOICES = [app_commands.Choice(name=n, value=n) for n in ("auto", *TTS_ENGINE_NAMES)]
 
 
 class NotConnected(Exception):
@@ -60,12 +68,16 @@ class Voice(commands.Cog):
         )
         idle = bot.settings.voice_idle_seconds
         self.idle_watch.change_interval(seconds=max(1.0, min(10.0, idle / 5)))
+        self.menu = app_commands.ContextMenu(name="Speak", callback=self.speak_menu)
+        self.menu.guild_only = True
 
     async def cog_load(self) -> None:
         self.idle_watch.start()
+        self.bot.tree.add_command(self.menu)
 
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         await self.queue.close()
 
     # ----- playback ---------------------------------------------------------------------
@@ -176,14 +188,14 @@ class Voice(commands.Cog):
     # ----- spoken replies and auto-leave ------------------------------------------------
 
     @commands.Cog.listener()
-    async def on_bot_reply(self, message: discord.Message, text: str) -> None:
-        """Speak a reply to `message` when its author is in a voice channel of that server."""
-        channel = _voice_channel(message.author)
-        if message.guild is None or channel is None:
+    async def on_bot_reply(self, ctx: VoiceContext, text: str) -> None:
+        """Speak a reply to a request when its author is in a voice channel of that server."""
+        channel = _voice_channel(ctx.author)
+        if ctx.guild is None or channel is None:
             return
-        if not await self.storage.get_guild_setting(message.guild.id, "autospeak", True):
+        if not await self.storage.get_guild_setting(ctx.guild.id, "autospeak", True):
             return
-        client = message.guild.voice_client
+        client = ctx.guild.voice_client
         if (
             isinstance(client, discord.VoiceClient)
             and client.channel not in (None, channel)
@@ -191,9 +203,9 @@ class Voice(commands.Cog):
         ):
             return  # don't leave people who are listening elsewhere for an automatic reply
         try:
-            await self.speak(message.guild, channel, text)
+            await self.speak(ctx.guild, channel, text)
         except Exception as exc:  # noqa: BLE001 - the text reply stands; say why no voice
-            await reply_error(message, exc)
+            await reply_error(ctx, exc)
 
     @commands.Cog.listener()
     async def on_voice_state_update(
@@ -227,18 +239,18 @@ class Voice(commands.Cog):
 
     # ----- commands ---------------------------------------------------------------------
 
-    @commands.command(brief="Join your voice channel.", extras={"example": "join"})
+    @commands.hybrid_command(brief="Join your voice channel.", extras={"example": "join"})
     @commands.guild_only()
-    async def join(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def join(self, ctx: VoiceContext) -> None:
         channel = _voice_channel(ctx.author)
         if channel is None:
             raise UserFacingError(NOT_IN_VOICE)
         await self.connect_to(channel)
-        await ctx.reply(f"Joined **{channel.name}**.", mention_author=False)
+        await ctx.answer(f"Joined **{channel.name}**.")
 
-    @commands.command(brief="Leave the voice channel.", extras={"example": "leave"})
+    @commands.hybrid_command(brief="Leave the voice channel.", extras={"example": "leave"})
     @commands.guild_only()
-    async def leave(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def leave(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         client = ctx.guild.voice_client
         if client is None:
@@ -246,11 +258,24 @@ class Voice(commands.Cog):
         name = getattr(client.channel, "name", "the voice channel")
         await client.disconnect(force=True)
         await self.queue.clear(ctx.guild.id)
-        await ctx.reply(f"Left **{name}**.", mention_author=False)
+        await ctx.answer(f"Left **{name}**.")
 
-    @commands.command(brief="Speak a text in your voice channel.", extras={"example": "say hello"})
+    @commands.hybrid_command(
+        brief="Speak a text in your voice channel.", extras={"example": "say hello"}
+    )
+    @app_commands.describe(text="What to say; mentions are read as names")
     @commands.guild_only()
-    async def say(self, ctx: commands.Context[VoiceChatBot], *, text: str) -> None:
+    async def say(self, ctx: VoiceContext, *, text: str) -> None:
+        await self.say_text(ctx, text)
+
+    async def speak_menu(
+        self, interaction: discord.Interaction[VoiceChatBot], message: discord.Message
+    ) -> None:
+        """The **Speak** context menu: `!say` with the message's text."""
+        await self.say_text(await context_of(self.bot, interaction), message.content)
+
+    async def say_text(self, ctx: VoiceContext, text: str) -> None:
+        """Queue `text` in the caller's voice channel, within the `!say` limits."""
         assert ctx.guild is not None
         channel = _voice_channel(ctx.author)
         if channel is None:
@@ -261,32 +286,33 @@ class Voice(commands.Cog):
         with self.say_limit.spending(ctx.author.id, exempt=exempt):  # refused or failed: free
             if not await self.speak(ctx.guild, channel, text, max_queue=max_queue):
                 raise InvalidInputError("There is nothing to say in that text.")
-        await ctx.message.add_reaction("🔊")
+        await ctx.acknowledge("🔊", f"Speaking in **{channel.name}**.")
 
-    @commands.command(brief="Skip what the bot is saying now.", extras={"example": "skip"})
+    @commands.hybrid_command(brief="Skip what the bot is saying now.", extras={"example": "skip"})
     @commands.guild_only()
-    async def skip(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def skip(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         skipped = self.queue.skip(ctx.guild.id)
-        await ctx.reply("Skipped." if skipped else "Nothing is playing.", mention_author=False)
+        await ctx.answer("Skipped." if skipped else "Nothing is playing.")
 
-    @commands.command(brief="Stop speaking and clear the queue.", extras={"example": "stop"})
+    @commands.hybrid_command(brief="Stop speaking and clear the queue.", extras={"example": "stop"})
     @commands.guild_only()
-    async def stop(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def stop(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         removed = await self.queue.stop(ctx.guild.id)
-        await ctx.reply(f"Stopped; {removed} item(s) removed.", mention_author=False)
+        await ctx.answer(f"Stopped; {removed} item(s) removed.")
 
-    @commands.group(
+    @commands.hybrid_group(
+        fallback="show",
         invoke_without_command=True,
         brief="Show this server's voice settings; admins change them.",
-        help="`!voice` shows the settings. Admins: `!voice engine NAME|auto`, "
+        help="`!voice` (`/voice show`) shows the settings. Admins: `!voice engine NAME|auto`, "
         "`!voice voice NAME|default`, `!voice autospeak on|off`. The language is set with "
         "`!language`.",
         extras={"example": "voice"},
     )
     @commands.guild_only()
-    async def voice(self, ctx: commands.Context[VoiceChatBot]) -> None:
+    async def voice(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         settings = await self.storage.guild_settings(ctx.guild.id)
         order = ", ".join(self.synthesis.engine_names)
@@ -297,12 +323,14 @@ class Voice(commands.Cog):
             f"Voice: `{settings.get('tts_voice') or 'default'}`",
             f"Spoken replies: {'on' if settings.get('autospeak', True) else 'off'}",
         ]
-        await ctx.reply("\n".join(lines), mention_author=False)
+        await ctx.answer("\n".join(lines))
 
     @voice.command(name="engine", brief="Choose the speech engine (admins).")
+    @app_commands.describe(name="The engine to use, or auto for the order of TTS_ENGINES")
+    @app_commands.choices(name=ENGINE_CHOICES)
     @commands.guild_only()
     @is_admin()
-    async def voice_engine(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+    async def voice_engine(self, ctx: VoiceContext, name: str) -> None:
         assert ctx.guild is not None
         choice = name.lower()
         if choice != "auto" and choice not in self.synthesis.engine_names:
@@ -311,12 +339,13 @@ class Voice(commands.Cog):
         await self.storage.set_guild_setting(
             ctx.guild.id, "tts_engine", None if choice == "auto" else choice
         )
-        await ctx.reply(f"Speech engine set to `{choice}`.", mention_author=False)
+        await ctx.answer(f"Speech engine set to `{choice}`.")
 
     @voice.command(name="voice", brief="Choose the voice (admins).")
+    @app_commands.describe(name="A voice of the server's engine, or default")
     @commands.guild_only()
     @is_admin()
-    async def voice_voice(self, ctx: commands.Context[VoiceChatBot], name: str) -> None:
+    async def voice_voice(self, ctx: VoiceContext, name: str) -> None:
         assert ctx.guild is not None
         settings = await self.storage.guild_settings(ctx.guild.id)
         engine = settings.get("tts_engine") or self.synthesis.engine_names[0]
@@ -327,18 +356,30 @@ class Voice(commands.Cog):
                 raise InvalidInputError(f"Unknown voice `{name}` for {engine}. Try: {shown}")
         value = None if name.lower() == "default" else name
         await self.storage.set_guild_setting(ctx.guild.id, "tts_voice", value)
-        await ctx.reply(f"Voice set to `{name}`.", mention_author=False)
+        await ctx.answer(f"Voice set to `{name}`.")
+
+    @voice_voice.autocomplete("name")
+    @suggest
+    @admins_only
+    async def _voice_names(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        engine = self.synthesis.engine_names[0]
+        if interaction.guild is not None:
+            settings = await self.storage.guild_settings(interaction.guild.id)
+            engine = settings.get("tts_engine") or engine
+        return matching(["default", *await self.synthesis.voices(engine)], current)
 
     @voice.command(name="autospeak", brief="Turn spoken replies on or off (admins).")
+    @app_commands.describe(state="on: speak replies to people in a voice channel; off: text only")
+    @app_commands.choices(state=ON_OFF)
     @commands.guild_only()
     @is_admin()
-    async def voice_autospeak(self, ctx: commands.Context[VoiceChatBot], state: str) -> None:
+    async def voice_autospeak(self, ctx: VoiceContext, state: str) -> None:
         assert ctx.guild is not None
         enabled = parse_on_off(state)
         await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
-        await ctx.reply(
-            f"Spoken replies are now {'on' if enabled else 'off'}.", mention_author=False
-        )
+        await ctx.answer(f"Spoken replies are now {'on' if enabled else 'off'}.")
 
 
 async def setup(bot: VoiceChatBot) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bot.sandbox.interactions import InteractionRecord, Interactions
 from bot.sandbox.voice import VoiceServer
 from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World, now_iso
 
@@ -95,6 +96,7 @@ class Sandbox:
         self.voice_states = self.world.voice_states  # user id -> voice channel id
         self.voice = VoiceServer(host=host, out_dir=out_dir)
         self._next_id = _snowflakes(1)
+        self.interactions = Interactions(self)
         self._clients: list[_GatewayClient] = []
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # (event, data)
         self._changed = asyncio.Condition()
@@ -219,6 +221,27 @@ class Sandbox:
     def bot_voice_channel(self, guild_id: int | None = None) -> int | None:
         """The bot's voice channel in a server (default: Sandbox), or None."""
         return self.world.bot_voice.get(guild_id or self.GUILD_ID)
+
+    # Interactions as a user (see interactions.py): `/` commands, context menus, autocomplete
+    # and modals; each returns the interaction's record, which collects the bot's answers.
+
+    async def slash(
+        self, command: str, options: dict[str, Any] | None = None, **kw: Any
+    ) -> InteractionRecord:
+        return await self.interactions.slash(command, options, **kw)
+
+    async def menu(self, name: str, message_id: int | str, **kw: Any) -> InteractionRecord:
+        return await self.interactions.menu(name, message_id, **kw)
+
+    async def autocomplete(
+        self, command: str, option: str, text: str = "", **kw: Any
+    ) -> list[dict[str, Any]]:
+        return await self.interactions.autocomplete(command, option, text, **kw)
+
+    async def submit_modal(
+        self, shown: InteractionRecord, values: str | dict[str, str]
+    ) -> InteractionRecord:
+        return await self.interactions.submit_modal(shown, values)
 
     # ----- observing the bot -----------------------------------------------------------
 
@@ -456,6 +479,7 @@ class Sandbox:
                 self._add_reaction,
             ),
             web.get("/attachments/{attachment_id}/{filename}", self._download),
+            *self.interactions.routes(p),
             web.route("*", p + "/{tail:.*}", self._not_found),
         ]
 

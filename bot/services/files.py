@@ -49,6 +49,7 @@ MAX_COMPONENT_CHARS = 255
 MAX_PATH_CHARS = 1024
 MAX_DECODE_ROUNDS = 4
 MIB = 1024 * 1024
+SUGGEST_MAX_ENTRIES = 5000
 
 # Characters that carry path meaning; URL-decoding or NFKC must not add any of them.
 _PATH_SPECIALS = "/\\.:~"
@@ -220,6 +221,45 @@ class FileService:
                 f"That file is too large to send ({format_mb(size)} MB; "
                 f"the limit is {format_mb(self.max_upload_bytes)} MB)."
             )
+
+    # suggestions (`/getfile path:`, `/archive name:`)
+
+    async def suggest_paths(
+        self, typed: str, *, folders: bool = False, limit: int = 25
+    ) -> list[str]:
+        """Paths under data_dir that `read_for_upload` (or, with `folders`, `archive`) would
+        accept and that contain `typed`: those starting with it first. Walks at most
+        SUGGEST_MAX_ENTRIES entries, follows no symlink and shows no refused name."""
+        return await asyncio.to_thread(self._suggest_paths, typed, folders, limit)
+
+    def _suggest_paths(self, typed: str, folders: bool, limit: int) -> list[str]:
+        needle = typed.strip().replace("\\", "/").lstrip("/").lower()
+        root = self._root
+        if not root.is_dir():
+            return []
+        found: list[str] = []
+        seen = 0
+        queue = [root]
+        while queue and seen < SUGGEST_MAX_ENTRIES:
+            folder = queue.pop(0)
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                seen += 1
+                if not _name_allowed(entry.name, self._protected) or entry.is_symlink():
+                    continue
+                relative = Path(entry.path).relative_to(root).as_posix()
+                if entry.is_dir(follow_symlinks=False):
+                    queue.append(Path(entry.path))
+                    if folders and relative.split("/")[0] != ARCHIVES_DIR:
+                        found.append(relative)
+                elif not folders and entry.is_file(follow_symlinks=False):
+                    found.append(relative)
+        matches = [p for p in found if needle in p.lower()]
+        matches.sort(key=lambda p: (not p.lower().startswith(needle), p.count("/"), p))
+        return matches[:limit]
 
     # !archive
 

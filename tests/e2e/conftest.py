@@ -88,7 +88,14 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+def assert_no_late_interactions(sandbox: Sandbox) -> None:
+    """Discord refuses a first response after 3 s (10062); the sandbox keeps those."""
+    late = [(r.name, f"{r.refused[0][2]:.2f} s") for r in sandbox.interactions.late]
+    assert not late, f"interactions answered too late: {late}"
+
+
 @pytest.fixture
 async def e2e(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[E2E]:
     async with sandboxed_bot(make_settings(), voice_out_dir=tmp_path / "voice") as (sb, bot):
         yield E2E(sb, bot)
+        assert_no_late_interactions(sb)

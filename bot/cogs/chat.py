@@ -1,0 +1,152 @@
+"""Chat: the model answers plain messages (where chat is on, in DMs, when mentioned) and
+transcripts; `!chat on|off` (`/chat state:`) turns it on per channel.
+
+A dataset with no model yet is trained once on first use, and the question answered when the
+training is done. Every reply is logged for `!correct`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import VoiceChatBot
+from bot.cogs._checks import is_admin, namespace_of
+from bot.cogs._context import VoiceContext
+from bot.cogs._messages import ON_OFF, Kind, kind_of, parse_on_off
+from bot.cogs.errors import reply_error
+from bot.cogs.model import active_dataset, describe_job
+from bot.services.jobs import Job
+from bot.services.models import NoModelError
+from bot.services.storage import Storage
+from bot.services.tenancy import Tenant, Tenants
+
+log = logging.getLogger(__name__)
+
+NOT_SURE = (
+    "I'm not sure what you mean. You can teach me: reply to this message with "
+    "`!correct` and the answer you expected."
+)
+
+
+class Chat(commands.Cog):
+    def __init__(self, bot: VoiceChatBot, tenants: Tenants, storage: Storage) -> None:
+        self.bot = bot
+        self.tenants = tenants
+        self.storage = storage
+        # (namespace, dataset) -> the first training started by a chat message
+        self._first_training: dict[tuple[str, str], Job] = {}
+        self._starting: set[tuple[str, str]] = set()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if kind_of(message, self.bot.settings.command_prefix) is not Kind.CHAT:
+            return
+        if await self.chat_enabled(message):
+            ctx = await self.bot.get_context(message)
+            await self.answer(ctx, self._without_mention(message.content))
+
+    @commands.Cog.listener()
+    async def on_transcript(self, ctx: VoiceContext, text: str) -> None:
+        if await self.chat_enabled(ctx.message):
+            await self.answer(ctx, text)
+
+    async def chat_enabled(self, message: discord.Message) -> bool:
+        if message.guild is None or self.bot.user in message.mentions:
+            return True
+        return bool(await self.storage.get_channel_setting(message.channel.id, "chat", False))
+
+    def _without_mention(self, content: str) -> str:
+        if self.bot.user is None:
+            return content
+        for mention in (f"<@{self.bot.user.id}>", f"<@!{self.bot.user.id}>"):
+            content = content.replace(mention, "")
+        return content.strip()
+
+    async def answer(self, ctx: VoiceContext, text: str) -> None:
+        """Answer `text` (a message or a transcript) with the model; log it for !correct."""
+        if not text.strip():
+            return
+        try:
+            tenant = self.tenants.get(namespace_of(ctx.guild, ctx.author))
+            dataset = await active_dataset(
+                self.storage, self.bot.settings, ctx.guild and ctx.guild.id
+            )
+            try:
+                prediction = await tenant.models.predict(dataset, text)
+            except NoModelError:
+                if await self._train_first(tenant, dataset, ctx, text):
+                    return
+                raise
+            reply = prediction.reply if prediction.sure else NOT_SURE
+            # Replies come from user-made data: they never ping anyone.
+            sent = await ctx.answer(reply, allowed_mentions=discord.AllowedMentions.none())
+            await self.bot.record_reply(ctx, sent, text, reply, "chat", dataset)
+        except Exception as exc:  # noqa: BLE001 - the one handler decides what the user sees
+            await reply_error(ctx, exc)
+
+    async def _train_first(
+        self, tenant: Tenant, dataset: str, ctx: VoiceContext, text: str
+    ) -> bool:
+        """No model yet: train the dataset once, then answer. False if there is no data."""
+        key = (tenant.namespace, dataset)
+        running = self._first_training.get(key)
+        if (running is not None and not running.finished) or key in self._starting:
+            await ctx.answer(f"I'm still learning dataset `{dataset}`; ask me again in a moment.")
+            return True
+        self._starting.add(key)  # set before any await: two messages start one training
+        try:
+            if not await tenant.datasets.exists_async(dataset):
+                return False
+            job = await tenant.models.start_training(
+                dataset, on_done=self._answer_when_trained(key, ctx, text)
+            )
+            self._first_training[key] = job
+        finally:
+            self._starting.discard(key)
+        await ctx.answer(
+            f"One moment: I'm learning dataset `{dataset}` for the first time "
+            f"(job `{job.id}`). I'll answer as soon as it's done."
+        )
+        return True
+
+    def _answer_when_trained(
+        self, key: tuple[str, str], ctx: VoiceContext, text: str
+    ) -> Callable[[Job], Awaitable[None]]:
+        async def answer(done: Job) -> None:
+            self._first_training.pop(key, None)
+            if done.status == "done":
+                await self.answer(ctx, text)
+            else:
+                await ctx.answer(describe_job(done))
+
+        return answer
+
+    @commands.hybrid_command(
+        brief="Turn chat replies on or off in this channel (admins).",
+        help="With chat on, I answer every plain message in this channel. I always answer in "
+        "DMs and when mentioned.",
+        extras={"example": "chat on"},
+    )
+    @app_commands.describe(state="on: answer every plain message here; off: only mentions")
+    @app_commands.choices(state=ON_OFF)
+    @app_commands.default_permissions(manage_guild=True)
+    @commands.guild_only()
+    @is_admin()
+    async def chat(self, ctx: VoiceContext, state: str) -> None:
+        enabled = parse_on_off(state)
+        await self.storage.set_channel_setting(ctx.channel.id, "chat", enabled)
+        text = (
+            "Chat is on here: I answer plain messages in this channel."
+            if enabled
+            else "Chat is off here: I answer only when mentioned."
+        )
+        await ctx.answer(text)
+
+
+async def setup(bot: VoiceChatBot) -> None:
+    await bot.add_cog(Chat(bot, bot.services.tenants, bot.services.storage))
