@@ -99,7 +99,8 @@ class CommandSync:
 
 
 def describe_failure(exc: discord.HTTPException) -> str:
-    return f"{exc.status} {exc.text or exc}".strip()
+    """Discord's answer as discord.py words it (status, code and the refused fields)."""
+    return str(exc)[:1800]
 
 
 class Sync(commands.Cog):
