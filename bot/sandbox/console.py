@@ -1,7 +1,9 @@
 """A terminal chat with the bot through the sandbox, as a user in #general.
 
 Started by `python -m bot` when no DISCORD_TOKEN is set. A plain line is a message;
-lines starting with `/` are console commands (see HELP).
+lines starting with `/` are console commands (see HELP); `//` runs the bot's own `/`
+commands, `/menu` its context menus and `/modal` answers the form it opened. Answers only
+the user sees (ephemeral) are marked "(only you)".
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 
 from bot.app import VoiceChatBot
 from bot.config import Settings
+from bot.sandbox.commands import ATTACHMENT
+from bot.sandbox.interactions import InteractionRecord, is_ephemeral, is_loading
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 
@@ -26,6 +30,10 @@ HELP = """Sandbox console: you are {user} in #general of {server}, on a local st
   /as NAME                speak as someone else in this server: {people}
   /server NAME            switch server: {servers} (each has its own data)
   /dm text                send a direct message to the bot
+  //NAME [SUB] opt:value  run the bot's / command, e.g. //train name:weather file:data.csv
+  //NAME opt:text?        show what the bot suggests for an option, e.g. //train name:we?
+  /menu NAME ID           use a message's Apps menu: Transcribe, Speak, Correct this reply
+  /modal TEXT             fill in and send the form the bot opened
   /help                   this text;  Ctrl-D or /quit to leave"""
 
 
@@ -37,6 +45,8 @@ class Console:
         self.user = "owner"
         self.server = sandbox.guild("sandbox")
         self.last_event = asyncio.get_running_loop().time()
+        self.modal: InteractionRecord | None = None  # the form the bot opened last
+        self._loading: set[str] = set()  # ids of "thinking…" messages
         sandbox.listeners.append(self.on_event)
         sandbox.voice.on_utterance = self.on_utterance
 
@@ -57,21 +67,42 @@ class Console:
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
         self.last_event = asyncio.get_running_loop().time()
+        if event == "INTERACTION_CHOICES":
+            shown = ", ".join(f"{c['value']}" for c in data["choices"]) or "(none)"
+            self.say(f"  suggestions: {shown}")
+            return
+        if event == "INTERACTION_MODAL":
+            self.modal = self.sandbox.interactions.records.get(int(data["id"]))
+            fields = ", ".join(_modal_labels(data["modal"]))
+            self.say(f"  bot opened the form “{data['modal']['title']}” ({fields}): /modal TEXT")
+            return
         if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
             return
         if data["author"]["id"] != str(self.sandbox.bot_user.id):
             return
-        marker = "(edited) " if event == "MESSAGE_UPDATE" else ""
+        if is_loading(data):
+            self._loading.add(data["id"])
+            self.say(f"[{data['id']}] bot is thinking…{self._only(data)}")
+            return
+        was_loading = data["id"] in self._loading
+        self._loading.discard(data["id"])
+        marker = "(edited) " if event == "MESSAGE_UPDATE" and not was_loading else ""
         channel = int(data["channel_id"])
         where = ""
         if channel != self.server.text_channel_id:
             guild = self.sandbox.world.guild_of_channel(channel)
             where = f"({guild.name}) " if guild else "(DM) "
-        self.say(f"[{data['id']}] {where}bot: {marker}{data['content']}")
+        self.say(f"[{data['id']}] {where}bot{self._only(data)}: {marker}{data['content']}")
         for attachment in data.get("attachments", []):
             path = self.out_dir / f"{attachment['id']}-{attachment['filename']}"
             path.write_bytes(self.sandbox.file(attachment))
             self.say(f"    file saved: {path}")
+
+    def _only(self, message: dict[str, Any]) -> str:
+        if not is_ephemeral(message):
+            return ""
+        user = message.get("interaction_metadata", {}).get("user", {}).get("username")
+        return " (only you)" if user in (None, self.user) else f" (only {user})"
 
     def on_utterance(self, utterance: Any) -> None:
         where = f" -> {utterance.path}" if utterance.path else ""
@@ -87,6 +118,9 @@ class Console:
 
     async def handle(self, line: str) -> bool:
         """Handle one input line; False means quit."""
+        if line.startswith("//"):
+            await self.slash(line[2:])
+            return True
         if not line.startswith("/"):
             if line.strip():
                 sent = await self.sandbox.send(
@@ -134,9 +168,77 @@ class Console:
             )
         elif command == "/dm" and args:
             await self.sandbox.send(" ".join(args), author=self.user, dm=True)
+        elif command == "/menu" and len(args) >= 2 and args[-1].isdigit():
+            await self.menu(" ".join(args[:-1]), int(args[-1]))
+        elif command == "/modal" and args:
+            await self.submit_modal(" ".join(args))
         else:
             self.say("  unknown console command; /help lists them")
         return True
+
+    async def slash(self, text: str) -> None:
+        """`//voice engine name:piper`: a `/` command with options; `opt:text?` asks for the
+        suggestions of that option instead."""
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            self.say(f"  can't read that line: {exc}")
+            return
+        path = _until_options(words)
+        options: dict[str, str] = {}
+        last = ""
+        for word in words[len(path) :]:
+            name, colon, value = word.partition(":")
+            if colon and name.isidentifier():
+                options[name], last = value, name
+            elif last:
+                options[last] += " " + word
+        command = " ".join(path)
+        if not command:
+            self.say("  name the command: //hi, //train name:weather")
+            return
+        try:
+            await self._run_slash(command, options)
+        except (ValueError, LookupError, PermissionError, OSError) as exc:
+            self.say(f"  {exc}")
+
+    async def _run_slash(self, command: str, options: dict[str, str]) -> None:
+        where = dict(author=self.user, channel_id=self.server.text_channel_id)
+        focused = [name for name, value in options.items() if value.endswith("?")]
+        if focused:
+            name = focused[0]
+            others = {k: v for k, v in options.items() if k != name}
+            await self.sandbox.autocomplete(
+                command, name, options[name][:-1], options=others, **where
+            )
+            return
+        definitions = self.sandbox.interactions.options_of(command, self.server.id)
+        values: dict[str, Any] = dict(options)
+        for name, value in options.items():
+            if definitions.get(name, {}).get("type") == ATTACHMENT:
+                values[name] = await asyncio.to_thread(_read_file, value)
+        self.say(f"  {self.user} used /{command}")
+        await self.sandbox.slash(command, values, **where)
+
+    async def menu(self, name: str, message_id: int) -> None:
+        try:
+            await self.sandbox.menu(name, message_id, author=self.user)
+        except (ValueError, LookupError, PermissionError) as exc:
+            self.say(f"  {exc}")
+            return
+        self.say(f"  {self.user} used {name} on message {message_id}")
+
+    async def submit_modal(self, text: str) -> None:
+        if self.modal is None:
+            self.say("  the bot has opened no form")
+            return
+        try:
+            await self.sandbox.submit_modal(self.modal, text)
+        except ValueError as exc:
+            self.say(f"  {exc}")
+            return
+        self.modal = None
+        self.say(f"  {self.user} sent the form")
 
     async def upload(self, name: str, text: str, voice_message: bool) -> None:
         try:
@@ -152,6 +254,24 @@ class Console:
             channel_id=self.server.text_channel_id,
         )
         self.say(f"  {self.user} sent {filename} ({len(data)} bytes)")
+
+
+def _until_options(words: list[str]) -> list[str]:
+    """The command's name (and subcommand): the words before the first `opt:value`."""
+    path = []
+    for word in words:
+        if ":" in word:
+            break
+        path.append(word)
+    return path
+
+
+def _modal_labels(modal: dict[str, Any]) -> list[str]:
+    labels = []
+    for row in modal.get("components", []):
+        for item in row.get("components", []) or [row.get("component", {})]:
+            labels.append(item.get("label") or row.get("label") or item.get("custom_id", "?"))
+    return labels
 
 
 def _read_file(name: str) -> tuple[str, bytes]:

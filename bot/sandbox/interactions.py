@@ -312,6 +312,15 @@ class Interactions:
             DEFAULT_MESSAGE,
         )
 
+    def options_of(self, command: str, guild_id: int | None) -> dict[str, dict[str, Any]]:
+        """The options of `/command` (a subcommand too) as the bot synced them, by name."""
+        path = command.split()
+        definition = self.registry.find(guild_id, CHAT_INPUT, path[0]) if path else None
+        if definition is None:
+            raise LookupError(f"the bot has not registered /{command}")
+        leaf, _ = _leaf(definition, path)
+        return {o["name"]: o for o in leaf.get("options") or []}
+
     # ----- building what Discord sends -------------------------------------------------------
 
     def _where(

@@ -99,3 +99,50 @@ def test_console_switches_between_the_two_servers(tmp_path: Path) -> None:
     assert "bot: Hi owner!" in out
     assert "bot: There is no feedback yet." in out  # bob's feedback belongs to Second
     assert "no sandbox server 'nowhere'; choose from sandbox, second" in out
+
+
+def expect(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> str:
+    """Read the console's output until a line contains `text`; that line."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} not in the console's output:\n{''.join(seen)}")
+
+
+def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
+    proc = console(tmp_path / "data")
+    assert proc.stdin is not None
+
+    def send(line: str) -> None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    send("//hi")
+    expect(proc, "bot: Hi owner! Type `/help` to see what I can do.")
+    send("//train name:small?")
+    expect(proc, "suggestions: smalltalk")
+    send("/as member")
+    send("//language code:fr")
+    expect(proc, "bot (only you): You don't have permission to use this command.")
+    send("!hi")
+    line = expect(proc, "bot: Hi member! Type `!help`")
+    message_id = line.split("]")[0].lstrip("[")
+    send(f"/menu Correct this reply {message_id}")
+    expect(proc, "bot opened the form “Correct this reply” (The right answer): /modal TEXT")
+    send("/modal Hello, member!")
+    expect(proc, "bot: Thanks, your correction is saved.")
+    send("//transcribe file:tests/fixtures/hello.ogg")
+    expect(proc, "bot is thinking…")
+    expect(proc, "bot: **Transcript:**")
+    send("//voice engine name:siri")
+    expect(proc, "/voice engine name must be one of auto, gtts, piper, espeak")
+    out, _ = proc.communicate("", timeout=120)
+    assert proc.returncode == 0, out
+    assert out.rstrip().endswith("Bye.")
