@@ -4,7 +4,7 @@ Automatic for audio in a server with auto-transcription on (and in DMs); `!trans
 an attachment or as a reply to a message with one; `/transcribe file:`; the **Transcribe**
 context menu on any message with audio. All of them answer through one path, visible to the
 channel; interactions are deferred at once, and the transcript follows. The transcript reply
-is then answered like a chat message (the model cog listens for `on_transcript`).
+is then answered like a chat message (the chat cog listens for `on_transcript`).
 
 Each user's audio is handled one message at a time, in the order it arrived, so back-to-back
 voice messages get their transcripts in order; other users never wait for it. A user who is

@@ -7,6 +7,9 @@ people (see `world.py`): Sandbox (owner, moderator, member) and Second (alice, b
 
 Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
 ...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
+Interactions (`/` commands, context menus, autocomplete, modals, command sync and the
+endpoints the bot answers them through) live in `interactions.py` and `commands.py`; users
+reach them with `slash`, `menu`, `autocomplete` and `submit_modal`.
 """
 
 from __future__ import annotations

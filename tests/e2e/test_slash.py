@@ -91,6 +91,9 @@ async def test_settings_commands(e2e: E2E) -> None:
     assert "Unknown engine" in await private(e2e, "voice engine", {"name": "gtts"})  # not set up
     refused = await private(e2e, "voice autospeak", {"state": "on"}, author="member")
     assert refused == NO_PERMISSION
+    assert "Unknown voice `nobody`" in await private(e2e, "voice voice", {"name": "nobody"})
+    refused = await private(e2e, "autotranscribe", {"state": "on"}, author="member", force=True)
+    assert refused == NO_PERMISSION
     dm = await e2e.sandbox.slash("hi", dm=True)
     assert (await dm.reply())["content"].startswith("Hi owner!")
     with pytest.raises(PermissionError):  # server-only commands don't show in DMs
@@ -428,7 +431,15 @@ async def test_autocomplete_respects_permissions_and_namespaces(e2e: E2E) -> Non
         "bot.db" in p for p in values(await sandbox.autocomplete("getfile", "path", "db"))
     )
     # the owners' server option
-    for command in ("datasets", "jobs", "job", "models", "feedback list", "feedback export"):
+    for command in (
+        "datasets",
+        "jobs",
+        "job",
+        "models",
+        "feedback list",
+        "feedback export",
+        "archive",
+    ):
         servers = values(await sandbox.autocomplete(command, "server", "", author="owner"))
         assert str(sandbox.SECOND_GUILD_ID) in servers, command
         assert await sandbox.autocomplete(command, "server", "", author="moderator") == []
@@ -443,6 +454,32 @@ async def test_autocomplete_respects_permissions_and_namespaces(e2e: E2E) -> Non
     assert await sandbox.autocomplete("voice voice", "name", "", author="member") == []
     helped = values(await sandbox.autocomplete("help", "command", "voice e", author="member"))
     assert helped == ["voice engine"]
+    # every option that has suggestions was tried above
+    wanted = set(autocomplete_options(sandbox.interactions.registry.global_commands))
+    tried = {
+        (record.name, option["name"])
+        for record in sandbox.interactions.records.values()
+        if record.type == 4
+        for option in focused_options(record.payload["data"]["options"])
+    }
+    assert wanted - tried == set()
+
+
+def autocomplete_options(commands_: list[dict[str, Any]], prefix: str = "") -> Any:
+    for command in commands_:
+        name = f"{prefix}{command['name']}"
+        for option in command.get("options") or []:
+            if option["type"] in (1, 2):
+                yield from autocomplete_options([option], prefix=f"{name} ")
+            elif option.get("autocomplete"):
+                yield name, option["name"]
+
+
+def focused_options(options: list[dict[str, Any]]) -> Any:
+    for option in options:
+        if option.get("focused"):
+            yield option
+        yield from focused_options(option.get("options") or [])
 
 
 # ----- sync ------------------------------------------------------------------------------------
