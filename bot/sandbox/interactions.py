@@ -1,15 +1,11 @@
 """Interactions in the sandbox: `/` commands, context menus, autocomplete and modals.
 
 What a user does (`slash`, `menu`, `autocomplete`, `submit_modal`) becomes INTERACTION_CREATE
-as Discord sends it; the bot answers through the endpoints Discord offers, with Discord's rules:
-
-- `POST /interactions/{id}/{token}/callback`: types 4 (message), 5 (deferred), 6 and 7
-  (component updates), 8 (autocomplete choices) and 9 (modal), once per interaction and within
-  3 seconds of its creation. A late first response gets 404, code 10062 "Unknown interaction",
-  and is kept in `late` so the tests fail on it. The answer is the 200 body discord.py reads.
-- `POST /webhooks/{app}/{token}`: followups for 15 minutes. The first one after a type-5 defer
-  replaces the loading message, keeping the defer's ephemeral flag.
-- `GET|PATCH|DELETE /webhooks/{app}/{token}/messages/@original` (or a followup's id).
+as Discord sends it, and an `InteractionRecord` collects what the bot answers: the callback
+type and how long after the interaction it came, the messages (original and followups, with
+their flags), suggestions and forms. The bot answers through the endpoints in `responses.py`
+(callback, followups, @original; a first response after 3 seconds is refused with 10062 and
+kept in `late`, so the tests fail on it).
 
 Ephemeral messages (flag 64) are seen only by the user: they never reach the gateway or the
 channel's history, only the interaction's record and the console. Commands registered with
@@ -23,15 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from bot.sandbox.commands import (
     ATTACHMENT,
@@ -43,7 +36,6 @@ from bot.sandbox.commands import (
     STRING,
     SUB_COMMAND,
     SUB_COMMAND_GROUP,
-    InvalidFormBody,
     Registry,
 )
 from bot.sandbox.world import SandboxGuild, SandboxUser
@@ -55,33 +47,13 @@ log = logging.getLogger(__name__)
 
 APPLICATION_COMMAND, COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 MESSAGE_REPLY, DEFERRED, DEFERRED_UPDATE, UPDATE, CHOICES, MODAL = 4, 5, 6, 7, 8, 9
-ALLOWED_CALLBACKS = {
-    APPLICATION_COMMAND: {MESSAGE_REPLY, DEFERRED, MODAL},
-    COMPONENT: {MESSAGE_REPLY, DEFERRED, DEFERRED_UPDATE, UPDATE, MODAL},
-    AUTOCOMPLETE: {CHOICES},
-    MODAL_SUBMIT: {MESSAGE_REPLY, DEFERRED, DEFERRED_UPDATE, UPDATE},
-}
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
-FIRST_RESPONSE_SECONDS = 3.0
-TOKEN_SECONDS = 15 * 60
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 ADMINISTRATOR = 1 << 3
 ALL_PERMISSIONS = (1 << 51) - 1
 # Message types of responses: to a slash command, to a context menu, anything else.
 CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE, DEFAULT_MESSAGE = 20, 23, 0
-MAX_MODAL_INPUTS = 5
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    # discord.py parses a body as JSON only when Content-Type is exactly application/json.
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
-    )
-
-
-def _error(status: int, code: int, message: str) -> web.Response:
-    return _json({"message": message, "code": code}, status=status)
 
 
 def is_ephemeral(message: dict[str, Any]) -> bool:
@@ -287,7 +259,7 @@ class Interactions:
         """
         if shown.modal is None:
             raise ValueError("the bot showed no modal for that interaction")
-        inputs = list(_text_inputs(shown.modal["components"]))
+        inputs = list(text_inputs(shown.modal["components"]))
         if isinstance(values, str):
             if len(inputs) != 1:
                 raise ValueError("that modal has several inputs: give them by name")
@@ -511,255 +483,13 @@ class Interactions:
         await self.sandbox._publish("INTERACTION_CREATE", payload)
         return record
 
-    # ----- the bot's side: sync ----------------------------------------------------------------
-
-    def routes(self, prefix: str) -> list[web.RouteDef]:
-        app = prefix + "/applications/{application_id}"
-        hook = prefix + "/webhooks/{application_id}/{token}"
-        return [
-            web.put(app + "/commands", self._put_commands),
-            web.get(app + "/commands", self._get_commands),
-            web.put(app + "/guilds/{guild_id}/commands", self._put_commands),
-            web.get(app + "/guilds/{guild_id}/commands", self._get_commands),
-            web.post(prefix + "/interactions/{interaction_id}/{token}/callback", self._callback),
-            web.post(hook, self._followup),
-            web.get(hook + "/messages/{message_id}", self._get_message),
-            web.patch(hook + "/messages/{message_id}", self._edit_message),
-            web.delete(hook + "/messages/{message_id}", self._delete_message),
-        ]
-
-    def _scope(self, request: web.Request) -> tuple[bool, int | None]:
-        """(known application and server?, the server's id or None for global)."""
-        if request.match_info["application_id"] != str(self.sandbox.APPLICATION_ID):
-            return False, None
-        raw = request.match_info.get("guild_id")
-        if raw is None:
-            return True, None
-        known = raw.isdigit() and any(g.id == int(raw) for g in self.sandbox.world.guilds.values())
-        return known, int(raw) if raw.isdigit() else None
-
-    async def _put_commands(self, request: web.Request) -> web.Response:
-        known, guild_id = self._scope(request)
-        if not known:
-            return _error(403, 50001, "Missing Access")
-        try:
-            stored = self.registry.replace(guild_id, await request.json())
-        except InvalidFormBody as exc:
-            log.info("sandbox refused a command sync: %s", exc)
-            return _json(exc.body, status=400)
-        async with self.changed:
-            self.changed.notify_all()
-        return _json(stored)
-
-    async def _get_commands(self, request: web.Request) -> web.Response:
-        known, guild_id = self._scope(request)
-        if not known:
-            return _error(403, 50001, "Missing Access")
-        return _json(self.registry.listing(guild_id))
-
-    # ----- the bot's side: responses -----------------------------------------------------------
-
-    async def _callback(self, request: web.Request) -> web.Response:
-        record = self.records.get(int(request.match_info["interaction_id"]))
-        if record is None or not secrets.compare_digest(record.token, request.match_info["token"]):
-            return _error(404, 10062, "Unknown interaction")
-        body, uploads = await self.sandbox._read_message_body(request)
-        after = time.monotonic() - record.created
-        if record.callback is not None:
-            return _error(400, 40060, "Interaction has already been acknowledged.")
-        kind = body.get("type")
-        if after > FIRST_RESPONSE_SECONDS:
-            record.refused.append((10062, f"callback type {kind}", after))
-            self.late.append(record)
-            log.warning(
-                "interaction %s (%s) answered %.2f s after it was created: too late (10062)",
-                record.id,
-                record.name,
-                after,
-            )
-            await self._notify()
-            return _error(404, 10062, "Unknown interaction")
-        if kind not in ALLOWED_CALLBACKS[record.type]:
-            return _invalid(
-                ("type",), "INTERACTION_RESPONSE_TYPE_INVALID", f"Type {kind} not allowed"
-            )
-        data = body.get("data") or {}
-        problem = _check_callback(kind, data)
-        if problem is not None:
-            return _invalid(*problem)
-        record.callback, record.callback_after = kind, after
-        if kind == MESSAGE_REPLY:
-            record.original = await self._new_message(record, data, uploads, data.get("flags", 0))
-        elif kind == DEFERRED:
-            flags = LOADING | (data.get("flags", 0) & EPHEMERAL)
-            record.original = await self._new_message(record, {}, [], flags)
-        elif kind == CHOICES:
-            record.choices = list(data.get("choices") or [])
-            self._tell("INTERACTION_CHOICES", {"id": str(record.id), "choices": record.choices})
-        elif kind == MODAL:
-            record.modal = data
-            self._tell("INTERACTION_MODAL", {"id": str(record.id), "modal": data})
-        await self._notify()
-        return _json(self._callback_body(record, kind))
-
-    def _callback_body(self, record: InteractionRecord, kind: int) -> dict[str, Any]:
-        original = record.original
-        interaction: dict[str, Any] = {
-            "id": str(record.id),
-            "type": record.type,
-            "activity_instance_id": None,
-            "response_message_id": original["id"] if original else None,
-            "response_message_loading": kind == DEFERRED,
-            "response_message_ephemeral": bool(original and is_ephemeral(original)),
-        }
-        resource: dict[str, Any] = {"type": kind}
-        if kind == MESSAGE_REPLY and original is not None:
-            resource["message"] = original
-        return {"interaction": interaction, "resource": resource}
-
-    def _by_token(self, request: web.Request) -> InteractionRecord | web.Response:
-        token = request.match_info["token"]
-        record = next((r for r in self.records.values() if r.token == token), None)
-        if record is None or request.match_info["application_id"] != str(
-            self.sandbox.APPLICATION_ID
-        ):
-            return _error(404, 10015, "Unknown Webhook")
-        if time.monotonic() - record.created > TOKEN_SECONDS:
-            return _error(401, 50027, "Invalid Webhook Token")
-        if record.callback is None:
-            return _error(404, 10015, "Unknown Webhook")  # followups need a first response
-        return record
-
-    async def _followup(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        body, uploads = await self.sandbox._read_message_body(request)
-        original = record.original
-        if original is not None and not record.original_deleted and is_loading(original):
-            # The first followup after a defer replaces the loading message, flags and all.
-            message = await self._edit(record, original, body, uploads)
-        else:
-            message = await self._new_message(record, body, uploads, body.get("flags", 0))
-            record.followups.append(message)
-        await self._notify()
-        if request.query.get("wait") in ("1", "true", "True"):
-            return _json(message)
-        return web.Response(status=204)
-
-    def _find(self, record: InteractionRecord, message_id: str) -> dict[str, Any] | None:
-        if message_id == "@original":
-            return None if record.original_deleted else record.original
-        return next((m for m in record.messages if m["id"] == message_id), None)
-
-    async def _get_message(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        message = self._find(record, request.match_info["message_id"])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
-        return _json(message)
-
-    async def _edit_message(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        message = self._find(record, request.match_info["message_id"])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
-        body, uploads = await self.sandbox._read_message_body(request)
-        await self._edit(record, message, body, uploads)
-        await self._notify()
-        return _json(message)
-
-    async def _delete_message(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        message = self._find(record, request.match_info["message_id"])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
-        if message is record.original:
-            record.original_deleted = True
-        else:
-            record.followups.remove(message)
-        if is_ephemeral(message):
-            self.ephemeral.pop(int(message["id"]), None)
-            self._tell("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"]})
-        else:
-            self.sandbox.messages.pop(int(message["id"]), None)
-            deleted = {"id": message["id"], "channel_id": message["channel_id"]}
-            if "guild_id" in message:
-                deleted["guild_id"] = message["guild_id"]
-            await self.sandbox._publish("MESSAGE_DELETE", deleted)
-        await self._notify()
-        return web.Response(status=204)
-
-    # ----- messages ----------------------------------------------------------------------------
-
-    async def _new_message(
-        self, record: InteractionRecord, data: dict[str, Any], uploads: list[Any], flags: int
-    ) -> dict[str, Any]:
-        sandbox = self.sandbox
-        attachments = [sandbox._store_file(f.filename, f.data) for f in uploads]
-        message = sandbox._message(
-            sandbox.bot_user,
-            record.channel_id,
-            data.get("content") or "",
-            attachments=attachments,
-            flags=flags & (EPHEMERAL | LOADING),
-            embeds=data.get("embeds"),
-        )
-        message.update(
-            type=record.message_type,
-            application_id=str(sandbox.APPLICATION_ID),
-            webhook_id=str(sandbox.APPLICATION_ID),
-            interaction_metadata={
-                "id": str(record.id),
-                "type": record.type,
-                "user": record.user.payload(),
-                "authorizing_integration_owners": record.payload["authorizing_integration_owners"],
-            },
-        )
-        if is_ephemeral(message):
-            sandbox.messages.pop(int(message["id"]), None)  # never in the channel's history
-            self.ephemeral[int(message["id"])] = message
-            self._tell("MESSAGE_CREATE", message)
-        else:
-            await sandbox._publish("MESSAGE_CREATE", message)
-        return message
-
-    async def _edit(
-        self,
-        record: InteractionRecord,
-        message: dict[str, Any],
-        body: dict[str, Any],
-        uploads: list[Any],
-    ) -> dict[str, Any]:
-        for key in ("content", "embeds"):
-            if key in body:
-                message[key] = body[key] or ([] if key == "embeds" else "")
-        if "attachments" in body or uploads:
-            kept = {str(a.get("id")) for a in body.get("attachments") or []}
-            message["attachments"] = [a for a in message["attachments"] if a["id"] in kept] + [
-                self.sandbox._store_file(f.filename, f.data) for f in uploads
-            ]
-        message["flags"] = message.get("flags", 0) & ~LOADING
-        message["edited_timestamp"] = None if is_ephemeral(message) else message["timestamp"]
-        if is_ephemeral(message):
-            self._tell("MESSAGE_UPDATE", message)
-        else:
-            await self.sandbox._publish("MESSAGE_UPDATE", message)
-        return message
-
-    def _tell(self, event: str, data: dict[str, Any]) -> None:
+    def tell(self, event: str, data: dict[str, Any]) -> None:
         """What only the user sees (ephemeral messages, choices, modals): the console's
         listeners, never the gateway."""
         for listener in self.sandbox.listeners:
             listener(event, data)
 
-    async def _notify(self) -> None:
+    async def notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
 
@@ -797,38 +527,7 @@ def _leaf(
     return node, nest
 
 
-def _invalid(path: tuple[str, ...], code: str, message: str) -> web.Response:
-    return _json(InvalidFormBody([(("data",) + path, code, message)]).body, status=400)
-
-
-def _check_callback(kind: int, data: dict[str, Any]) -> tuple[tuple[str, ...], str, str] | None:
-    """What Discord would refuse in a callback's data: too many or bad choices, a bad modal."""
-    if kind == CHOICES:
-        choices = data.get("choices")
-        if not isinstance(choices, list) or len(choices) > 25:
-            return ("choices",), "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-        for i, choice in enumerate(choices):
-            if not 1 <= len(str(choice.get("name", ""))) <= 100:
-                return ("choices", str(i), "name"), "BASE_TYPE_BAD_LENGTH", "1 to 100 characters"
-            if isinstance(choice.get("value"), str) and len(choice["value"]) > 100:
-                return ("choices", str(i), "value"), "BASE_TYPE_BAD_LENGTH", "1 to 100 characters"
-    if kind == MODAL:
-        if not 1 <= len(str(data.get("custom_id", ""))) <= 100:
-            return ("custom_id",), "BASE_TYPE_BAD_LENGTH", "1 to 100 characters"
-        if not 1 <= len(str(data.get("title", ""))) <= 45:
-            return ("title",), "BASE_TYPE_BAD_LENGTH", "1 to 45 characters"
-        inputs = list(_text_inputs(data.get("components") or []))
-        if not 1 <= len(inputs) <= MAX_MODAL_INPUTS:
-            return ("components",), "BASE_TYPE_BAD_LENGTH", "1 to 5 components"
-        for component, label in inputs:
-            if not 1 <= len(label or "") <= 45:
-                return ("components",), "BASE_TYPE_BAD_LENGTH", "a label of 1 to 45 characters"
-            if component.get("max_length", 4000) > 4000:
-                return ("components",), "NUMBER_TYPE_MAX", "max_length is at most 4000"
-    return None
-
-
-def _text_inputs(components: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str | None]]:
+def text_inputs(components: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str | None]]:
     """(text input, its label) in a modal: in action rows (type 1) or labels (type 18)."""
     for component in components:
         if component.get("type") == 1:

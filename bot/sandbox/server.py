@@ -7,9 +7,9 @@ people (see `world.py`): Sandbox (owner, moderator, member) and Second (alice, b
 
 Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
 ...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
-Interactions (`/` commands, context menus, autocomplete, modals, command sync and the
-endpoints the bot answers them through) live in `interactions.py` and `commands.py`; users
-reach them with `slash`, `menu`, `autocomplete` and `submit_modal`.
+Interactions live in their own modules: `interactions.py` (what users do: `slash`, `menu`,
+`autocomplete`, `submit_modal`), `responses.py` (the endpoints the bot answers through) and
+`commands.py` (command sync, validated like Discord).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.sandbox.interactions import InteractionRecord, Interactions
+from bot.sandbox.responses import Endpoints
 from bot.sandbox.voice import VoiceServer
 from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World, now_iso
 
@@ -482,7 +483,7 @@ class Sandbox:
                 self._add_reaction,
             ),
             web.get("/attachments/{attachment_id}/{filename}", self._download),
-            *self.interactions.routes(p),
+            *Endpoints(self.interactions).routes(p),
             web.route("*", p + "/{tail:.*}", self._not_found),
         ]
 

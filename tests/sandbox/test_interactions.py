@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox import interactions as sandbox_interactions
+from bot.sandbox import responses
 from bot.sandbox.commands import InvalidFormBody, validate_commands
 from bot.sandbox.interactions import EPHEMERAL, LOADING, is_ephemeral
 from bot.sandbox.server import Sandbox
@@ -331,7 +331,7 @@ async def test_ephemeral_defer_keeps_its_followup_private(bot: Bot) -> None:
 async def test_a_first_response_after_three_seconds_is_refused(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox_interactions, "FIRST_RESPONSE_SECONDS", 0.2)
+    monkeypatch.setattr(responses, "FIRST_RESPONSE_SECONDS", 0.2)
     record = await bot.sandbox.slash("ping")
     await asyncio.sleep(0.3)
     status, body = await bot.respond(record, 4, {"content": "late"})
