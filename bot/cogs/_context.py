@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
+from bot.errors import UserFacingError
+
 if TYPE_CHECKING:
     from bot.app import VoiceChatBot
 
@@ -150,6 +152,8 @@ class VoiceContext(commands.Context["VoiceChatBot"]):
         assert self.interaction is not None
         async with self._respond_lock:
             self._stop_auto_defer()
+            if self.interaction.response.is_done():  # deferred: a form can only come first
+                raise UserFacingError("I was too slow to open the form; please try again.")
             await self.interaction.response.send_modal(modal)
 
     def typing(self, *, ephemeral: bool = False) -> Any:
