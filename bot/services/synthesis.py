@@ -215,11 +215,12 @@ def bundled_piper_voice() -> Path | None:
 
 
 class PiperEngine:
-    """Offline neural voice. The model loads on first use and stays loaded.
+    """Offline neural voice: a piper voice run by `bot.services.piper_voice`.
 
-    `voice_path` is a `.onnx` file (its `.onnx.json` beside it); empty means the bundled
-    en_US-joe-medium. A per-call `voice` names another `.onnx` in the same folder by its stem.
-    The language is the voice's own; piper voices speak one language each.
+    The model loads on first use and stays loaded. `voice_path` is a `.onnx` file (its
+    `.onnx.json` beside it); empty means the bundled en_US-joe-medium. A per-call `voice`
+    names another `.onnx` in the same folder by its stem. The language is the voice's own;
+    piper voices speak one language each.
     """
 
     name = "piper"
@@ -258,11 +259,11 @@ class PiperEngine:
         """Load once per model (callers hold the lock)."""
         if model not in self._loaded:
             try:
-                from piper import PiperVoice
-            except ImportError as exc:
-                raise EngineUnavailableError("piper-tts is not installed") from exc
+                from bot.services.piper_voice import PiperVoice
+            except ImportError as exc:  # onnxruntime or gruut missing: the `offline` extra
+                raise EngineUnavailableError(f"the piper engine is not installed: {exc}") from exc
             try:
-                self._loaded[model] = PiperVoice.load(model)
+                self._loaded[model] = PiperVoice(model)
             except Exception as exc:  # a broken voice or config fails in many ways (KeyError, ORT)
                 raise EngineUnavailableError(
                     f"the piper voice could not be loaded: {exc!r}"
@@ -285,12 +286,12 @@ class PiperEngine:
 
 def _piper_to_wav(piper_voice: Any, text: str, path: Path) -> None:
     with wave.open(str(path), "wb") as wav:
-        # Set the format up front: piper only sets it when some sentence yields audio.
-        wav.setframerate(piper_voice.config.sample_rate)
+        # Set the format up front: text with nothing to say yields no audio at all.
+        wav.setframerate(piper_voice.sample_rate)
         wav.setsampwidth(2)
         wav.setnchannels(1)
-        for chunk in piper_voice.synthesize(text):
-            wav.writeframes(chunk.audio_int16_bytes)
+        for pcm in piper_voice.synthesize(text):
+            wav.writeframes(pcm)
 
 
 # --- espeak ------------------------------------------------------------------------------------
