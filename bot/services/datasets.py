@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
 from bot.services import safejson
-from bot.services.text import unencodable_problem
+from bot.services.text import unencodable, unencodable_problem
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,12 @@ def _format_of(filename: str) -> str:
     ext = Path(filename.replace("\\", "/")).suffix.lower()
     if ext in (".csv", ".json", ".jsonl", ".ndjson"):
         return ".jsonl" if ext == ".ndjson" else ext
-    shown = f"'{ext}'" if ext else "without an extension"
+    if not ext:
+        shown = "without an extension"
+    elif len(ext) <= 12 and ext.isprintable() and unencodable(ext) is None:
+        shown = f"'{ext}'"
+    else:
+        shown = "of an unknown kind"
     raise InvalidInputError(f"Unsupported file type {shown}. Send a .csv, .json or .jsonl file.")
 
 
