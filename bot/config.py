@@ -85,7 +85,9 @@ def _engines(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
             raise ValueError("needs at least one engine")
         unknown = [n for n in names if n not in allowed]
         if unknown:
-            raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(allowed)}")
+            raise ValueError(
+                f"unknown engine {_shown(unknown[0])}; choose from {', '.join(allowed)}"
+            )
         return names
 
     return parse
@@ -108,7 +110,7 @@ def _prefix(raw: str) -> str:
 def parse_language(raw: str) -> str:
     value = raw.strip()
     letters = value.replace("-", "").replace("_", "")
-    if not (2 <= len(value) <= 12 and letters.isalpha()):
+    if not (2 <= len(value) <= 12 and letters.isascii() and letters.isalpha()):
         raise ValueError("must look like en-US")
     return value
 

@@ -51,4 +51,9 @@ def async_outcome(
     call: Callable[..., Awaitable[T]], *args: Any, bound: float = TIME_BOUND, **kwargs: Any
 ) -> T | UserFacingError:
     """Like `outcome`, for a coroutine function (run to completion in a fresh event loop)."""
-    return outcome(lambda: asyncio.run(call(*args, **kwargs)), bound=bound)
+
+    def run() -> T:
+        return asyncio.run(call(*args, **kwargs))  # type: ignore[arg-type]
+
+    run.__name__ = getattr(call, "__name__", "call")
+    return outcome(run, bound=bound)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.cogs.errors import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for_exception
-from bot.config import SettingsError, load_settings
+from bot.config import SettingsError, load_settings, parse_language
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services import safejson
 from bot.services.datasets import DatasetStore, Row, parse_dataset, rows_to_csv
@@ -256,6 +256,19 @@ def test_a_huge_number_setting_is_out_of_range_and_shown_short() -> None:
         load_settings({"MAX_AUDIO_MB": "9" * 5000}, env_file=None)
     assert str(raised.value).startswith("MAX_AUDIO_MB: must be between 1 and 500 (got '999")
     assert str(raised.value).endswith("... (5000 characters))")
+
+
+def test_a_language_code_is_ascii_letters() -> None:
+    assert parse_language("fr_CA") == "fr_CA"
+    for raw in ("ελλ", "ｅｎ-US", "e1"):
+        with pytest.raises(ValueError, match="must look like en-US"):
+            parse_language(raw)
+
+
+def test_an_unknown_engine_name_is_shown_short() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"STT_ENGINES": "9" * 1001}, env_file=None)
+    assert len(str(raised.value)) < 400
 
 
 def test_a_path_setting_with_a_nul_is_a_settings_error() -> None:
