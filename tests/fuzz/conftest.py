@@ -14,7 +14,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-CI_EXAMPLES = 25
+CI_EXAMPLES = 50
 LONG_EXAMPLES = 10_000
 
 _relaxed = dict(
