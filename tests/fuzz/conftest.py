@@ -1,6 +1,7 @@
 """Hypothesis profiles for the fuzz suite, and the one property every target must keep.
 
-Profiles (none keeps a database of examples, so no files appear in the repository):
+Profiles (none keeps a database of examples, and hypothesis's caches go to the temporary
+folder, so no files appear in the repository):
 
 - "ci" (the default): a few examples per target, the same ones every run, so the whole
   suite adds well under a minute to the test run.
@@ -11,8 +12,15 @@ Profiles (none keeps a database of examples, so no files appear in the repositor
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# hypothesis keeps caches (constants it found in the code) under its home directory, by
+# default `.hypothesis/` in the working directory: keep them out of the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "voicechat-bot-hypothesis")
 
 CI_EXAMPLES = 50
 LONG_EXAMPLES = 10_000

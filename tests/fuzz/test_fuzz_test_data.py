@@ -30,7 +30,10 @@ from tests.fuzz.strategies import (
 )
 
 # matplotlib warns about characters its font lacks; it draws a box for them.
-pytestmark = pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Glyph .* missing from font"),
+    pytest.mark.filterwarnings("ignore:Tight layout not applied"),
+]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 KEYS = ("text", "label")
