@@ -12,13 +12,19 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.errors import UserFacingError
+from bot.errors import EngineUnavailableError, UserFacingError
 from bot.services.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
 
 APOLOGY = (
     "Sorry, something went wrong on my side. The error has been logged; please try again later."
+)
+ALL_ENGINES_FAILED = (
+    "That service is unavailable right now (no engine could be reached). Try again later."
+)
+ENGINE_UNAVAILABLE = (
+    "That engine is unavailable right now (not installed or not reachable). Try again later."
 )
 
 
@@ -68,12 +74,14 @@ def message_for(ctx: commands.Context[VoiceChatBot], error: Exception) -> str | 
 
 
 def message_for_exception(error: BaseException) -> str | None:
+    """The reply for an exception, or None when it is a bug (then the apology is sent)."""
     if isinstance(error, UserFacingError):
         return error.message
-    if isinstance(error, AllEnginesFailedError):
-        return (
-            "That service is unavailable right now (no engine could be reached). Try again later."
-        )
+    if isinstance(error, EngineUnavailableError):  # the machine's state, not a bug
+        log.warning("%s reached the user: %s", type(error).__name__, error)
+        if isinstance(error, AllEnginesFailedError):
+            return ALL_ENGINES_FAILED
+        return ENGINE_UNAVAILABLE
     if isinstance(error, discord.HTTPException) and error.status == 413:
         return "That file is too large for Discord to accept."
     return None

@@ -62,3 +62,26 @@ def human_size(num_bytes: int) -> str:
     """12.3 MB, or 10 MB for a whole number."""
     value = num_bytes / MB
     return f"{value:.0f} MB" if value == int(value) else f"{value:.1f} MB"
+
+
+def unencodable(text: str) -> str | None:
+    """The first character of `text` that UTF-8 cannot store, as an escape like "\\ud83d"
+    (a lone surrogate: half of a character, as a JSON escape can make); None if there is none.
+    Such a character breaks files, the database and Discord, so user input holding one is
+    refused where it comes in."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
+
+
+def unencodable_problem(what: str, text: str) -> str | None:
+    """Why `text` (called `what` in the message) can't be stored, or None when it can."""
+    found = unencodable(text)
+    if found is None:
+        return None
+    return (
+        f"the {what} holds {found}, half of a character (a lone surrogate); "
+        "remove it or write the whole character"
+    )
