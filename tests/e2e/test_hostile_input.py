@@ -114,3 +114,12 @@ async def test_labels_that_look_like_math_make_a_confusion_matrix(env: E2E) -> N
     assert attachment["filename"] == "confusion_matrix.png"
     assert env.sandbox.file(attachment).startswith(b"\x89PNG\r\n\x1a\n")
     await still_answers(env)
+
+
+async def test_a_message_holding_half_a_character_is_still_answered(env: E2E) -> None:
+    """Discord's JSON can carry a lone surrogate; feedback and chat with one are stored."""
+    reply = await one_reply(env, "!feedback broken \ud800 text")
+    assert reply["content"].startswith("Thank you for your feedback")
+    listing = await env.ask_text("!feedback list")
+    assert "broken \ufffd text" in listing
+    await still_answers(env)
