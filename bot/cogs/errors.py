@@ -87,13 +87,18 @@ def message_for_exception(error: BaseException) -> str | None:
     return None
 
 
-async def reply_error(message: discord.Message, error: BaseException) -> None:
-    """Answer a failed listener (audio, chat) the same way commands are answered."""
+def error_text(error: BaseException, message_id: int) -> str:
+    """What the user is told about a failure; a bug is logged and gets the apology."""
     text = message_for_exception(error)
     if text is None:
-        log.error("error handling message %s", message.id, exc_info=error)
+        log.error("error handling message %s", message_id, exc_info=error)
         text = APOLOGY
-    await message.reply(text, mention_author=False)
+    return text
+
+
+async def reply_error(message: discord.Message, error: BaseException) -> None:
+    """Answer a failed listener (audio, chat) the same way commands are answered."""
+    await message.reply(error_text(error, message.id), mention_author=False)
 
 
 class Errors(commands.Cog):

@@ -567,10 +567,14 @@ class Sandbox:
         message = self._find_message(request)
         if message is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
-        body, _ = await self._read_message_body(request)
+        body, uploads = await self._read_message_body(request)
         for key in ("content", "embeds"):
             if key in body:
                 message[key] = body[key]
+        if "attachments" in body:  # the ones listed by id stay; new files are added
+            keep = {str(a.get("id")) for a in body["attachments"]}
+            kept = [a for a in message["attachments"] if a["id"] in keep]
+            message["attachments"] = kept + [self._store_file(f.filename, f.data) for f in uploads]
         message["edited_timestamp"] = now_iso()
         await self._publish("MESSAGE_UPDATE", message)
         return _json(message)
