@@ -93,6 +93,15 @@ def _engines(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _on_off(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("must be on or off")
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in LOG_LEVELS:
@@ -185,6 +194,11 @@ class Settings:
     )
     transcribe_window_seconds: int = _setting(
         "3600", _int_range(1, 7 * 86400), "The window of TRANSCRIBE_BUDGET_SECONDS, seconds."
+    )
+    warm_up: bool = _setting(
+        "on",
+        _on_off,
+        "Load the first speech and voice engines with a model at start, in the background.",
     )
     # Text to speech and voice
     tts_engines: tuple[str, ...] = _setting(

@@ -344,14 +344,9 @@ class SpeechService:
             limit = f"{self.max_bytes / MB:g}"
             raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
 
-    async def warm_up(self) -> None:
-        """Load the whisper model now rather than on the first request (optional)."""
-        engine = self._chain.get("whisper")
-        if isinstance(engine, WhisperEngine):
-            try:
-                await asyncio.to_thread(engine.load)
-            except EngineUnavailableError as exc:
-                log.warning("whisper not available: %s", exc)
+    async def warm_up(self) -> str | None:
+        """Load the first engine with a model (whisper) now rather than on the first request."""
+        return await self._chain.warm_up()
 
     async def transcribe(
         self, data: bytes, filename: str = "", language: str = "en-US"

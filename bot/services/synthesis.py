@@ -271,6 +271,13 @@ class PiperEngine:
             log.info("piper voice %s loaded", model.name)
         return self._loaded[model]
 
+    def load(self) -> None:
+        """Load the default voice and run it once (the first inference is the slow one)."""
+        with self._lock:
+            piper_voice = self._load(self.default_model())
+            for _ in piper_voice.synthesize("Ready."):
+                pass
+
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         model = self._model_for(voice)
         with self._lock:
@@ -538,6 +545,10 @@ class SynthesisService:
 
     def engine(self, name: str) -> SynthesisEngine | None:
         return self._chain.get(name)
+
+    async def warm_up(self) -> str | None:
+        """Load the first engine with a model (piper) now rather than on the first request."""
+        return await self._chain.warm_up()
 
     async def voices(self, engine: str) -> list[str]:
         """Voice names a server may choose for `engine` ([] if it has none or is unavailable)."""
