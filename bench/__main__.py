@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("hi", "slash", "voice", "tts", "stt", "model", "memory")
+BENCHMARKS = ("hi", "slash", "voice", "tts", "stt", "stream", "model", "memory")
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 

@@ -26,6 +26,8 @@ OWNERS_ONLY_OPTION = (
     "server's own data."
 )
 NOT_OWNER = "Only the bot's owners can use this command."
+# Help text of the commands that take an owner's flags (README "Owners' bot-wide view").
+OWNER_VIEW_HELP = " Bot owners: `--all` lists every server's, `--server ID` shows one server's."
 # An owner's explicit bot-wide view: `--all`, or `--server ID` / `--server=ID`.
 _OWNER_FLAG = re.compile(r"(?<!\S)--(?:(all)|server(?:(?:=|\s+)(?!--)(\S+))?)(?!\S)", re.IGNORECASE)
 

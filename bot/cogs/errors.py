@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._context import VoiceContext
-from bot.errors import UserFacingError
+from bot.errors import EngineUnavailableError, UserFacingError
 from bot.services.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,12 @@ APOLOGY = (
 STALE_COMMAND = (
     "That command has changed since Discord last showed it to you. Try again in a moment "
     "(Discord updates the list when you reopen it)."
+)
+ALL_ENGINES_FAILED = (
+    "That service is unavailable right now (no engine could be reached). Try again later."
+)
+ENGINE_UNAVAILABLE = (
+    "That engine is unavailable right now (not installed or not reachable). Try again later."
 )
 
 
@@ -93,28 +99,35 @@ def message_for_app_error(error: BaseException) -> str | None:
 
 
 def message_for_exception(error: BaseException) -> str | None:
+    """The reply for an exception, or None when it is a bug (then the apology is sent)."""
     while isinstance(getattr(error, "original", None), BaseException):
         error = error.original  # type: ignore[attr-defined]  # CommandInvokeError and kin
     if isinstance(error, commands.CheckFailure):
         return str(error) or "You can't use this command here."
     if isinstance(error, UserFacingError):
         return error.message
-    if isinstance(error, AllEnginesFailedError):
-        return (
-            "That service is unavailable right now (no engine could be reached). Try again later."
-        )
+    if isinstance(error, EngineUnavailableError):  # the machine's state, not a bug
+        log.warning("%s reached the user: %s", type(error).__name__, error)
+        if isinstance(error, AllEnginesFailedError):
+            return ALL_ENGINES_FAILED
+        return ENGINE_UNAVAILABLE
     if isinstance(error, discord.HTTPException) and error.status == 413:
         return "That file is too large for Discord to accept."
     return None
 
 
-async def reply_error(ctx: VoiceContext, error: BaseException) -> None:
-    """Answer a failed listener (audio, chat) or menu the way commands are answered."""
+def error_text(error: BaseException, message_id: int) -> str:
+    """What the user is told about a failure; a bug is logged and gets the apology."""
     text = message_for_exception(error)
     if text is None:
-        log.error("error handling message %s", ctx.message.id, exc_info=error)
+        log.error("error handling message %s", message_id, exc_info=error)
         text = APOLOGY
-    await _answer(ctx, text)
+    return text
+
+
+async def reply_error(ctx: VoiceContext, error: BaseException) -> None:
+    """Answer a failed listener (audio, chat) or menu the way commands are answered."""
+    await _answer(ctx, error_text(error, ctx.message.id))
 
 
 async def _answer(ctx: VoiceContext, text: str) -> None:

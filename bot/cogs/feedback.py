@@ -16,7 +16,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import namespace_of, require_admin, scope_for, scope_from_option
+from bot.cogs._checks import (
+    OWNER_VIEW_HELP,
+    namespace_of,
+    require_admin,
+    scope_for,
+    scope_from_option,
+)
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._suggest import matching, owners_only, suggest
 from bot.cogs.model import active_dataset
@@ -88,9 +94,9 @@ class Feedback(commands.Cog):
     @commands.command(
         brief=FEEDBACK_BRIEF,
         help="Stores your feedback for this server's admins. Admins: `!feedback list [N]` shows "
-        "the latest entries and `!feedback export` sends them all as CSV. Bot owners: add "
-        "`--all` (every server) or `--server ID`. With `/`: `/feedback send`, `/feedback list`, "
-        "`/feedback export`.",
+        "the latest entries and `!feedback export` sends them all as CSV."
+        + OWNER_VIEW_HELP
+        + " With `/`: `/feedback send`, `/feedback list`, `/feedback export`.",
         extras={"example": "feedback The answers about the weather are wrong"},
     )
     async def feedback(self, ctx: VoiceContext, *, text: str = "") -> None:

@@ -15,6 +15,11 @@ from bot.cogs._suggest import matching, suggest
 from bot.errors import NotFoundError
 
 HELP_BRIEF = "Show the commands, or details of one."
+HEADER = "**Commands** (type them with `!`, or pick them from `/`)"
+MENUS = (
+    "On a message, **Apps → Transcribe**, **Speak** and **Correct this reply** "
+    "do the same as `!transcribe`, `!say` and `!correct`."
+)
 
 
 def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
@@ -26,6 +31,12 @@ def example(command: commands.Command[Any, ..., Any], prefix: str) -> str:
 def slash_names(tree: app_commands.CommandTree[Any]) -> set[str]:
     """Qualified names of every `/` command, groups and subcommands included."""
     return {c.qualified_name for c in tree.walk_commands()}
+
+
+def both_forms(command: commands.Command[Any, ..., Any], prefix: str, slash: set[str]) -> str:
+    """`!name` and, when it has a twin, `/name`: how help shows a command."""
+    name = command.qualified_name
+    return f"`{prefix}{name}`" + (f" · `/{name}`" if name in slash else "")
 
 
 class HelpCommand(commands.HelpCommand):
@@ -47,30 +58,27 @@ class HelpCommand(commands.HelpCommand):
         await send_chunks(self.get_destination(), text)
 
     def _forms(self, command: commands.Command[Any, ..., Any]) -> str:
-        name = command.qualified_name
-        slash = f" · `/{name}`" if name in slash_names(self.context.bot.tree) else ""
-        return f"`{self.prefix}{name}`{slash}"
+        return both_forms(command, self.prefix, slash_names(self.context.bot.tree))
 
     async def send_bot_help(self, mapping: Any) -> None:
-        lines = ["**Commands** (type them with `!`, or pick them from `/`)"]
+        """One line a command, grouped by cog; a long list is split between groups or lines."""
+        sections = [HEADER]
         for cog, cmds in sorted(
             mapping.items(), key=lambda kv: kv[0].qualified_name if kv[0] else "~"
         ):
             visible = await self.filter_commands(cmds, sort=True)
             if not visible:
                 continue
-            lines.append(f"__{cog.qualified_name if cog else 'Other'}__")
+            lines = [f"__{cog.qualified_name if cog else 'Other'}__"]
             for command in visible:
                 lines.append(
                     f"{self._forms(command)} — {command.brief or ''} "
                     f"Example: `{example(command, self.prefix)}`"
                 )
-        lines.append(
-            "On a message, **Apps → Transcribe**, **Speak** and **Correct this reply** "
-            "do the same as `!transcribe`, `!say` and `!correct`."
-        )
-        lines.append(f"Type `{self.prefix}help COMMAND` for details of one command.")
-        await self._send("\n".join(lines))
+            sections.append("\n".join(lines))
+        sections.append(MENUS)
+        sections.append(f"Type `{self.prefix}help COMMAND` for details of one command.")
+        await self._send("\n\n".join(sections))
 
     async def send_command_help(self, command: commands.Command[Any, ..., Any]) -> None:
         usage = f"{self.prefix}{command.qualified_name} {command.signature}".strip()

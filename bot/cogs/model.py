@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, namespace_of, scope_for, scope_from_option
+from bot.cogs._checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for, scope_from_option
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._messages import send_chunks
 from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_only, suggest
@@ -137,7 +137,7 @@ class Model(commands.Cog):
     @commands.command(
         brief=DATASETS_BRIEF,
         help="Lists this server's datasets and the shared samples with their row and label "
-        "counts. Bot owners: `--all` lists every server's, `--server ID` one server's.",
+        "counts." + OWNER_VIEW_HELP,
         extras={"example": "datasets"},
     )
     async def datasets(self, ctx: VoiceContext, *, args: str = "") -> None:
@@ -302,8 +302,7 @@ class Model(commands.Cog):
 
     @commands.command(
         brief=JOBS_BRIEF,
-        help="Lists this server's latest jobs. Bot owners: `--all` lists every server's, "
-        "`--server ID` one server's.",
+        help="Lists this server's latest jobs." + OWNER_VIEW_HELP,
         extras={"example": "jobs"},
     )
     async def jobs(self, ctx: VoiceContext, *, args: str = "") -> None:
