@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,34 +36,9 @@ from bot.services.storage import (
 )
 from bot.services.storage.engine import create_engine
 from bot.services.storage.schema import metadata
+from tests.services.conftest import Location
 
 REPO = Path(__file__).resolve().parents[2]
-
-Location = str | Path
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
-    """Where a new, empty database goes: a SQLite file, or a PostgreSQL database URL."""
-    if request.param == "sqlite":
-        return tmp_path / "data" / "bot.db"
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def another_location(
-    request: pytest.FixtureRequest, location: Location, tmp_path: Path
-) -> Location:
-    """A second new database on the same backend as `location`."""
-    if isinstance(location, Path):
-        return tmp_path / "another" / "bot.db"
-    return request.getfixturevalue("new_postgres_database")()
-
-
-@pytest.fixture
-async def storage(location: Location) -> AsyncIterator[Storage]:
-    async with Storage(location) as opened:
-        yield opened
 
 
 async def _inspect(location: Location, look: Callable[[Connection], Any]) -> Any:
@@ -520,7 +495,7 @@ async def test_migrations_upgrade_an_older_schema_and_keep_its_rows(
 async def test_an_older_sqlite_database_is_adopted_at_each_version(tmp_path: Path) -> None:
     """A database the bot made before Alembic, at any of its versions, is stamped and
     upgraded: the rows written at that version are all still there."""
-    for version in range(1, SCHEMA_VERSION + 1):
+    for version in range(1, migrate.LAST_PRE_ALEMBIC_VERSION + 1):
         db = tmp_path / f"v{version}.db"
         await _make_version_1(db)
         # The steps of the old bot after version 1 are the Alembic revisions: take the

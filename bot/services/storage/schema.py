@@ -9,7 +9,7 @@ and only `INTEGER PRIMARY KEY` is the row id that AUTOINCREMENT needs).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -89,6 +89,19 @@ meta = Table(
     metadata,
     Column("key", Text, primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Bytes of datasets and models per namespace and path (blobs.py): BLOB on SQLite, bytea on
+# PostgreSQL.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),  # hex digest of data
+    Column("updated_at", Text, nullable=False),  # ISO 8601, UTC
 )
 
 # Tables with an id the database hands out (db copy moves their counters along).

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Table, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +36,9 @@ from bot.services.storage.schema import (
     meta,
     reply_log,
 )
+
+if TYPE_CHECKING:
+    from bot.services.storage.blobs import DatabaseBlobs
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +166,13 @@ class Storage:
     def path(self) -> Path | None:
         """The SQLite file, None on PostgreSQL."""
         return Path(self.url.database) if self.backend == "sqlite" and self.url.database else None
+
+    @property
+    def blobs(self) -> DatabaseBlobs:
+        """Bytes of datasets and models by namespace and path (blobs.py)."""
+        from bot.services.storage.blobs import DatabaseBlobs
+
+        return DatabaseBlobs(self)
 
     @property
     def engine(self) -> AsyncEngine:

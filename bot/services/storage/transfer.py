@@ -10,9 +10,10 @@ success is refused instead of doubling the rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import LargeBinary, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.services.storage.schema import COUNTED, meta, metadata
@@ -21,6 +22,7 @@ from bot.services.storage.store import Storage, upsert
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 500
+BATCH_BYTES = 16 << 20  # blobs go over in batches of about this much
 
 
 class TargetNotEmptyError(Exception):
@@ -61,14 +63,32 @@ async def copy_database(source: Storage, target: Storage) -> dict[str, int]:
     return copied
 
 
+async def _batches(rows: Any, binary: bool) -> AsyncIterator[list[Any]]:
+    """Rows in batches of BATCH_ROWS, or for a table of bytes of about BATCH_BYTES."""
+    if not binary:
+        async for batch in rows.partitions(BATCH_ROWS):
+            yield batch
+        return
+    batch, size = [], 0
+    async for row in rows:
+        batch.append(row)
+        size += sum(len(v) for v in row.values() if isinstance(v, bytes | bytearray))
+        if size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
 def _rows(count: int) -> str:
     return "1 row" if count == 1 else f"{count} rows"
 
 
 async def _copy_table(out: AsyncConnection, into: AsyncConnection, table: Table) -> int:
     rows = await out.stream(select(table).order_by(*table.primary_key.columns))
+    binary = any(isinstance(c.type, LargeBinary) for c in table.columns)
     copied = 0
-    async for batch in rows.mappings().partitions(BATCH_ROWS):
+    async for batch in _batches(rows.mappings(), binary):
         values = [dict(row) for row in batch]
         if table is meta:  # the target's own meta rows give way to the source's
             for row in values:
