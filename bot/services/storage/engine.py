@@ -13,6 +13,9 @@ On both, text is made storable on the way in (`storable`), so whatever a user se
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,23 @@ def create_engine(url: URL) -> AsyncEngine:
         engine = create_async_engine(url, pool_pre_ping=True)
     event.listen(engine.sync_engine, "before_cursor_execute", _storable_statement, retval=True)
     return engine
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the folder and put the database in WAL mode (kept in the file) before the engine
+    connects. Run in a thread: a new file that several processes open at once makes all but
+    one wait here, as switching to WAL gets "database is locked" without SQLite's own wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS)) as conn:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.services.namespaces import namespace_for
 from bot.services.storage import migrate
-from bot.services.storage.engine import create_engine, database_url, shown_url
+from bot.services.storage.engine import (
+    create_engine,
+    database_url,
+    prepare_sqlite_file,
+    shown_url,
+)
 from bot.services.storage.schema import (
     channel_settings,
     corrections,
@@ -193,7 +198,7 @@ class Storage:
         if self._engine is not None:
             raise RuntimeError("Storage is already open")
         if self.path is not None:
-            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(prepare_sqlite_file, self.path)
         engine = create_engine(self.url)
         try:
             async with engine.begin() as conn:
