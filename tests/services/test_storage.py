@@ -34,7 +34,7 @@ from bot.services.storage import (
     migrate,
     shown_url,
 )
-from bot.services.storage.engine import create_engine
+from bot.services.storage.engine import create_engine, explicit_begin
 from bot.services.storage.schema import metadata
 from tests.services.conftest import Location
 
@@ -47,7 +47,7 @@ async def _inspect(location: Location, look: Callable[[Connection], Any]) -> Any
         location.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url(location))
     try:
-        async with engine.begin() as conn:
+        async with explicit_begin(engine).begin() as conn:
             return await conn.run_sync(look)
     finally:
         await engine.dispose()
@@ -502,7 +502,7 @@ async def test_an_older_sqlite_database_is_adopted_at_each_version(tmp_path: Pat
         # database to `version` with them, then drop Alembic's record as the old bot had none.
         engine = create_engine(database_url(db))
         try:
-            async with engine.begin() as conn:
+            async with explicit_begin(engine).begin() as conn:
                 await conn.run_sync(migrate.upgrade, target=migrate.revision_name(version))
                 await conn.execute(sql("DROP TABLE alembic_version"))
         finally:

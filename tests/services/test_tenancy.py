@@ -29,7 +29,7 @@ from bot.services.namespaces import (
     parse_namespace,
 )
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
-from bot.services.storage.engine import create_engine
+from bot.services.storage.engine import create_engine, explicit_begin
 from bot.services.tenancy import SAMPLES, TenantLimits, Tenants, migrate_files
 from bot.wiring import open_storage
 
@@ -192,7 +192,7 @@ async def _legacy_on_postgresql(data: Path, url: str) -> None:
         }
     engine = create_engine(database_url(url))
     try:
-        async with engine.begin() as conn:
+        async with explicit_begin(engine).begin() as conn:
             await conn.run_sync(migrate.upgrade, target="0003")
             for name, values in rows.items():
                 table = await conn.run_sync(lambda c, n=name: Table(n, MetaData(), autoload_with=c))

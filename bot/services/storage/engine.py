@@ -25,6 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 BUSY_TIMEOUT_SECONDS = 5.0
+EXPLICIT_BEGIN = "bot_explicit_begin"
 # Callers wait this long for the one SQLite connection before an error.
 SQLITE_QUEUE_SECONDS = 60.0
 
@@ -75,6 +76,8 @@ def create_engine(url: URL) -> AsyncEngine:
             pool_size=1,
             max_overflow=0,
             pool_timeout=SQLITE_QUEUE_SECONDS,
+            # Every use ends its transaction (Storage.transaction): no reset needed.
+            pool_reset_on_return=None,
             connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
         )
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
@@ -103,9 +106,11 @@ def prepare_sqlite_file(path: Path) -> None:
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling skips BEGIN before DDL, so a failed migration
-    # could leave half its tables: take BEGIN (below) and COMMIT into our own hands.
-    dbapi_connection.isolation_level = None
+    # The driver begins a transaction by itself before a write (INSERT, UPDATE, DELETE), and
+    # with IMMEDIATE it takes the write lock at once, so a transaction never has to give up
+    # halfway because another writer got there first. Reads need no transaction: each is one
+    # statement. It does not begin one before DDL, so migrations BEGIN themselves (below).
+    dbapi_connection.isolation_level = "IMMEDIATE"
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode = WAL")
@@ -120,9 +125,14 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # IMMEDIATE: a transaction that will write holds the lock from its start, so it never
-    # has to give up halfway because another writer got there first.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.get_execution_options().get(EXPLICIT_BEGIN):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def explicit_begin(engine: AsyncEngine) -> AsyncEngine:
+    """The engine (same connections) for transactions that must begin before their first
+    statement whatever it is: migrations (DDL) and copies (a check, then writes)."""
+    return engine.execution_options(**{EXPLICIT_BEGIN: True})
 
 
 def _storable_statement(

@@ -30,6 +30,7 @@ from bot.services.storage import migrate
 from bot.services.storage.engine import (
     create_engine,
     database_url,
+    explicit_begin,
     prepare_sqlite_file,
     shown_url,
 )
@@ -201,7 +202,7 @@ class Storage:
             await asyncio.to_thread(prepare_sqlite_file, self.path)
         engine = create_engine(self.url)
         try:
-            async with engine.begin() as conn:
+            async with explicit_begin(engine).begin() as conn:
                 await conn.run_sync(migrate.upgrade)
         except BaseException:
             await engine.dispose()
@@ -218,10 +219,11 @@ class Storage:
         await engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, begin_first: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction that commits when the block ends (rolls back on an
-        exception)."""
-        engine = self.engine
+        exception). On SQLite the transaction begins at the first write, unless `begin_first`
+        (for reads that decide what to write, and for DDL)."""
+        engine = explicit_begin(self.engine) if begin_first else self.engine
         self._busy += 1
         self._idle.clear()
         try:

@@ -46,7 +46,7 @@ async def copy_database(source: Storage, target: Storage) -> dict[str, int]:
 
     Raises TargetNotEmptyError (and copies nothing) when the target has data.
     """
-    async with target.transaction() as into:
+    async with target.transaction(begin_first=True) as into:
         held = {name: n for name, n in (await row_counts(into)).items() if n and name != "meta"}
         if held:
             listed = ", ".join(f"{name}: {_rows(n)}" for name, n in held.items())
