@@ -533,6 +533,16 @@ async def test_a_newer_schema_is_refused(location: Location) -> None:
         await storage.list_feedback("1")
 
 
+async def test_another_applications_database_is_refused(location: Location) -> None:
+    def foreign(conn: Connection) -> None:
+        migrate.version_table.create(conn)
+        conn.execute(migrate.version_table.insert().values(version_num="ae1027a6acf"))
+
+    await _inspect(location, foreign)
+    with pytest.raises(RuntimeError, match="a database of its own"):
+        await Storage(location).open()
+
+
 BROKEN_MIGRATION = """
 import sqlalchemy as sa
 from alembic import op

@@ -42,6 +42,10 @@ class SchemaTooNewError(RuntimeError):
     """The database was migrated by a newer release of the bot."""
 
 
+class ForeignSchemaError(RuntimeError):
+    """The database belongs to another application."""
+
+
 def revision_name(version: int) -> str:
     return f"{version:04d}"
 
@@ -57,7 +61,14 @@ def current_version(conn: Connection) -> int | None:
     if not conn.dialect.has_table(conn, VERSION_TABLE):
         return _legacy_version(conn) or None
     revision = conn.execute(select(version_table.c.version_num)).scalar()
-    return None if revision is None else int(revision)
+    if revision is None:
+        return None
+    if not revision.isdigit():
+        raise ForeignSchemaError(
+            f"The database holds another application's tables (Alembic revision {revision!r}); "
+            "give the bot a database of its own."
+        )
+    return int(revision)
 
 
 def upgrade(conn: Connection, target: str = "head", migrations_dir: Path | None = None) -> int:
