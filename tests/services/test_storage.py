@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -30,6 +31,7 @@ from bot.services.storage import (
     DatabaseUrlError,
     Feedback,
     Storage,
+    StorageUnavailableError,
     database_url,
     migrate,
     shown_url,
@@ -71,6 +73,19 @@ def test_locations_name_a_backend_and_urls_never_show_their_password(tmp_path: P
     for bad in ("mysql://u:p@h/db", "sqlite://", "postgresql+psycopg2://h/db"):
         with pytest.raises(DatabaseUrlError):
             database_url(bad)
+
+
+async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = Storage(f"postgresql://bot:s3cret@127.0.0.1:{port}/bot")
+    with pytest.raises(StorageUnavailableError, match=f"bot:\\*\\*\\*@127.0.0.1:{port}") as info:
+        await storage.open()
+    assert "s3cret" not in str(info.value)
+    (tmp_path / "bot.db").mkdir()  # a folder where the file should be
+    with pytest.raises(StorageUnavailableError, match="bot.db"):
+        await Storage(tmp_path / "bot.db").open()
 
 
 async def test_open_creates_the_database_at_the_latest_version(location: Location) -> None:

@@ -9,7 +9,13 @@ SQLite (the default, in DATA_DIR) or PostgreSQL (DATABASE_URL).
 
 from bot.services.storage.engine import DatabaseUrlError, database_url, shown_url, storable
 from bot.services.storage.migrate import SCHEMA_VERSION, SchemaTooNewError
-from bot.services.storage.store import Correction, Feedback, ReplyLog, Storage
+from bot.services.storage.store import (
+    Correction,
+    Feedback,
+    ReplyLog,
+    Storage,
+    StorageUnavailableError,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -19,6 +25,7 @@ __all__ = [
     "ReplyLog",
     "SchemaTooNewError",
     "Storage",
+    "StorageUnavailableError",
     "database_url",
     "shown_url",
     "storable",

@@ -58,8 +58,11 @@ def database_url(location: str | os.PathLike[str]) -> URL:
 
 
 def shown_url(location: str | os.PathLike[str] | URL) -> str:
-    """A URL or path as it may be logged or printed: never with its password."""
+    """A URL or path as it may be logged or printed: never with its password; a SQLite
+    database as its file's path."""
     if isinstance(location, URL):
+        if location.get_backend_name() == "sqlite" and location.database:
+            return location.database
         return location.render_as_string(hide_password=True)
     if isinstance(location, os.PathLike) or "://" not in str(location):
         return str(location)

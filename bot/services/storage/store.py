@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Table, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.services.namespaces import namespace_for
@@ -146,6 +148,24 @@ def upsert(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> Any:
     return statement.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
+class StorageUnavailableError(RuntimeError):
+    """The database can't be reached (a server down, a wrong password, a file that can't be
+    opened)."""
+
+
+def _unavailable(url: URL, exc: BaseException) -> StorageUnavailableError:
+    reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    return StorageUnavailableError(f"can't reach the database {shown_url(url)}: {reason}")
+
+
+async def _reach(engine: AsyncEngine, url: URL) -> None:
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, DBAPIError) as exc:
+        raise _unavailable(url, exc) from exc
+
+
 class Storage:
     """The bot's database. `await open()` before use, `await close()` at the end
     (or `async with Storage(location) as storage:`).
@@ -199,9 +219,13 @@ class Storage:
         if self._engine is not None:
             raise RuntimeError("Storage is already open")
         if self.path is not None:
-            await asyncio.to_thread(prepare_sqlite_file, self.path)
+            try:
+                await asyncio.to_thread(prepare_sqlite_file, self.path)
+            except (OSError, sqlite3.Error) as exc:
+                raise _unavailable(self.url, exc) from exc
         engine = create_engine(self.url)
         try:
+            await _reach(engine, self.url)
             async with explicit_begin(engine).begin() as conn:
                 await conn.run_sync(migrate.upgrade)
         except BaseException:
