@@ -50,7 +50,7 @@ def db_parser() -> argparse.ArgumentParser:
 
 async def run_db(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
     from bot.services.storage import Storage, shown_url
-    from bot.services.storage.transfer import copy_database
+    from bot.services.storage.transfer import copy_database, rows_text
     from bot.wiring import open_storage, storage_location
 
     if args.command == "upgrade":
@@ -70,7 +70,7 @@ async def run_db(args: argparse.Namespace, settings) -> int:  # type: ignore[no-
         copied = await copy_database(source, target)
     print(f"Copied {shown_url(source.url)} to {shown_url(target.url)}:")
     for table, rows in copied.items():
-        print(f"  {table}: {rows} rows")
+        print(f"  {table}: {rows_text(rows)}")
     print(
         "Datasets and models are still files under DATA_DIR/servers/: every process of the "
         "bot needs that folder (docs/SCALING.md)."

@@ -34,6 +34,8 @@ HOW_TO_INSTALL = (
     "on PATH or in PG_BIN, or set TEST_POSTGRESQL_URL to an administrator's URL of a server."
 )
 START_SECONDS = 60
+FOLDER_PREFIX = "bot-postgres-"
+OWNER_FILE = "owner.pid"  # the test run that started the server
 
 
 def _bin_dir() -> Path | None:
@@ -58,6 +60,27 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_orphans(bin_dir: Path) -> None:
+    """Stop and remove the servers of test runs that were killed before their teardown."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            PostgresServer("", folder, bin_dir).stop()
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -92,7 +115,9 @@ class PostgresServer:
         bin_dir = _bin_dir()
         if bin_dir is None:
             pytest.fail(HOW_TO_INSTALL, pytrace=False)
-        folder = Path(tempfile.mkdtemp(prefix="bot-postgres-"))
+        _stop_orphans(bin_dir)
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (folder / OWNER_FILE).write_text(str(os.getpid()))
         as_root = os.geteuid() == 0
         if as_root:
             try:

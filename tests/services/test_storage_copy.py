@@ -123,6 +123,21 @@ def test_bad_targets_are_refused_with_one_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "--to" in missing.stderr
 
 
+async def test_from_picks_the_source_and_to_may_be_a_sqlite_file(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with Storage(postgres_url) as storage:
+        await storage.add_feedback(1, 2, 3, "kept in postgresql")
+    backup = tmp_path / "backup" / "bot.db"
+    done = await asyncio.to_thread(
+        bot_db, tmp_path / "data", "copy", "--from", postgres_url, "--to", str(backup)
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"to {backup}:" in done.stdout and "feedback: 1 row\n" in done.stdout
+    assert await dump(backup) == await dump(postgres_url)
+    assert not (tmp_path / "data" / "bot.db").exists()  # the configured store was not used
+
+
 def test_db_upgrade_migrates_the_configured_database(tmp_path: Path, postgres_url: str) -> None:
     done = bot_db(tmp_path, "upgrade", database_url=postgres_url)
     assert done.returncode == 0, done.stderr

@@ -49,7 +49,7 @@ async def copy_database(source: Storage, target: Storage) -> dict[str, int]:
     async with target.transaction(begin_first=True) as into:
         held = {name: n for name, n in (await row_counts(into)).items() if n and name != "meta"}
         if held:
-            listed = ", ".join(f"{name}: {_rows(n)}" for name, n in held.items())
+            listed = ", ".join(f"{name}: {rows_text(n)}" for name, n in held.items())
             raise TargetNotEmptyError(
                 f"the target database already holds data ({listed}); "
                 "copy into a new, empty database"
@@ -80,7 +80,7 @@ async def _batches(rows: Any, binary: bool) -> AsyncIterator[list[Any]]:
         yield batch
 
 
-def _rows(count: int) -> str:
+def rows_text(count: int) -> str:
     return "1 row" if count == 1 else f"{count} rows"
 
 
