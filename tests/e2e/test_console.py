@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,48 +120,62 @@ def test_console_switches_between_the_two_servers(tmp_path: Path) -> None:
     assert "no sandbox server 'nowhere'; choose from sandbox, second" in out
 
 
-def expect(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> str:
-    """Read the console's output until a line contains `text`; that line."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return line
-    raise AssertionError(f"{text!r} not in the console's output:\n{''.join(seen)}")
+class Output:
+    """The console's output, read line by line in a thread, so a wait can time out."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(x) for x in stdout], daemon=True).start()
+
+    def expect(self, text: str, timeout: float = 120) -> str:
+        """Wait for a line that contains `text`; that line."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not in the console's output:\n{''.join(self.seen)}")
 
 
 def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
     proc = console(tmp_path / "data")
     assert proc.stdin is not None
+    output = Output(proc)
 
     def send(line: str) -> None:
         proc.stdin.write(line + "\n")
         proc.stdin.flush()
 
-    send("//hi")
-    expect(proc, "bot: Hi owner! Type `/help` to see what I can do.")
-    send("//train name:small?")
-    expect(proc, "suggestions: smalltalk")
-    send("/as member")
-    send("//language code:fr")
-    expect(proc, "bot (only you): You don't have permission to use this command.")
-    send("!hi")
-    line = expect(proc, "bot: Hi member! Type `!help`")
-    message_id = line.split("]")[0].lstrip("[")
-    send(f"/menu Correct this reply {message_id}")
-    expect(proc, "bot opened the form “Correct this reply” (The right answer): /modal TEXT")
-    send("/modal Hello, member!")
-    expect(proc, "bot: Thanks, your correction is saved.")
-    send("//transcribe file:tests/fixtures/hello.ogg")
-    expect(proc, "bot is thinking…")
-    expect(proc, "bot: **Transcript:**")
-    send("//voice engine name:siri")
-    expect(proc, "/voice engine name must be one of auto, gtts, piper, espeak")
-    out, _ = proc.communicate("", timeout=120)
-    assert proc.returncode == 0, out
-    assert out.rstrip().endswith("Bye.")
+    try:
+        send("//hi")
+        output.expect("bot: Hi owner! Type `/help` to see what I can do.")
+        send("//train name:small?")
+        output.expect("suggestions: smalltalk")
+        send("/as member")
+        send("//language code:fr")
+        output.expect("bot (only you): You don't have permission to use this command.")
+        send("!hi")
+        line = output.expect("bot: Hi member! Type `!help`")
+        message_id = line.split("]")[0].lstrip("[")
+        send(f"/menu Correct this reply {message_id}")
+        output.expect("bot opened the form “Correct this reply” (The right answer): /modal TEXT")
+        send("/modal Hello, member!")
+        output.expect("bot: Thanks, your correction is saved.")
+        send("//transcribe file:tests/fixtures/hello.ogg")
+        output.expect("bot is thinking…")
+        output.expect("bot: **Transcript:**")
+        send("//voice engine name:siri")
+        output.expect("/voice engine name must be one of auto, gtts, piper, espeak")
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+        output.expect("Bye.")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
