@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.common import LagTicker, percentile, table
 from bot.services.datasets import DatasetStore, Row, dataset_hash
 from bot.services.jobs import JobRunner
-from bot.services.models import CV_MAX_ROWS, ModelService, train_model
+from bot.services.models import ModelService, train_model
+from bot.services.training import CV_MAX_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 100_000

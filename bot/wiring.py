@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.services.jobs import JobRunner
+from bot.services.jobs import JobRunner, best_start_method
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 DB_FILE = "bot.db"
 # Two worker processes: one training and one CPU-bound recognition can run side by side.
 JOB_WORKERS = 2
+# Imported once by the fork server, so a training starts with scikit-learn ready.
+WORKER_PRELOAD = ("bot.services.training",)
 
 
 @dataclass
@@ -60,7 +62,10 @@ async def open_storage(settings: Settings) -> Storage:
 
 async def build_services(settings: Settings) -> Services:
     storage = await open_storage(settings)
-    jobs = JobRunner(max_workers=JOB_WORKERS)
+    jobs = JobRunner(
+        max_workers=JOB_WORKERS, start_method=best_start_method(), preload=WORKER_PRELOAD
+    )
+    jobs.warm_up()
     limits = TenantLimits(
         train_max_bytes=settings.train_max_mb * MB,
         train_max_rows=settings.train_max_rows,

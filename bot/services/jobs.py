@@ -7,8 +7,12 @@ gives each piece of work a short id that users can ask about (`!job a1b2c3`).
 Rules:
 - Jobs with the same `key` run one at a time, in submission order; the later ones stay
   "queued". Jobs with different keys run side by side, up to `max_workers`.
-- Workers are started with "spawn" (or "forkserver"), never "fork": the bot process has
-  threads, and forking a process with threads can deadlock the child.
+- Workers are started with "spawn" or "forkserver", never "fork": the bot process has
+  threads, and forking a process with threads can deadlock the child. With "forkserver",
+  the modules in `preload` are imported once by the fork server, so a new worker starts in
+  milliseconds with them ready (scikit-learn alone takes a second to import); `warm_up`
+  starts the workers in the background, so the first job does not wait for them either.
+- Nothing here blocks the event loop: starting a worker process happens in a thread.
 - A worker that raises, or dies (killed, out of memory), fails its job with a short reason;
   the runner then starts a fresh pool for the next job.
 - The pool is created on first use and shut down after `idle_seconds` without work, so an
@@ -20,15 +24,18 @@ Everything here runs on the event loop; call `submit` from a coroutine or callba
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import multiprocessing
 import os
 import re
 import secrets
 import signal
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -114,14 +121,27 @@ def short_reason(exc: BaseException) -> str:
     return reason
 
 
-def _init_worker() -> None:
-    """Runs once in each worker: ignore Ctrl+C (the bot shuts workers down) and lower priority."""
+def _init_worker(preload: tuple[str, ...] = ()) -> None:
+    """Runs once in each worker: ignore Ctrl+C (the bot shuts workers down), lower priority
+    and import `preload` (already imported by a fork server, so then free)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):
         try:
             os.nice(WORKER_NICENESS)
         except OSError as exc:
             log.debug("could not lower the worker's priority: %s", exc)
+    for module in preload:
+        importlib.import_module(module)
+
+
+def best_start_method() -> Literal["spawn", "forkserver"]:
+    """ "forkserver" where the platform has it (Linux, macOS), else "spawn"."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _start_workers(pool: ProcessPoolExecutor, count: int) -> None:
+    """Make the pool start `count` workers now and wait until they are ready. Blocking."""
+    wait_for_futures([pool.submit(os.getpid) for _ in range(count)])
 
 
 class JobRunner:
@@ -136,6 +156,7 @@ class JobRunner:
         max_workers: int = 1,
         *,
         start_method: Literal["spawn", "forkserver"] = "spawn",
+        preload: Sequence[str] = (),
         idle_seconds: float | None = 300.0,
         history: int = 100,
     ) -> None:
@@ -145,6 +166,7 @@ class JobRunner:
             raise ValueError("start_method must be 'spawn' or 'forkserver'")
         self.max_workers = max_workers
         self._start_method = start_method
+        self._preload = tuple(preload)
         self._idle_seconds = idle_seconds
         self._history = max(history, 1)
         self._pool: ProcessPoolExecutor | None = None
@@ -158,6 +180,23 @@ class JobRunner:
         self._closed = False
 
     # -- public API --------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Start the worker processes in the background now, so the first job finds them
+        ready (with `preload` imported). Call from a coroutine; returns at once."""
+        if not self._closed:
+            self._tasks_add(self._warm())
+
+    async def _warm(self) -> None:
+        started = time.monotonic()
+        pool = self._ensure_pool()
+        try:
+            await asyncio.to_thread(_start_workers, pool, self.max_workers)
+        except Exception as exc:  # noqa: BLE001 - a job will start the workers again
+            log.warning("could not start the job workers ahead of time: %s", exc)
+            return
+        log.info("%d job worker(s) ready in %.2f s", self.max_workers, time.monotonic() - started)
+        self._schedule_idle_shutdown()
 
     def submit(
         self,
@@ -349,7 +388,8 @@ class JobRunner:
         for attempt in (1, 2):
             pool = self._ensure_pool()
             try:
-                future = pool.submit(fn, *args)
+                # In a thread: submit may start a worker process.
+                future = await asyncio.to_thread(pool.submit, fn, *args)
             except BrokenProcessPool:
                 # Broken by an earlier job's worker: this job is innocent, retry it once.
                 self._discard_pool(pool)
@@ -366,8 +406,13 @@ class JobRunner:
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context(self._start_method)
+            if self._start_method == "forkserver" and self._preload:
+                context.set_forkserver_preload(list(self._preload))
             self._pool = ProcessPoolExecutor(
-                self.max_workers, mp_context=context, initializer=_init_worker
+                self.max_workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self._preload,),
             )
             log.debug(
                 "started a %s process pool (%d workers)", self._start_method, self.max_workers

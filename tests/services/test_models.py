@@ -19,7 +19,6 @@ from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFaci
 from bot.services.datasets import DatasetStore, Row, parse_dataset
 from bot.services.jobs import JobRunner
 from bot.services.models import (
-    CV_MAX_ROWS,
     MAX_TYPO_LOOKUPS,
     MIN_KNOWN_SHARE,
     KnownWords,
@@ -29,12 +28,12 @@ from bot.services.models import (
     Scorer,
     TestItem,
     TrainResult,
-    _cv_sample,
     above_chance,
     compile_pipeline,
     parse_test_data,
     parse_test_file,
 )
+from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
 
 # Async tests share the module's event loop, so they can share one warm job runner.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -45,7 +44,7 @@ THREE_LABELS = ROOT / "tests" / "fixtures" / "three_labels.csv"  # greeting, wea
 MIN_CONFIDENCE = 0.35
 
 
-def crashing_train(rows: list[Row], out_dir: Path, dataset: str, dataset_hash: str) -> None:
+def crashing_train(source: object, out_dir: Path, dataset: str) -> None:
     """A training function that fails part-way, as a bug or bad data would."""
     raise RuntimeError("simulated crash while fitting")
 
@@ -122,7 +121,7 @@ async def test_train_job_reports_metrics_and_stores_a_verified_version(
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = manifest["versions"]["v1"]
     assert manifest["active"] == "v1"
-    assert entry["sha256"] == hashlib.sha256((folder / "v1.joblib").read_bytes()).hexdigest()
+    assert entry["sha256"] == hashlib.sha256((folder / "v1.npz").read_bytes()).hexdigest()
     assert entry["rows"] == result.rows and entry["labels"] == result.labels
     assert entry["metrics"]["accuracy"] == result.accuracy
     assert entry["metrics"]["macro_f1"] == result.macro_f1
@@ -139,9 +138,11 @@ async def test_training_needs_an_existing_valid_dataset(jobs: JobRunner, tmp_pat
         await service.start_training("../etc")
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "bad.csv").write_text("text,label\nhi,a\nho,a\n")
-    with pytest.raises(InvalidInputError, match="at least 2 different labels"):
-        await service.start_training("bad")
-    assert jobs.get("nope") is None and not (tmp_path / "models").exists()
+    # The worker reads the dataset: one that can't be trained fails its job with the reason.
+    job = await service.start_training("bad")
+    await jobs.wait(job.id)
+    assert job.status == "failed" and "at least 2 different labels" in job.error
+    assert not (tmp_path / "models").exists()
 
 
 # -- answering -----------------------------------------------------------------------------
@@ -212,9 +213,7 @@ ODD_TEXTS = [
 
 
 def fitted_pipeline(rows: list[Row]):
-    from bot.services.models import _build_pipeline
-
-    return _build_pipeline().fit([r.text for r in rows], [r.label for r in rows])
+    return build_pipeline().fit([r.text for r in rows], [r.label for r in rows])
 
 
 @pytest.mark.parametrize("labels", [16, 2])
@@ -369,9 +368,8 @@ def word_block(idf: dict[str, float]) -> dict:
 
 
 # idf - 1 is a word's information: 0.1 for "the" (in nearly every row), 2.0 at most.
-KNOWN = KnownWords(
-    word_block({"the": 1.1, "is": 1.2, "umbrella": 3.0, "rain": 3.0, "hello": 3.0, "see you": 3.0})
-)
+INFORMATION = {"the": 1.1, "is": 1.2, "umbrella": 3.0, "rain": 3.0, "hello": 3.0, "see you": 3.0}
+KNOWN = KnownWords.of([word_block(INFORMATION)])
 
 
 @pytest.mark.parametrize(
@@ -454,7 +452,7 @@ async def test_versions_and_rollback(jobs: JobRunner, trained_copy: Path) -> Non
 async def test_a_tampered_model_file_is_refused(
     jobs: JobRunner, trained_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = trained_copy / "models" / "smalltalk" / "v1.joblib"
+    path = trained_copy / "models" / "smalltalk" / "v1.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -477,7 +475,7 @@ async def test_a_model_file_not_recorded_is_never_loaded(
     jobs: JobRunner, trained_copy: Path
 ) -> None:
     folder = trained_copy / "models" / "smalltalk"
-    shutil.copy(folder / "v1.joblib", folder / "v7.joblib")  # e.g. dropped in by hand
+    shutil.copy(folder / "v1.npz", folder / "v7.joblib")  # e.g. dropped in by hand
     service = make_service(trained_copy, jobs)
     with pytest.raises(NotFoundError, match="Model version v7 not found"):
         await service.use_version("smalltalk", "v7")
@@ -635,12 +633,12 @@ def test_parse_test_data_limits_and_files() -> None:
 
 def test_cross_validation_sample_is_stratified_and_capped() -> None:
     labels = ["a"] * (CV_MAX_ROWS * 2) + ["b"] * 100 + ["c"] * 3 + ["lonely"]
-    sample = _cv_sample(labels)
+    sample = cv_sample(labels)
     chosen = [labels[i] for i in sample]
     assert abs(len(sample) - CV_MAX_ROWS) < 10
     assert chosen.count("c") == 2 and "lonely" not in chosen
     assert chosen.count("b") in range(45, 56)
-    assert _cv_sample(["x", "x", "y"]) == [0, 1]
+    assert cv_sample(["x", "x", "y"]) == [0, 1]
 
 
 def test_importing_the_service_is_cheap() -> None:
