@@ -277,8 +277,11 @@ def train_model(source: DatasetSource, out_dir: Path, dataset: str) -> TrainResu
             "cv_rows": fitted.cv_rows,
         },
         "sklearn_version": sklearn.__version__,
+        "duration_seconds": round(time.perf_counter() - started, 3),
     }
-    version, created_at = store_version(Path(out_dir) / dataset, dataset, data, entry, started)
+    stored = store_version(Path(out_dir) / dataset, dataset, data, entry)
+    assert stored is not None
+    version, created_at = stored
     return TrainResult(
         dataset=dataset,
         version=version,
@@ -294,12 +297,16 @@ def train_model(source: DatasetSource, out_dir: Path, dataset: str) -> TrainResu
 
 
 def store_version(
-    folder: Path, dataset: str, data: bytes, entry: dict[str, Any], started: float
-) -> tuple[str, datetime]:
-    """Write `data` as the next version of the model in `folder`, record it (with its sha256)
-    in the manifest and make it active; returns (version, creation time)."""
+    folder: Path, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
+) -> tuple[str, datetime] | None:
+    """Write `data` as the next version of the model in `folder`, record it (its file, format,
+    sha256 and creation time, with `entry`) in the manifest and make it active; returns
+    (version, creation time). With `first_only`, only when there is no version yet (else
+    None: another training or install came first)."""
     with _manifest_lock(folder):
         manifest = _read_manifest(folder) or _new_manifest(dataset)
+        if first_only and manifest["versions"]:
+            return None
         version = _next_version(manifest, folder)
         name = f"{version}{MODEL_SUFFIX}"
         atomic_write(folder / name, data)
@@ -310,7 +317,6 @@ def store_version(
             "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": created_at.isoformat(),
             **entry,
-            "duration_seconds": round(time.perf_counter() - started, 3),
         }
         manifest["active"] = version
         _write_manifest(folder, manifest)
@@ -1193,6 +1199,9 @@ class ModelService:
     async def _active_model(self, dataset: str) -> _LoadedModel:
         manifest = await self._manifest(dataset)
         version = manifest.get("active") if manifest else None
+        if (manifest is None or version is None) and await self._install_sample(dataset):
+            manifest = await self._manifest(dataset)
+            version = manifest.get("active") if manifest else None
         if manifest is None or version is None:
             raise NoModelError(
                 f"No model is trained for dataset {dataset} yet. "
@@ -1211,3 +1220,16 @@ class ModelService:
                 model = await asyncio.to_thread(_load_model, folder, dataset, version, entry)
                 self._loaded[dataset] = model
         return model
+
+    async def _install_sample(self, dataset: str) -> bool:
+        """A sample dataset without a model here gets its own copy of the shipped model
+        (`sample_models.install`); True if it now has one."""
+        from bot.services import sample_models
+
+        if self.datasets.samples_dir is None:
+            return False
+        lock = self._load_locks.setdefault(dataset, asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(
+                sample_models.install, self.datasets, self.models_dir, dataset
+            )

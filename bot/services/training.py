@@ -13,9 +13,10 @@ text is analysed once, and the counts of the rows come from sparse matrix produc
 - `\\b\\w+\\b` tokens never contain whitespace either, so a row's tokens are its chunks'
   tokens in order; word bigrams are consecutive tokens of one row, counted with numpy.
 
-Cross-validation reuses those counts: each fold takes its vocabulary (the terms its training
-rows contain, at most `MAX_FEATURES`), idf and TF-IDF from its own training rows, exactly
-as a pipeline refitted on the fold would.
+Cross-validation counts its sample's terms once; each fold then takes its vocabulary (the
+terms its training rows contain, at most `MAX_FEATURES`), idf and TF-IDF from its own
+training rows, exactly as a pipeline refitted on the fold would. It runs in a forked child
+beside the final fit, on the machine's other core.
 
 The fitted model is handed back as a real scikit-learn `Pipeline` (the vectorizers carry the
 vocabulary and idf that were counted), so `check_compiled` compares the compiled model with
@@ -24,7 +25,11 @@ scikit-learn's own `predict_proba`, and the counted TF-IDF with scikit-learn's `
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
 import random
+import threading
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -41,6 +46,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import threadpool_limits
+
+log = logging.getLogger(__name__)
 
 CV_MAX_FOLDS = 5
 # Cross-validation refits the model once per fold; above this many rows it runs on a
@@ -194,12 +201,19 @@ class Block:
 
     def transform(self, counts: Counts, rows: np.ndarray | slice) -> sp.csr_matrix:
         """Sublinear tf x idf, each row scaled to unit length (rows without terms stay 0)."""
-        matrix = counts.matrix[rows][:, self.columns].astype(np.float64)
-        matrix.data = (np.log(matrix.data) + 1.0) * self.idf[matrix.indices]
-        squares = matrix.multiply(matrix).sum(axis=1).A.ravel()
-        norms = np.sqrt(squares, where=squares > 0, out=np.ones_like(squares))
-        matrix.data /= np.repeat(norms, np.diff(matrix.indptr))
-        return matrix
+        part = counts.matrix[rows] if isinstance(rows, np.ndarray) else counts.matrix
+        position = np.full(part.shape[1], -1, dtype=np.int64)
+        position[self.columns] = np.arange(len(self.columns))
+        column = position[part.indices]
+        kept = column >= 0
+        row = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))[kept]
+        column = column[kept]
+        values = (np.log(part.data[kept].astype(np.float64)) + 1.0) * self.idf[column]
+        norms = np.sqrt(np.bincount(row, weights=values * values, minlength=part.shape[0]))
+        values /= norms[row]  # a row with a value has a norm > 0
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(row, minlength=part.shape[0]))))
+        shape = (part.shape[0], len(self.columns))
+        return sp.csr_matrix((values, column, indptr), shape=shape)
 
 
 def _features(blocks: dict[str, Block], counts: dict[str, Counts], rows: Any) -> sp.csr_matrix:
@@ -234,24 +248,64 @@ def cv_sample(labels: Sequence[str]) -> list[int]:
 
 
 def cross_validate(
-    counts: dict[str, Counts], labels: Sequence[str]
+    texts: Sequence[str], labels: Sequence[str]
 ) -> tuple[float | None, float | None, int, int]:
-    """(accuracy, macro-F1, folds, rows used) of stratified k-fold CV, k = min(5, rows/label)."""
-    sample = np.array(cv_sample(labels), dtype=np.int64)
+    """(accuracy, macro-F1, folds, rows used) of stratified k-fold CV, k = min(5, rows/label),
+    on `cv_sample`'s rows; each fold fits its own vocabulary, idf and classifier."""
+    sample = cv_sample(labels)
     y = np.array([labels[i] for i in sample])
     per_label = Counter(y.tolist())
     if len(per_label) < 2:
         return None, None, 0, 0
+    counts = count_terms([texts[i] for i in sample])
     folds = min(CV_MAX_FOLDS, min(per_label.values()))
     predicted = np.empty_like(y)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     for train, test in splitter.split(np.zeros(len(y)), y):
-        blocks = _fit_blocks(counts, sample[train])
-        model = classifier().fit(_features(blocks, counts, sample[train]), y[train])
-        predicted[test] = model.predict(_features(blocks, counts, sample[test]))
+        blocks = _fit_blocks(counts, train)
+        model = classifier().fit(_features(blocks, counts, train), y[train])
+        predicted[test] = model.predict(_features(blocks, counts, test))
     accuracy = float(accuracy_score(y, predicted))
     macro_f1 = float(f1_score(y, predicted, average="macro", zero_division=0))
     return accuracy, macro_f1, folds, len(sample)
+
+
+class _Beside:
+    """`fn(*args)` in a forked child process while this one goes on; `result()` waits for it.
+
+    Training uses the machine's second core this way: cross-validation beside the final fit.
+    Where there is no fork, in a process with other threads (forking those can deadlock the
+    child), or when the child fails, `result()` runs `fn` here instead.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._fn, self._args = fn, args
+        self._pid: int | None = None
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.close(read)
+                with os.fdopen(write, "wb") as out:
+                    out.write(pickle.dumps(fn(*args)))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self._pid, self._read = pid, read
+
+    def result(self) -> Any:
+        if self._pid is not None:
+            with os.fdopen(self._read, "rb") as pipe:
+                data = pipe.read()
+            _, status = os.waitpid(self._pid, 0)
+            if status == 0 and data:
+                return pickle.loads(data)
+            log.warning("cross-validation in a child process failed (status %s)", status)
+        return self._fn(*self._args)
 
 
 def as_pipeline(blocks: dict[str, Block], model: LogisticRegression) -> Pipeline:
@@ -277,14 +331,15 @@ class Fitted:
 
 
 def fit(texts: Sequence[str], labels: Sequence[str]) -> Fitted:
-    """Count, cross-validate and fit on one core (the worker shares the machine with the bot)."""
+    """Count, fit and cross-validate, one core each for the fit and the cross-validation."""
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        metrics = _Beside(cross_validate, texts, labels)
         counts = count_terms(texts)
-        accuracy, macro_f1, folds, cv_rows = cross_validate(counts, labels)
         every = slice(None)
         blocks = _fit_blocks(counts, every)
         model = classifier().fit(_features(blocks, counts, every), np.asarray(labels))
+        accuracy, macro_f1, folds, cv_rows = metrics.result()
     return Fitted(
         as_pipeline(blocks, model),
         lambda rows: _features(blocks, counts, np.asarray(rows, dtype=np.int64)),
