@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("hi", "voice", "tts", "stt", "model", "memory")
+BENCHMARKS = ("hi", "voice", "tts", "stt", "model", "loop", "first_reply", "memory")
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 

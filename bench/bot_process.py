@@ -1,15 +1,18 @@
 """The real bot in a process of its own, with a lag ticker in its event loop.
 
-`python -m bench.bot_process API_BASE GATEWAY_URL` (settings from the environment) starts
-the bot against a sandbox that runs in another process, so what the ticker measures is the
+`python -m bench.bot_process API_BASE GATEWAY_URL [bare]` (settings from the environment)
+starts the bot (or, with `bare`, a plain discord.py bot with only `!hi`: the baseline)
+against a sandbox that runs in another process, so what the ticker measures is the
 bot's own loop: the sandbox's work (JSON, websockets, decoding the bot's audio) happens
 elsewhere. The parent talks to it over stdin/stdout, one line each way:
 
 - the child prints `READY` once the bot is connected;
-- `rss` → `RSS <MB>` (after a garbage collection), `lags` → `LAGS <json>`: every tick so
-  far as [monotonic time at wake-up, lag, CPU seconds of the loop's thread and of the
-  process during the tick] (`Ticker`); `gc` → `GC <json>`: garbage
-  collections that took over 2 ms, as [monotonic time at the start, seconds, generation];
+- `rss` → `RSS <MB>` (after a garbage collection);
+- `helpers` → `HELPERS <count> <MB>`: the processes the bot started (the job runner's fork
+  server and workers) and their proportional share of memory (PSS: shared pages count once);
+- `lags` → `LAGS <json>`: every tick so far (`Ticker`);
+- `gc` → `GC <json>`: garbage collections over 2 ms, [monotonic start, seconds, generation];
+- `stacks` → `STACKS <json>`: where the loop was during stalls (with BENCH_STALL_STACKS=1);
 - `quit` (or end of input) closes the bot; the child prints `BYE` and exits.
 
 `time.monotonic()` is the system-wide CLOCK_MONOTONIC on Linux, so the parent can cut the
@@ -31,8 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+from discord.ext import commands
 
-from bot.app import VoiceChatBot, use_endpoints
+from bot.app import VoiceChatBot, intents, use_endpoints
 from bot.config import load_settings
 from bot.wiring import build_services
 
@@ -46,9 +50,17 @@ ROOT = Path(__file__).resolve().parents[1]
 class BotProcess:
     """The parent's side: start the child against `sandbox`, ask it things, stop it."""
 
-    def __init__(self, sandbox: Sandbox, env: dict[str, str], ready_timeout: float = 60) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        env: dict[str, str],
+        ready_timeout: float = 60,
+        *,
+        bare: bool = False,
+    ) -> None:
         self.sandbox = sandbox
         self.env = env
+        self.bare = bare
         self.ready_timeout = ready_timeout
         self.ready_seconds = 0.0
         self._process: asyncio.subprocess.Process | None = None
@@ -61,6 +73,7 @@ class BotProcess:
             "bench.bot_process",
             self.sandbox.api_base,
             self.sandbox.gateway_url,
+            *(["bare"] if self.bare else []),
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdin=asyncio.subprocess.PIPE,
@@ -86,6 +99,12 @@ class BotProcess:
         """The bot process's resident memory in MB, after a garbage collection."""
         await self._send("rss")
         return float(await self._expect("RSS"))
+
+    async def helpers(self) -> tuple[int, float]:
+        """(number, PSS in MB) of the processes the bot started (fork server, workers)."""
+        await self._send("helpers")
+        count, mb = (await self._expect("HELPERS")).split()
+        return int(count), float(mb)
 
     async def lags(self) -> list[tuple[float, ...]]:
         """Every tick so far: (monotonic time at wake-up, lag, loop CPU, process CPU)."""
@@ -173,6 +192,50 @@ class Ticker:
             self.ticks.append((now, lag, *used))
 
 
+def helper_memory() -> tuple[int, float]:
+    """(number, PSS in MB) of this process's descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            ppid = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")
+            )
+            parents[int(entry.name)] = ppid
+    mine = {os.getpid()}
+    changed = True
+    while changed:
+        found = {pid for pid, ppid in parents.items() if ppid in mine} - mine
+        changed = bool(found)
+        mine |= found
+    total_kb = 0
+    for pid in mine - {os.getpid()}:
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total_kb += next(
+            int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")
+        )
+    return len(mine) - 1, total_kb / 1024
+
+
+def bare_bot(connector: aiohttp.TCPConnector) -> commands.Bot:
+    """The baseline: a plain commands.Bot with only a `!hi` command."""
+    bot = commands.Bot(
+        command_prefix="!", intents=intents(), connector=connector, guild_ready_timeout=0.05
+    )
+
+    @bot.command()
+    async def hi(ctx: commands.Context) -> None:  # type: ignore[type-arg]
+        await ctx.reply(f"Hi {ctx.author.display_name}!")
+
+    return bot
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -193,7 +256,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-async def main(api_base: str, gateway_url: str) -> None:
+async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     if os.environ.get("BENCH_SLOW_CALLBACKS"):  # diagnosis: log callbacks over 15 ms
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
@@ -201,16 +264,19 @@ async def main(api_base: str, gateway_url: str) -> None:
     ticker, collections = Ticker(), Collections()
     sampler = StallSampler(ticker) if os.environ.get("BENCH_STALL_STACKS") else None
     tick_task = asyncio.create_task(ticker.run())
-    settings = load_settings(env_file=None)
     use_endpoints(api_base, gateway_url)
-    services = await build_services(settings)
     # The sandbox's voice server has a throwaway certificate; this process only ever talks to
     # the sandbox on loopback, so it does not check it.
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     connector = aiohttp.TCPConnector(limit=0, ssl=context)
-    bot = VoiceChatBot(settings, services, connector=connector, guild_ready_timeout=0.05)
+    if bare:
+        bot: commands.Bot = bare_bot(connector)
+    else:
+        settings = load_settings(env_file=None)
+        services = await build_services(settings)
+        bot = VoiceChatBot(settings, services, connector=connector, guild_ready_timeout=0.05)
     bot_task = asyncio.create_task(bot.start("sandbox-token"))
     while not bot.is_ready():
         if bot_task.done():
@@ -224,6 +290,9 @@ async def main(api_base: str, gateway_url: str) -> None:
             if line == "rss":
                 gc.collect()
                 say(f"RSS {rss_mb():.1f}")
+            elif line == "helpers":
+                count, mb = helper_memory()
+                say(f"HELPERS {count} {mb:.1f}")
             elif line == "lags":
                 say("LAGS " + json.dumps(ticker.ticks))
             elif line == "stacks":
@@ -242,4 +311,4 @@ async def main(api_base: str, gateway_url: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], bare=sys.argv[3:] == ["bare"]))

@@ -11,7 +11,7 @@ Rules:
   threads, and forking a process with threads can deadlock the child. With "forkserver",
   the modules in `preload` are imported once by the fork server, so a new worker starts in
   milliseconds with them ready (scikit-learn alone takes a second to import); `warm_up`
-  starts the workers in the background, so the first job does not wait for them either.
+  starts the fork server in the background when the bot starts.
 - Nothing here blocks the event loop: starting a worker process happens in a thread.
 - A worker that raises, or dies (killed, out of memory), fails its job with a short reason;
   the runner then starts a fresh pool for the next job.
@@ -27,6 +27,7 @@ import asyncio
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import re
 import secrets
@@ -182,21 +183,25 @@ class JobRunner:
     # -- public API --------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Start the worker processes in the background now, so the first job finds them
-        ready (with `preload` imported). Call from a coroutine; returns at once."""
+        """Get ready for the first job in the background: with "forkserver", start the fork
+        server, which imports `preload` (a worker then starts in milliseconds); with "spawn",
+        start the workers themselves. Call from a coroutine; returns at once."""
         if not self._closed:
             self._tasks_add(self._warm())
 
     async def _warm(self) -> None:
         started = time.monotonic()
-        pool = self._ensure_pool()
         try:
-            await asyncio.to_thread(_start_workers, pool, self.max_workers)
-        except Exception as exc:  # noqa: BLE001 - a job will start the workers again
-            log.warning("could not start the job workers ahead of time: %s", exc)
+            if self._start_method == "forkserver":
+                self._context()  # sets the fork server's preload list
+                await asyncio.to_thread(multiprocessing.forkserver.ensure_running)
+            else:
+                await asyncio.to_thread(_start_workers, self._ensure_pool(), self.max_workers)
+                self._schedule_idle_shutdown()
+        except Exception as exc:  # noqa: BLE001 - the first job will start what it needs
+            log.warning("could not get the job workers ready ahead of time: %s", exc)
             return
-        log.info("%d job worker(s) ready in %.2f s", self.max_workers, time.monotonic() - started)
-        self._schedule_idle_shutdown()
+        log.info("job workers ready to start (%.2f s)", time.monotonic() - started)
 
     def submit(
         self,
@@ -405,12 +410,9 @@ class JobRunner:
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            context = multiprocessing.get_context(self._start_method)
-            if self._start_method == "forkserver" and self._preload:
-                context.set_forkserver_preload(list(self._preload))
             self._pool = ProcessPoolExecutor(
                 self.max_workers,
-                mp_context=context,
+                mp_context=self._context(),
                 initializer=_init_worker,
                 initargs=(self._preload,),
             )
@@ -418,6 +420,12 @@ class JobRunner:
                 "started a %s process pool (%d workers)", self._start_method, self.max_workers
             )
         return self._pool
+
+    def _context(self) -> multiprocessing.context.BaseContext:
+        context = multiprocessing.get_context(self._start_method)
+        if self._start_method == "forkserver" and self._preload:
+            context.set_forkserver_preload(list(self._preload))  # type: ignore[attr-defined]
+        return context
 
     def _discard_pool(self, pool: ProcessPoolExecutor) -> None:
         """Drop a broken pool; the next job gets a fresh one."""

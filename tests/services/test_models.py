@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,8 @@ import pytest
 import pytest_asyncio
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services.datasets import DatasetStore, Row, parse_dataset
+from bot.services import training
+from bot.services.datasets import DatasetStore, Row, parse_dataset, replies_by_label
 from bot.services.jobs import JobRunner
 from bot.services.models import (
     MAX_TYPO_LOOKUPS,
@@ -28,10 +31,12 @@ from bot.services.models import (
     Scorer,
     TestItem,
     TrainResult,
+    _vocabularies,
     above_chance,
     compile_pipeline,
     parse_test_data,
     parse_test_file,
+    read_artifact,
 )
 from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
 
@@ -226,6 +231,91 @@ def test_the_compiled_model_scores_like_scikit_learn(labels: int) -> None:
     assert scorer.classes == kept
     for text in ODD_TEXTS + [r.text for r in rows[::7]]:
         assert scorer.proba(text) == pytest.approx(pipeline.predict_proba([text])[0], abs=1e-5)
+
+
+def test_the_training_counts_terms_as_scikit_learn_does() -> None:
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
+    texts = [r.text for r in rows] + ODD_TEXTS + ["Ünïcödé  ÉCOLE", "a-b c_d e.f", "x\ty\nz"]
+    labels = [r.label for r in rows] + ["odd"] * (len(texts) - len(rows))
+    fitted = training.fit(texts, labels)
+    ours = fitted.pipeline.named_steps["features"]
+    theirs = build_pipeline().named_steps["features"].fit(texts)
+    for (name, mine), (_, sklearns) in zip(
+        ours.transformer_list, theirs.transformer_list, strict=True
+    ):
+        assert set(mine.vocabulary_) == set(sklearns.vocabulary_), name
+        order = [mine.vocabulary_[term] for term in sklearns.get_feature_names_out()]
+        assert np.allclose(mine.idf_[order], sklearns.idf_), name
+    counted = fitted.features(range(len(texts))).toarray()
+    assert np.allclose(counted, ours.transform(texts).toarray(), atol=1e-6)
+
+
+def test_the_vocabulary_keeps_the_most_frequent_terms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "MAX_FEATURES", 5)
+    counts = training.count_terms(["a a a b", "b c", "a d", "e f g"])
+    block = training.Block.fit(counts["words"], slice(None))
+    assert block.terms[:2] == ["a", "b"] and len(block.terms) == 5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_validation_runs_beside_the_fit_or_falls_back(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training.threading, "active_count", lambda: threads)
+    beside = training._Beside(os.getpid)
+    assert (beside.result() != os.getpid()) == (threads == 1)  # forked only without threads
+
+
+def test_a_failing_child_falls_back_to_running_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training.threading, "active_count", lambda: 1)
+
+    def flaky() -> str:
+        if os.getpid() != parent:
+            os._exit(3)  # the child dies
+        return "here"
+
+    parent = os.getpid()
+    assert training._Beside(flaky).result() == "here"
+
+
+def test_a_model_file_is_plain_arrays(trained: Path) -> None:
+    data = (trained / "models" / "smalltalk" / "v1.npz").read_bytes()
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        assert all(npz[name].dtype != object for name in npz.files)
+    assert read_artifact(data).predict("hello")[0] == "greeting"
+
+
+@module_loop
+async def test_a_format_1_model_of_an_older_version_still_loads(
+    jobs: JobRunner, tmp_path: Path
+) -> None:
+    import joblib
+
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
+    pipeline = fitted_pipeline(rows)
+    old = {
+        "format": 1,
+        "dataset": "smalltalk",
+        "model": _vocabularies(pipeline),
+        "replies": replies_by_label(rows),
+        "exact": {},
+    }
+    buffer = io.BytesIO()
+    joblib.dump(old, buffer)
+    folder = tmp_path / "models" / "smalltalk"
+    folder.mkdir(parents=True)
+    (folder / "v1.joblib").write_bytes(buffer.getvalue())
+    entry = {"sha256": hashlib.sha256(buffer.getvalue()).hexdigest(), "created_at": "2026-01-01"}
+    manifest = {"format": 1, "dataset": "smalltalk", "active": "v1", "versions": {"v1": entry}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    service = make_service(tmp_path, jobs)
+    for text in ("hello there", "tell me a joke", "wats your name", "qzxv"):
+        got = service._loaded.get("smalltalk")
+        prediction = await service.predict("smalltalk", text)
+        assert prediction.label == pipeline.predict([text])[0] or prediction.confidence == 0.0
+    scorer = service._loaded["smalltalk"].scorer
+    assert scorer.proba("hello") == pytest.approx(pipeline.predict_proba(["hello"])[0], abs=1e-5)
+    assert got is service._loaded["smalltalk"]
 
 
 @module_loop
