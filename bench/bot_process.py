@@ -15,6 +15,10 @@ elsewhere. The parent talks to it over stdin/stdout, one line each way:
 - `stacks` → `STACKS <json>`: where the loop was during stalls (with BENCH_STALL_STACKS=1);
 - `quit` (or end of input) closes the bot; the child prints `BYE` and exits.
 
+`python -m bench.bot_process probe` is only the ticker, in an idle process: how late a
+process that does nothing wakes up shows what the machine's other processes cost everyone
+at the same moment (on a shared 2-core machine, that is most of what remains).
+
 `time.monotonic()` is the system-wide CLOCK_MONOTONIC on Linux, so the parent can cut the
 ticks into windows with its own clock.
 """
@@ -30,6 +34,7 @@ import os
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,7 +57,7 @@ class BotProcess:
 
     def __init__(
         self,
-        sandbox: Sandbox,
+        sandbox: Sandbox | None,
         env: dict[str, str],
         ready_timeout: float = 60,
         *,
@@ -61,6 +66,11 @@ class BotProcess:
         self.sandbox = sandbox
         self.env = env
         self.bare = bare
+        self.arguments = (
+            ["probe"]
+            if sandbox is None
+            else [sandbox.api_base, sandbox.gateway_url, *(["bare"] if bare else [])]
+        )
         self.ready_timeout = ready_timeout
         self.ready_seconds = 0.0
         self._process: asyncio.subprocess.Process | None = None
@@ -71,9 +81,7 @@ class BotProcess:
             sys.executable,
             "-m",
             "bench.bot_process",
-            self.sandbox.api_base,
-            self.sandbox.gateway_url,
-            *(["bare"] if self.bare else []),
+            *self.arguments,
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdin=asyncio.subprocess.PIPE,
@@ -164,7 +172,7 @@ class StallSampler:
         while True:
             time.sleep(0.002)
             last = self.ticker.ticks[-1][0] if self.ticker.ticks else time.monotonic()
-            if time.monotonic() - last > 0.025:
+            if time.monotonic() - last > 0.015:
                 frame = sys._current_frames().get(self._loop_thread)
                 if frame is not None:
                     stack = traceback.extract_stack(frame)[-6:]
@@ -256,6 +264,27 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
+async def serve(ticker: Ticker, extra: dict[str, Callable[[], str]]) -> None:
+    """Answer the parent's commands until `quit` or the end of input."""
+    commands = await read_commands()
+    while line := (await commands.readline()).decode().strip():
+        if line == "lags":
+            say("LAGS " + json.dumps(ticker.ticks))
+        elif line == "quit":
+            break
+        elif line in extra:
+            say(extra[line]())
+
+
+async def probe() -> None:
+    ticker = Ticker()
+    task = asyncio.create_task(ticker.run())
+    say("READY")
+    await serve(ticker, {})
+    task.cancel()
+    say("BYE")
+
+
 async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     if os.environ.get("BENCH_SLOW_CALLBACKS"):  # diagnosis: log callbacks over 15 ms
         loop = asyncio.get_running_loop()
@@ -284,23 +313,25 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
             raise RuntimeError("the bot stopped before it was ready")
         await asyncio.sleep(0.005)
     say("READY")
-    commands = await read_commands()
+
+    def rss() -> str:
+        gc.collect()
+        return f"RSS {rss_mb():.1f}"
+
+    def helpers() -> str:
+        count, mb = helper_memory()
+        return f"HELPERS {count} {mb:.1f}"
+
     try:
-        while line := (await commands.readline()).decode().strip():
-            if line == "rss":
-                gc.collect()
-                say(f"RSS {rss_mb():.1f}")
-            elif line == "helpers":
-                count, mb = helper_memory()
-                say(f"HELPERS {count} {mb:.1f}")
-            elif line == "lags":
-                say("LAGS " + json.dumps(ticker.ticks))
-            elif line == "stacks":
-                say("STACKS " + json.dumps(sampler.samples if sampler else []))
-            elif line == "gc":
-                say("GC " + json.dumps(collections.slow))
-            elif line == "quit":
-                break
+        await serve(
+            ticker,
+            {
+                "rss": rss,
+                "helpers": helpers,
+                "stacks": lambda: "STACKS " + json.dumps(sampler.samples if sampler else []),
+                "gc": lambda: "GC " + json.dumps(collections.slow),
+            },
+        )
     finally:
         tick_task.cancel()
         await bot.close()
@@ -311,4 +342,7 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main(sys.argv[1], sys.argv[2], bare=sys.argv[3:] == ["bare"]))
+    if sys.argv[1:] == ["probe"]:
+        asyncio.run(probe())
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2], bare=sys.argv[3:] == ["bare"]))
