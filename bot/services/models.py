@@ -56,7 +56,7 @@ A model file is loaded only when the sha256 of its bytes equals the one recorded
 service wrote it, and the bytes that were hashed are the bytes that are loaded. Format-2 files
 are read with `allow_pickle=False`, so reading one never runs code. Versions made before
 format 2 are `vN.joblib` pickles of vocabularies (format 1): they still load, through the
-same sha256 check, and are turned into arrays when they load.
+same sha256 check, and are turned into arrays by a worker process when they load.
 
 Heavy modules (scikit-learn, numpy, joblib, matplotlib) are imported inside functions, so
 importing this module is cheap.
@@ -602,15 +602,34 @@ def read_artifact(data: bytes) -> _LoadedModel:
     return _LoadedModel(compiled, meta["replies"], meta["exact"])
 
 
-def _read_format_1(data: bytes) -> _LoadedModel:
-    """A model from a format-1 file (a joblib pickle of vocabularies) of an older version;
-    only ever called on bytes whose sha256 the manifest recorded when the bot wrote them."""
+def format_1_as_arrays(folder: Path, dataset: str, version: str, entry: dict[str, Any]) -> bytes:
+    """A format-1 version (a joblib pickle of vocabularies that an older version of the bot
+    wrote) read, verified and turned into the bytes of a format-2 file. Meant for a worker
+    process: unpickling a large vocabulary holds the GIL for tens of milliseconds."""
     import joblib
 
-    artifact = joblib.load(io.BytesIO(data))
-    if not isinstance(artifact, dict) or artifact.get("format") != 1:
-        raise ValueError("not a model file of format 1")
-    return _LoadedModel(_hashed(artifact["model"]), artifact["replies"], artifact["exact"])
+    data = _read_verified(folder, dataset, version, entry)
+    try:
+        artifact = joblib.load(io.BytesIO(data))
+        if not isinstance(artifact, dict) or artifact.get("format") != 1:
+            raise ValueError("not a model file of format 1")
+        meta = {
+            "dataset": dataset,
+            "replies": artifact["replies"],
+            "exact": artifact["exact"],
+            "sklearn_version": artifact.get("sklearn_version"),
+        }
+        return artifact_bytes(_hashed(artifact["model"]), meta)
+    except (KeyError, TypeError, ValueError, EOFError) as exc:
+        log.warning("model %s %s can't be read: %s", dataset, version, exc)
+        raise _unusable(dataset, version) from None
+
+
+def _unusable(dataset: str, version: str) -> ModelIntegrityError:
+    return ModelIntegrityError(
+        f"The model of dataset {dataset} ({version}) can't be used (it was made by another "
+        f"version of the bot). An admin can run `!train {dataset}` to train a new one."
+    )
 
 
 # -- a loaded model ------------------------------------------------------------------------
@@ -880,20 +899,24 @@ def _read_verified(folder: Path, dataset: str, version: str, entry: dict[str, An
     return data
 
 
-def _load_model(folder: Path, dataset: str, version: str, entry: dict[str, Any]) -> _LoadedModel:
-    """Read, verify and load one version. Blocking; the bytes that were hashed are the bytes
-    that are loaded. A format-2 file is arrays; a format-1 file is a pickle the bot wrote."""
-    data = _read_verified(folder, dataset, version, entry)
+def _is_format_1(folder: Path, version: str, entry: dict[str, Any]) -> bool:
+    return _model_path(folder, version, entry).suffix == ".joblib"
+
+
+def _load_model(
+    folder: Path, dataset: str, version: str, entry: dict[str, Any], data: bytes | None = None
+) -> _LoadedModel:
+    """Read, verify and load one version (format 2), or load `data`, the format-2 bytes a
+    worker made of a format-1 version (`format_1_as_arrays`). Blocking; the bytes that were
+    hashed are the bytes that are loaded."""
+    if data is None:
+        data = _read_verified(folder, dataset, version, entry)
     started = time.perf_counter()
-    legacy = _model_path(folder, version, entry).suffix == ".joblib"
     try:
-        model = _read_format_1(data) if legacy else read_artifact(data)
+        model = read_artifact(data)
     except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
         log.warning("model %s %s can't be read: %s", dataset, version, exc)
-        raise ModelIntegrityError(
-            f"The model of dataset {dataset} ({version}) can't be used (it was made by another "
-            f"version of the bot). An admin can run `!train {dataset}` to train a new one."
-        ) from None
+        raise _unusable(dataset, version) from None
     model.version, model.sha256 = version, entry["sha256"]
     log.info("loaded model %s %s in %.3f s", dataset, version, time.perf_counter() - started)
     return model
@@ -1217,7 +1240,15 @@ class ModelService:
             model = self._loaded.get(dataset)
             if model is None or model.version != version or model.sha256 != sha256:
                 folder = self.models_dir / dataset
-                model = await asyncio.to_thread(_load_model, folder, dataset, version, entry)
+                converted = None
+                if _is_format_1(folder, version, entry):  # unpickled in a worker, not here
+                    converted = await self.jobs.run(
+                        "load", f"load:{self.namespace}:{dataset}", format_1_as_arrays,
+                        folder, dataset, version, entry,
+                    )  # fmt: skip
+                model = await asyncio.to_thread(
+                    _load_model, folder, dataset, version, entry, converted
+                )
                 self._loaded[dataset] = model
         return model
 

@@ -316,6 +316,13 @@ async def test_a_format_1_model_of_an_older_version_still_loads(
     scorer = service._loaded["smalltalk"].scorer
     assert scorer.proba("hello") == pytest.approx(pipeline.predict_proba(["hello"])[0], abs=1e-5)
     assert got is service._loaded["smalltalk"]
+    assert jobs.list() == []  # it was unpickled by a worker, but that is no job to list
+
+    tampered = bytearray(buffer.getvalue())
+    tampered[len(tampered) // 2] ^= 1
+    (folder / "v1.joblib").write_bytes(bytes(tampered))
+    with pytest.raises(ModelIntegrityError, match="does not match its record"):
+        await make_service(tmp_path, jobs).predict("smalltalk", "hello")
 
 
 @module_loop
