@@ -37,14 +37,15 @@ the worker reads the dataset itself, so the bot's process never holds its rows.
 
 What is stored is the fitted model "compiled" to arrays (format 2, `artifact_bytes`): for each
 vectorizer its settings, the 64-bit keys of its terms (blake2b, sorted) and their idf; the
-classifier's coefficients in the same order; and for the knowledge gate the keys and
-information of the single words. The bot finds a term's column by binary search of its key,
-scores a message with a few numpy operations (well under 1 ms, where scikit-learn's per-call
-input checks alone take 2 ms) and never imports scikit-learn, which saves about 100 MB in the
-bot process. Loading a model is reading arrays: no vocabulary dict to rebuild, so it takes a
-few milliseconds for 100k terms and holds the GIL for hardly any of them. The worker checks,
-right after fitting, that the file read back as the bot reads it gives scikit-learn's
-probabilities; a training whose check fails is reported as failed.
+classifier's coefficients in the same order; and for the knowledge gate the single words
+(one newline-joined string; a few thousand words where the vocabulary with its bigrams and
+character n-grams has up to 100k terms) with their information. The bot finds a term's column
+by binary search of its key, scores a message with a few numpy operations (well under 1 ms,
+where scikit-learn's per-call input checks alone take 2 ms) and never imports scikit-learn,
+which saves about 100 MB in the bot process. Loading a model is reading arrays and making one
+dict of the single words: a few milliseconds for 100k terms, holding the GIL for hardly any.
+The worker checks, right after fitting, that the file read back as the bot reads it gives
+scikit-learn's probabilities; a training whose check fails is reported as failed.
 
 Store: `<data_dir>/models/<dataset>/v1.npz, v2.npz, ...` and `manifest.json`, which records
 for each version its file, format, the dataset hash, metrics, creation time, row and label
@@ -114,7 +115,8 @@ MAX_TEST_ITEMS = 1000
 MIN_KNOWN_SHARE = 0.5
 # A typo names a known word only in words this long: shorter ones match too much by chance.
 TYPO_MIN_CHARS = 4
-# Typo look-ups per message (each about 0.2 ms), so long gibberish stays fast to score.
+# Typo look-ups per message (each about 50 µs), so long gibberish stays fast to score (a
+# 2,000-character one in about 1 ms).
 MAX_TYPO_LOOKUPS = 8
 # With more distinct characters than this in the vocabulary (a non-alphabetic script), a typo
 # is looked for as an extra or swapped letter only, not a missing or wrong one.
@@ -512,23 +514,23 @@ def _hashed(plain: dict[str, Any]) -> dict[str, Any]:
 
 
 def _known_words(blocks: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """What the knowledge gate needs from the word block that keeps single words: their keys
-    (sorted), their information (idf - 1), the letters of its terms and its longest word."""
+    """What the knowledge gate needs from the word block that keeps single words: the words
+    themselves (a few thousand short strings, where the whole vocabulary with its bigrams and
+    character n-grams can be 100k), their information (idf - 1), the letters of the block's
+    terms and its longest word."""
     import numpy as np
 
     for index, block in enumerate(blocks):
         if block["analyzer"] == "word" and block["ngram_range"][0] == 1:
             vocabulary: dict[str, int] = block["vocabulary"]
-            words = [term for term in vocabulary if " " not in term]
-            keys = term_keys(words)
-            order = np.argsort(keys)
+            words = sorted(term for term in vocabulary if " " not in term)
             idf = np.asarray(block["idf"], dtype=np.float64)
             columns = np.fromiter((vocabulary[w] for w in words), np.int64, len(words))
             letters = set("".join(vocabulary)) - {" "}
             return {
                 "block": index,
-                "keys": keys[order],
-                "information": idf[columns[order]] - 1.0,
+                "words": words,
+                "information": idf[columns] - 1.0,
                 "alphabet": "".join(sorted(letters)) if len(letters) <= MAX_TYPO_ALPHABET else "",
                 "longest": max(map(len, words), default=0),
             }
@@ -557,7 +559,9 @@ def artifact_bytes(compiled: dict[str, Any], meta: dict[str, Any]) -> bytes:
     for i, block in enumerate(compiled["blocks"]):
         arrays[f"keys{i}"], arrays[f"idf{i}"] = block["keys"], block["idf"]
     if known is not None:
-        arrays["known_keys"], arrays["known_information"] = known["keys"], known["information"]
+        # Words never contain a newline (the token pattern is \w+): one string, newline-joined.
+        arrays["known_words"] = np.frombuffer("\n".join(known["words"]).encode(), np.uint8)
+        arrays["known_information"] = known["information"]
     buffer = io.BytesIO()
     # Fixed timestamps: the same model gives the same bytes (and sha256).
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -591,7 +595,9 @@ def read_artifact(data: bytes) -> _LoadedModel:
     ]
     known = meta["known"]
     if known is not None:
-        known = {**known, "keys": arrays["known_keys"], "information": arrays["known_information"]}
+        text = arrays["known_words"].tobytes().decode("utf-8")
+        words = text.split("\n") if text else []
+        known = {**known, "words": words, "information": arrays["known_information"]}
     compiled = {
         "blocks": blocks,
         "coef": arrays["coef"],
@@ -723,7 +729,7 @@ def _one_edit(word: str, alphabet: str) -> Iterator[str]:
 class KnownWords:
     """Which of a message's words a model was trained on: the knowledge gate (module docstring).
 
-    Made from the word block that keeps single words: their keys, their information, the
+    Made from the word block that keeps single words: the words and their information, the
     letters of the block's terms (typos are looked for with those) and the longest word.
     Only single words count: bigrams add no new words, and character n-grams are not knowledge.
     """
@@ -732,10 +738,11 @@ class KnownWords:
         import numpy as np
 
         self._tokens = _tokenizer(block)
-        self._keys = np.asarray(known["keys"], dtype="<u8")
+        words: list[str] = known["words"]
+        self._index = dict(zip(words, range(len(words)), strict=True))
         self._information = np.asarray(known["information"], dtype=np.float64)
-        if self._keys.shape != self._information.shape:
-            raise ValueError("the known words' shapes do not match")
+        if len(self._index) != len(words) or self._information.shape != (len(words),):
+            raise ValueError("the known words do not match their information")
         self._unknown = float(self._information.max(initial=0.0))
         self._alphabet: str = known["alphabet"]
         self._longest = int(known["longest"])
@@ -750,34 +757,29 @@ class KnownWords:
         """The share of the text's word information in known words, in [0, 1]: 1 when every
         word is known; 0 with unknown words only, and for a text without words or whose words
         are all in every training row (they tell the labels apart no better than nothing)."""
-        tokens = self._tokens(text)
-        if not tokens:
-            return 0.0
-        found = _lookup(self._keys, term_keys(tokens))
         known = total = 0.0
         lookups = MAX_TYPO_LOOKUPS
-        for token, index in zip(tokens, found.tolist(), strict=True):
-            if index < 0 and lookups > 0 and len(token) >= TYPO_MIN_CHARS:
+        for token in self._tokens(text):
+            index = self._index.get(token)
+            if index is None and lookups > 0 and len(token) >= TYPO_MIN_CHARS:
                 lookups -= 1
                 index = self._typo_of(token)
-            weight = self._unknown if index < 0 else float(self._information[index])
+            weight = self._unknown if index is None else float(self._information[index])
             total += weight
-            if index >= 0:
+            if index is not None:
                 known += weight
         return known / total if total > 0.0 else 0.0
 
-    def _typo_of(self, token: str) -> int:
-        """The position of a known word (4+ characters) one typo away, or -1."""
-        import numpy as np
-
+    def _typo_of(self, token: str) -> int | None:
+        """The index of a known word (4+ characters) one typo away, if any."""
         if len(token) > self._longest + 1:  # one typo changes the length by one at most
-            return -1
-        candidates = [
-            c for c in _one_edit(token, self._alphabet) if len(c) >= TYPO_MIN_CHARS and " " not in c
-        ]
-        found = _lookup(self._keys, term_keys(candidates))
-        hits = np.flatnonzero(found >= 0)
-        return int(found[hits[0]]) if len(hits) else -1
+            return None
+        for candidate in _one_edit(token, self._alphabet):
+            if len(candidate) >= TYPO_MIN_CHARS:
+                index = self._index.get(candidate)
+                if index is not None:
+                    return index
+        return None
 
 
 def above_chance(proba: np.ndarray) -> float:
