@@ -136,7 +136,7 @@ def _init_worker(preload: tuple[str, ...] = ()) -> None:
 
 
 def best_start_method() -> Literal["spawn", "forkserver"]:
-    """ "forkserver" where the platform has it (Linux, macOS), else "spawn"."""
+    """The "forkserver" start method where the platform has it (Linux, macOS), else "spawn"."""
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
