@@ -9,7 +9,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("hi", "voice", "tts", "stt", "model", "loop", "first_reply", "memory")
+BENCHMARKS = (
+    "hi",
+    "voice",
+    "tts",
+    "stt",
+    "stream",
+    "model",
+    "loop",
+    "first_reply",
+    "memory",
+)
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 

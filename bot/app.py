@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -61,11 +62,14 @@ class VoiceChatBot(commands.Bot):
         )
         self.settings = settings
         self.services = services
+        self.warming: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
+        if self.settings.warm_up:
+            self.warming = asyncio.create_task(self.services.warm_up(), name="warm-up")
 
     async def on_ready(self) -> None:
         log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
@@ -95,6 +99,8 @@ class VoiceChatBot(commands.Bot):
         self.dispatch("bot_reply", message, reply)
 
     async def close(self) -> None:
+        if self.warming is not None:
+            self.warming.cancel()
         # Running jobs finish first (briefly), so their results can still be posted.
         if self.services.jobs.pending:
             log.info("waiting for %d job(s) before stopping", self.services.jobs.pending)

@@ -2,11 +2,13 @@
 
 This is the only place defaults live. A real environment variable wins over `.env`.
 Every bad value is reported as one line naming the setting; `load_settings` raises
-`SettingsError` with all of them at once.
+`SettingsError` with all of them at once. A `.env` that can't be read (not UTF-8 text, no
+permission) is reported the same way, naming the file and line.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +19,9 @@ from typing import Any
 from dotenv import dotenv_values
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A bad value longer than this is cut in the report.
+SHOWN_VALUE_CHARS = 80
+_BOM = b"\xef\xbb\xbf"
 STT_ENGINE_NAMES = ("google", "whisper", "sphinx")
 TTS_ENGINE_NAMES = ("gtts", "piper", "espeak")
 
@@ -39,6 +44,8 @@ def _optional(raw: str) -> str | None:
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
+        if len(raw.strip()) > len(str(high)) + 10:  # also keeps clear of the int-string limit
+            raise ValueError(f"must be between {low} and {high}")
         value = int(raw.strip())
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
@@ -57,9 +64,16 @@ def _float_range(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _path(raw: str) -> Path:
+    value = raw.strip()
+    if "\x00" in value:
+        raise ValueError("must be a path without NUL characters")
+    return Path(value)
+
+
 def _ids(raw: str) -> tuple[int, ...]:
     parts = [p.strip() for p in raw.replace(";", ",").split(",") if p.strip()]
-    if not all(p.isdigit() for p in parts):
+    if not all(p.isascii() and p.isdigit() and len(p) <= 30 for p in parts):
         raise ValueError("must be a comma-separated list of numeric user ids")
     return tuple(int(p) for p in parts)
 
@@ -71,10 +85,21 @@ def _engines(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
             raise ValueError("needs at least one engine")
         unknown = [n for n in names if n not in allowed]
         if unknown:
-            raise ValueError(f"unknown engine {unknown[0]!r}; choose from {', '.join(allowed)}")
+            raise ValueError(
+                f"unknown engine {_shown(unknown[0])}; choose from {', '.join(allowed)}"
+            )
         return names
 
     return parse
+
+
+def _on_off(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("must be on or off")
 
 
 def _log_level(raw: str) -> str:
@@ -94,7 +119,7 @@ def _prefix(raw: str) -> str:
 def parse_language(raw: str) -> str:
     value = raw.strip()
     letters = value.replace("-", "").replace("_", "")
-    if not (2 <= len(value) <= 12 and letters.isalpha()):
+    if not (2 <= len(value) <= 12 and letters.isascii() and letters.isalpha()):
         raise ValueError("must look like en-US")
     return value
 
@@ -127,10 +152,10 @@ class Settings:
         "", _optional, "Bot token. Empty: run against the local sandbox with a console."
     )
     command_prefix: str = _setting("!", _prefix, "Prefix of text commands.")
-    data_dir: Path = _setting("./data", lambda r: Path(r.strip()), "Folder for all runtime state.")
+    data_dir: Path = _setting("./data", _path, "Folder for all runtime state.")
     instructions_file: Path = _setting(
         "./instructions/bot_instruction.md",
-        lambda r: Path(r.strip()),
+        _path,
         "Text that !instruction sends.",
     )
     language: str = _setting("en-US", parse_language, "Default language for speech (per server).")
@@ -169,6 +194,11 @@ class Settings:
     )
     transcribe_window_seconds: int = _setting(
         "3600", _int_range(1, 7 * 86400), "The window of TRANSCRIBE_BUDGET_SECONDS, seconds."
+    )
+    warm_up: bool = _setting(
+        "on",
+        _on_off,
+        "Load the first speech and voice engines with a model at start, in the background.",
     )
     # Text to speech and voice
     tts_engines: tuple[str, ...] = _setting(
@@ -238,7 +268,7 @@ def load_settings(
     """Build settings from `.env` overlaid by the real environment; raise SettingsError."""
     merged: dict[str, str] = {}
     if env_file and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        merged.update(_read_env_file(Path(env_file)))
     merged.update(os.environ if environ is None else environ)
 
     values: dict[str, Any] = {}
@@ -252,7 +282,35 @@ def load_settings(
             reason = str(exc)
             if "invalid literal" in reason or "could not convert" in reason:
                 reason = "is not a number"
-            problems.append(f"{name}: {reason} (got {raw!r})")
+            problems.append(f"{name}: {reason} (got {_shown(raw)})")
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
+
+
+def _shown(raw: str) -> str:
+    if len(raw) <= SHOWN_VALUE_CHARS:
+        return repr(raw)
+    return f"{raw[:SHOWN_VALUE_CHARS]!r}... ({len(raw)} characters)"
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """The variables a `.env` file sets; SettingsError naming the file (and line) when it
+    can't be read or isn't UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError([f"{path}: can't be read ({exc.strerror or exc})"]) from None
+    data = data.removeprefix(_BOM)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SettingsError(
+            [
+                f"{path}: line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                "save the file as UTF-8"
+            ]
+        ) from None
+    values = dotenv_values(stream=io.StringIO(text))
+    return {key: value for key, value in values.items() if value is not None}

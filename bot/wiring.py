@@ -38,6 +38,15 @@ class Services:
     jobs: JobRunner
     tenants: Tenants
 
+    async def warm_up(self) -> None:
+        """Load the first speech and voice engines that have a model, one after the other, in
+        threads: started in the background at start (WARM_UP), it never delays the gateway."""
+        for service in (self.speech, self.synthesis):
+            try:
+                await service.warm_up()
+            except Exception:  # a broken engine must not stop the bot; its requests will say
+                log.exception("warming up %s failed", type(service).__name__)
+
     async def close(self) -> None:
         await self.speech.close()
         await self.synthesis.close()

@@ -20,6 +20,8 @@ OWNERS_ONLY = (
     "Only the bot's owners can use `--all` and `--server`; without them a command works on "
     "this server's own data."
 )
+# Help text of the commands that take an owner's flags (README "Owners' bot-wide view").
+OWNER_VIEW_HELP = " Bot owners: `--all` lists every server's, `--server ID` shows one server's."
 # An owner's explicit bot-wide view: `--all`, or `--server ID` / `--server=ID`.
 _OWNER_FLAG = re.compile(r"(?<!\S)--(?:(all)|server(?:(?:=|\s+)(?!--)(\S+))?)(?!\S)", re.IGNORECASE)
 

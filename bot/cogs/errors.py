@@ -12,13 +12,19 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.errors import UserFacingError
+from bot.errors import EngineUnavailableError, UserFacingError
 from bot.services.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
 
 APOLOGY = (
     "Sorry, something went wrong on my side. The error has been logged; please try again later."
+)
+ALL_ENGINES_FAILED = (
+    "That service is unavailable right now (no engine could be reached). Try again later."
+)
+ENGINE_UNAVAILABLE = (
+    "That engine is unavailable right now (not installed or not reachable). Try again later."
 )
 
 
@@ -68,24 +74,31 @@ def message_for(ctx: commands.Context[VoiceChatBot], error: Exception) -> str | 
 
 
 def message_for_exception(error: BaseException) -> str | None:
+    """The reply for an exception, or None when it is a bug (then the apology is sent)."""
     if isinstance(error, UserFacingError):
         return error.message
-    if isinstance(error, AllEnginesFailedError):
-        return (
-            "That service is unavailable right now (no engine could be reached). Try again later."
-        )
+    if isinstance(error, EngineUnavailableError):  # the machine's state, not a bug
+        log.warning("%s reached the user: %s", type(error).__name__, error)
+        if isinstance(error, AllEnginesFailedError):
+            return ALL_ENGINES_FAILED
+        return ENGINE_UNAVAILABLE
     if isinstance(error, discord.HTTPException) and error.status == 413:
         return "That file is too large for Discord to accept."
     return None
 
 
-async def reply_error(message: discord.Message, error: BaseException) -> None:
-    """Answer a failed listener (audio, chat) the same way commands are answered."""
+def error_text(error: BaseException, message_id: int) -> str:
+    """What the user is told about a failure; a bug is logged and gets the apology."""
     text = message_for_exception(error)
     if text is None:
-        log.error("error handling message %s", message.id, exc_info=error)
+        log.error("error handling message %s", message_id, exc_info=error)
         text = APOLOGY
-    await message.reply(text, mention_author=False)
+    return text
+
+
+async def reply_error(message: discord.Message, error: BaseException) -> None:
+    """Answer a failed listener (audio, chat) the same way commands are answered."""
+    await message.reply(error_text(error, message.id), mention_author=False)
 
 
 class Errors(commands.Cog):

@@ -9,7 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import NotAdmin, namespace_of, scope_for, user_is_admin
+from bot.cogs._checks import OWNER_VIEW_HELP, NotAdmin, namespace_of, scope_for, user_is_admin
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.namespaces import Scope
@@ -40,8 +40,7 @@ class Feedback(commands.Cog):
     @commands.command(
         brief="Tell the bot's admins what you think.",
         help="Stores your feedback for this server's admins. Admins: `!feedback list [N]` shows "
-        "the latest entries and `!feedback export` sends them all as CSV. Bot owners: add "
-        "`--all` (every server) or `--server ID`.",
+        "the latest entries and `!feedback export` sends them all as CSV." + OWNER_VIEW_HELP,
         extras={"example": "feedback The answers about the weather are wrong"},
     )
     async def feedback(self, ctx: commands.Context[VoiceChatBot], *, text: str = "") -> None:

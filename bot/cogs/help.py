@@ -32,21 +32,23 @@ class HelpCommand(commands.HelpCommand):
         await send_chunks(self.get_destination(), text)
 
     async def send_bot_help(self, mapping: Any) -> None:
-        lines = ["**Commands**"]
+        """One line a command, grouped by cog; a long list is split between groups or lines."""
+        sections = ["**Commands**"]
         for cog, cmds in sorted(
             mapping.items(), key=lambda kv: kv[0].qualified_name if kv[0] else "~"
         ):
             visible = await self.filter_commands(cmds, sort=True)
             if not visible:
                 continue
-            lines.append(f"__{cog.qualified_name if cog else 'Other'}__")
+            lines = [f"__{cog.qualified_name if cog else 'Other'}__"]
             for command in visible:
                 lines.append(
                     f"`{self.prefix}{command.qualified_name}` — {command.brief or ''} "
                     f"Example: `{example(command, self.prefix)}`"
                 )
-        lines.append(f"Type `{self.prefix}help COMMAND` for details of one command.")
-        await self._send("\n".join(lines))
+            sections.append("\n".join(lines))
+        sections.append(f"Type `{self.prefix}help COMMAND` for details of one command.")
+        await self._send("\n\n".join(sections))
 
     async def send_command_help(self, command: commands.Command[Any, ..., Any]) -> None:
         usage = f"{self.prefix}{command.qualified_name} {command.signature}".strip()

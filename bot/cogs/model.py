@@ -11,7 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, namespace_of, scope_for
+from bot.cogs._checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for
 from bot.cogs._messages import Kind, kind_of, parse_on_off, send_chunks
 from bot.cogs.errors import reply_error
 from bot.config import Settings
@@ -220,7 +220,7 @@ class Model(commands.Cog):
     @commands.command(
         brief="List this server's datasets.",
         help="Lists this server's datasets and the shared samples with their row and label "
-        "counts. Bot owners: `--all` lists every server's, `--server ID` one server's.",
+        "counts." + OWNER_VIEW_HELP,
         extras={"example": "datasets"},
     )
     async def datasets(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:
@@ -339,8 +339,7 @@ class Model(commands.Cog):
 
     @commands.command(
         brief="List this server's latest jobs.",
-        help="Lists this server's latest jobs. Bot owners: `--all` lists every server's, "
-        "`--server ID` one server's.",
+        help="Lists this server's latest jobs." + OWNER_VIEW_HELP,
         extras={"example": "jobs"},
     )
     async def jobs(self, ctx: commands.Context[VoiceChatBot], *, args: str = "") -> None:

@@ -12,8 +12,10 @@ charged its real length once decoded, and a file that fails costs nothing.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import time
 
 import discord
 from discord.ext import commands
@@ -21,11 +23,12 @@ from discord.ext import commands
 from bot.app import VoiceChatBot
 from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
 from bot.cogs._messages import Kind, audio_attachments, kind_of, parse_on_off
-from bot.cogs.errors import reply_error
+from bot.cogs.errors import error_text, reply_error
 from bot.config import parse_language
 from bot.errors import InvalidInputError, NotFoundError
+from bot.services.audio import format_clock
 from bot.services.limits import InArrivalOrder, WindowBudget, format_span
-from bot.services.speech import SpeechService, Transcript
+from bot.services.speech import PartialTranscriptError, Progress, SpeechService
 from bot.services.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,59 @@ log = logging.getLogger(__name__)
 INLINE_LIMIT = 1900
 PREVIEW_CHARS = 300
 MAX_FILES_PER_MESSAGE = 3
+# Longer audio is answered at once with a reply that fills in as its chunks are transcribed.
+STREAM_AFTER_SECONDS = 60.0
+# Discord rate-limits message edits: a growing reply is edited at most this often.
+EDIT_INTERVAL_SECONDS = 2.0
+
+
+class LiveTranscript:
+    """A reply that shows a long transcription as it grows: "2:10 of 9:48" and the text so
+    far (its end, when it no longer fits one message), edited at most every
+    EDIT_INTERVAL_SECONDS, then replaced by the final transcript."""
+
+    def __init__(self, reply_to: discord.Message, total_seconds: float) -> None:
+        self.reply_to = reply_to
+        self.total = total_seconds
+        self.message: discord.Message | None = None
+        self._last_edit = 0.0
+
+    async def start(self) -> None:
+        self.message = await self.reply_to.reply(
+            self._text(Progress("", 0.0, self.total)), mention_author=False
+        )
+        self._last_edit = time.monotonic()
+
+    async def update(self, progress: Progress) -> None:
+        if self.message is None or time.monotonic() - self._last_edit < EDIT_INTERVAL_SECONDS:
+            return
+        await self.message.edit(content=self._text(progress))
+        self._last_edit = time.monotonic()
+
+    async def finish(self, content: str, file: discord.File | None) -> discord.Message:
+        assert self.message is not None
+        await asyncio.sleep(max(0.0, self._last_edit + EDIT_INTERVAL_SECONDS - time.monotonic()))
+        self.message = await self.message.edit(
+            content=content, attachments=[file] if file is not None else []
+        )
+        return self.message
+
+    def _text(self, progress: Progress) -> str:
+        done = f"{format_clock(progress.done_seconds)} of {format_clock(self.total)}"
+        tail = progress.text
+        if len(tail) > INLINE_LIMIT - 100:
+            tail = "…" + tail[-(INLINE_LIMIT - 100) :].split(" ", 1)[-1]
+        return f"**Transcript** ({done}, still transcribing…): {tail}".rstrip()
+
+
+def _shown(text: str, where: str, note: str) -> tuple[str, discord.File | None]:
+    """A transcript as a message: inline when it fits, else a preview and transcript.txt."""
+    label = f"**Transcript** ({where})" if where else "**Transcript**"
+    if len(text) <= INLINE_LIMIT:
+        return f"{label}: {text}{note}" if where else f"**Transcript:** {text}{note}", None
+    preview = text[:PREVIEW_CHARS].rsplit(" ", 1)[0]
+    file = discord.File(io.BytesIO(text.encode()), filename="transcript.txt")
+    return f"{label} ({len(text)} characters, attached): {preview} …{note}", file
 
 
 class Transcribe(commands.Cog):
@@ -103,31 +159,48 @@ class Transcribe(commands.Cog):
         self.speech.check_size(attachment.size)  # before downloading
         if not exempt:  # a voice message declares its length; other files are checked for any
             self.budget.check(user, attachment.duration or 0.0)
+        live: LiveTranscript | None = None
         async with reply_to.channel.typing():
             data = await attachment.read()
             segment = await self.speech.decode(data, attachment.filename)
             language = await self.guild_language(source.guild)
-            # The real length is charged before recognition and given back if it fails.
-            with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
-                transcript = await self.speech.recognize(segment, language)
-        await self._reply(reply_to, transcript)
-
-    async def _reply(self, message: discord.Message, transcript: Transcript) -> None:
+            if segment.duration_seconds > STREAM_AFTER_SECONDS:
+                live = LiveTranscript(reply_to, segment.duration_seconds)
+                await live.start()
+            try:
+                # The real length is charged before recognition and given back if it fails.
+                with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
+                    transcript = await self.speech.recognize(
+                        segment, language, on_progress=live.update if live else None
+                    )
+            except PartialTranscriptError as exc:  # keep what was transcribed
+                stopped = f"up to {format_clock(exc.stopped_at)} of {format_clock(exc.total)}"
+                await self._send(reply_to, live, *_shown(exc.text, stopped, f"\n-# {exc.message}"))
+                return
+            except Exception as exc:
+                if live is None:
+                    raise
+                # The growing reply becomes the one answer: it never stays "transcribing".
+                await live.finish(error_text(exc, reply_to.id), None)
+                return
         note = (
             "" if transcript.first_choice else f"\n-# Recognized by the {transcript.engine} engine."
         )
-        text = transcript.text
-        if len(text) <= INLINE_LIMIT:
-            sent = await message.reply(f"**Transcript:** {text}{note}", mention_author=False)
-        else:
-            preview = text[:PREVIEW_CHARS].rsplit(" ", 1)[0]
-            sent = await message.reply(
-                f"**Transcript** ({len(text)} characters, attached): {preview} …{note}",
-                file=discord.File(io.BytesIO(text.encode()), filename="transcript.txt"),
-                mention_author=False,
-            )
-        await self.bot.record_reply(message, sent, "", text, "transcript")
-        self.bot.dispatch("transcript", message, text)
+        sent = await self._send(reply_to, live, *_shown(transcript.text, "", note))
+        await self.bot.record_reply(reply_to, sent, "", transcript.text, "transcript")
+        self.bot.dispatch("transcript", reply_to, transcript.text)
+
+    @staticmethod
+    async def _send(
+        reply_to: discord.Message,
+        live: LiveTranscript | None,
+        content: str,
+        file: discord.File | None,
+    ) -> discord.Message:
+        """The final transcript: the growing reply becomes it, or it is a new reply."""
+        if live is not None:
+            return await live.finish(content, file)
+        return await reply_to.reply(content, file=file, mention_author=False)
 
     @commands.command(
         brief="Transcribe an attached audio file, or the one in the message you reply to.",

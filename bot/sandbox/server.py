@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v10"
 VOICE_FLAG = 1 << 13  # MessageFlags.voice
 HEARTBEAT_MS = 41_250
+# discord.py's keep-alive thread records when it sent a heartbeat only after the send has
+# finished on the event loop; an ACK that reaches the client first is measured against the
+# previous heartbeat (an interval ago) and logged as "Can't keep up ... behind". A network
+# never answers that fast, so the sandbox waits a round trip before acknowledging.
+HEARTBEAT_ACK_DELAY = 0.1  # seconds
 
 
 @dataclass
@@ -48,6 +53,7 @@ class _GatewayClient:
     ready: bool = False
     session_id: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    acks: set[asyncio.Task[None]] = field(default_factory=set)  # heartbeat ACKs on their way
 
 
 def _snowflakes(start: int) -> Callable[[], int]:
@@ -81,8 +87,13 @@ class Sandbox:
         host: str = "127.0.0.1",
         admin_role: str = "Bot Admin",
         out_dir: Path | None = None,
+        heartbeat_interval: int = HEARTBEAT_MS,
+        heartbeat_ack_delay: float = HEARTBEAT_ACK_DELAY,
     ) -> None:
+        """`heartbeat_interval` (ms) and `heartbeat_ack_delay` (s) are shortened by tests."""
         self.host = host
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_ack_delay = heartbeat_ack_delay
         self.admin_role = admin_role
         self.world = World(admin_role)
         self.bot_user = self.world.bot_user
@@ -376,7 +387,8 @@ class Sandbox:
         await ws.prepare(request)
         client = _GatewayClient(ws)
         self._clients.append(client)
-        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_MS}}))
+        hello = {"heartbeat_interval": self.heartbeat_interval}
+        await ws.send_str(json.dumps({"op": 10, "d": hello}))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -384,16 +396,29 @@ class Sandbox:
                 await self._gateway_op(client, json.loads(msg.data))
         finally:
             self._clients.remove(client)
+            for ack in list(client.acks):
+                ack.cancel()
         return ws
 
     async def _gateway_op(self, client: _GatewayClient, payload: dict[str, Any]) -> None:
         op, data = payload.get("op"), payload.get("d")
-        if op == 1:  # heartbeat
-            await client.ws.send_str(json.dumps({"op": 11}))
+        if op == 1:  # heartbeat: acknowledged a round trip later, without holding up the loop
+            ack = asyncio.create_task(self._ack_heartbeat(client))
+            client.acks.add(ack)
+            ack.add_done_callback(client.acks.discard)
         elif op in (2, 6):  # identify / resume: always start a fresh session
             await self._identify(client)
         elif op == 4:  # voice state update from the bot
             await self._bot_voice_state(data)
+
+    async def _ack_heartbeat(self, client: _GatewayClient) -> None:
+        await asyncio.sleep(self.heartbeat_ack_delay)
+        if client.ws.closed:
+            return
+        try:
+            await client.ws.send_str(json.dumps({"op": 11}))
+        except ConnectionError:
+            log.debug("gateway client gone before its heartbeat ACK")
 
     async def _identify(self, client: _GatewayClient) -> None:
         client.session_id = f"sandbox-{self._next_id()}"
@@ -542,10 +567,14 @@ class Sandbox:
         message = self._find_message(request)
         if message is None:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
-        body, _ = await self._read_message_body(request)
+        body, uploads = await self._read_message_body(request)
         for key in ("content", "embeds"):
             if key in body:
                 message[key] = body[key]
+        if "attachments" in body:  # the ones listed by id stay; new files are added
+            keep = {str(a.get("id")) for a in body["attachments"]}
+            kept = [a for a in message["attachments"] if a["id"] in keep]
+            message["attachments"] = kept + [self._store_file(f.filename, f.data) for f in uploads]
         message["edited_timestamp"] = now_iso()
         await self._publish("MESSAGE_UPDATE", message)
         return _json(message)

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
+from bot.services import safejson
+from bot.services.text import unencodable, unencodable_problem
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,12 @@ def _format_of(filename: str) -> str:
     ext = Path(filename.replace("\\", "/")).suffix.lower()
     if ext in (".csv", ".json", ".jsonl", ".ndjson"):
         return ".jsonl" if ext == ".ndjson" else ext
-    shown = f"'{ext}'" if ext else "without an extension"
+    if not ext:
+        shown = "without an extension"
+    elif len(ext) <= 12 and ext.isprintable() and unencodable(ext) is None:
+        shown = f"'{ext}'"
+    else:
+        shown = "of an unknown kind"
     raise InvalidInputError(f"Unsupported file type {shown}. Send a .csv, .json or .jsonl file.")
 
 
@@ -157,6 +164,7 @@ def _make_row(line: int, text: Any, label: Any, reply: Any) -> Row:
         raise InvalidInputError(f'Line {line}: "reply" must be a string.')
     text, label = text.strip(), label.strip()
     reply = (reply or "").strip() or None
+    _check_encodable(f"Line {line}: ", {"text": text, "label": label, "reply": reply or ""})
     if not text:
         raise InvalidInputError(f"Line {line}: the text is empty.")
     if not label:
@@ -176,6 +184,22 @@ def _make_row(line: int, text: Any, label: Any, reply: Any) -> Row:
     return Row(text, label, reply)
 
 
+def _check_encodable(where: str, fields: dict[str, str]) -> None:
+    """Refuse text that can't be stored as UTF-8 (a lone surrogate from a JSON escape)."""
+    for what, value in fields.items():
+        problem = unencodable_problem(what, value)
+        if problem is not None:
+            message = f"{where}{problem}."
+            raise InvalidInputError(message[0].upper() + message[1:])
+
+
+def csv_problem(exc: csv.Error) -> str:
+    """A csv module error in the user's words."""
+    if "field larger than field limit" in str(exc):
+        return f"a value is longer than {csv.field_size_limit():,} characters"
+    return f"the CSV can't be read ({exc})"
+
+
 def _parse_csv(text: str) -> Iterator[tuple[int, Row]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     columns: dict[str, int] | None = None
@@ -187,9 +211,7 @@ def _parse_csv(text: str) -> Iterator[tuple[int, Row]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise InvalidInputError(
-                f"Line {reader.line_num}: the CSV can't be read ({exc})."
-            ) from None
+            raise InvalidInputError(f"Line {reader.line_num}: {csv_problem(exc)}.") from None
         start, line = line, reader.line_num + 1
         if not any(cell.strip() for cell in record):
             continue
@@ -244,7 +266,10 @@ def _skip_space(text: str, index: int) -> int:
 
 def _parse_json_array(text: str) -> Iterator[tuple[int, Row]]:
     """A JSON list of objects, read item by item so that each error can name its line."""
-    decoder = json.JSONDecoder()
+    try:
+        safejson.check(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(exc) from None
     index = _skip_space(text, 1)
     line, counted = 1, 0
     if index < len(text) and text[index] == "]":
@@ -253,7 +278,7 @@ def _parse_json_array(text: str) -> Iterator[tuple[int, Row]]:
         line += text.count("\n", counted, index)
         counted = index
         try:
-            item, index = decoder.raw_decode(text, index)
+            item, index = safejson.raw_decode(text, index)
         except json.JSONDecodeError as exc:
             raise _json_error(exc) from None
         yield line, _row_from_object(line, item)
@@ -274,11 +299,13 @@ def _parse_json_array(text: str) -> Iterator[tuple[int, Row]]:
 
 
 def _parse_json_lines(text: str) -> Iterator[tuple[int, Row]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines would also cut at U+2028 and others, which JSON
+    # allows inside strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
-            item = json.loads(raw)
+            item = safejson.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(
                 f"Line {number}, column {exc.colno}: invalid JSON ({exc.msg})."
@@ -293,7 +320,7 @@ def _parse_json(text: str, ext: str) -> Iterator[tuple[int, Row]]:
     if start.startswith("["):
         return _parse_json_array(text)
     try:
-        json.loads(text)
+        safejson.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and start.startswith("{"):
             return _parse_json_lines(text)  # JSON lines in a .json file
@@ -391,11 +418,20 @@ def parse_inline(text: str, *, max_rows: int | None = None) -> list[Row]:
 
 
 def rows_to_csv(rows: Iterable[Row]) -> bytes:
+    """The rows as the CSV the store keeps. A carriage return inside a value is written as a
+    line break: the writer would leave it unquoted, and reading it back would split the row."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_CSV_HEADER)
-    writer.writerows((row.text, row.label, row.reply or "") for row in rows)
+    writer.writerows(
+        (_one_line_end(row.text), _one_line_end(row.label), _one_line_end(row.reply or ""))
+        for row in rows
+    )
     return buffer.getvalue().encode("utf-8")
+
+
+def _one_line_end(value: str) -> str:
+    return value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -569,6 +605,7 @@ class DatasetStore:
             raise InvalidInputError("The corrected message has no text to learn from.")
         if not reply:
             raise InvalidInputError("The corrected reply is empty.")
+        _check_encodable("", {"corrected message": user_text, "corrected reply": reply})
         if len(user_text) > MAX_TEXT_CHARS or len(reply) > MAX_REPLY_CHARS:
             raise InvalidInputError(
                 f"That is too long to learn from (the limit is {MAX_TEXT_CHARS} characters)."

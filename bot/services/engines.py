@@ -7,6 +7,7 @@ Any other exception from an engine is the input's fault and propagates unchanged
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -80,3 +81,24 @@ class EngineChain(Generic[E]):
             self._down_until.pop(name, None)
             return EngineResult(engine=name, value=value, first_choice=index == 0)
         raise AllEnginesFailedError("; ".join(reasons))
+
+    async def warm_up(self) -> str | None:
+        """Load, in a thread, the first engine in order that has a model to load (`load()`);
+        engines before it (online ones) have nothing to load. Returns its name, or None.
+
+        A request that arrives meanwhile waits for the same load (engines load under a lock),
+        so warming up never delays an answer, only makes the first one sooner.
+        """
+        for name, engine in self._engines:
+            load = getattr(engine, "load", None)
+            if not callable(load):
+                continue
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(load)
+            except EngineUnavailableError as exc:
+                log.warning("engine %s could not warm up: %s", name, exc)
+                continue
+            log.info("engine %s warmed up in %.1f s", name, time.perf_counter() - started)
+            return name
+        return None

@@ -72,6 +72,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -81,11 +82,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
+from bot.services import safejson
 from bot.services.datasets import (
     CORRECTED_LABEL_PREFIX,
     MAX_TEXT_CHARS,
     DatasetStore,
     atomic_write,
+    csv_problem,
     dataset_hash,
     file_stamp,
     normalize_text,
@@ -93,6 +96,7 @@ from bot.services.datasets import (
     validate_name,
 )
 from bot.services.jobs import Job, JobRunner
+from bot.services.text import unencodable_problem
 
 try:
     import fcntl
@@ -121,6 +125,8 @@ MAX_TYPO_LOOKUPS = 8
 # With more distinct characters than this in the vocabulary (a non-alphabetic script), a typo
 # is looked for as an extra or swapped letter only, not a missing or wrong one.
 MAX_TYPO_ALPHABET = 64
+# Longer labels are cut on the confusion matrix's axes (the text report shows them whole).
+PLOT_LABEL_CHARS = 40
 INVALID_TEST_DATA = "Invalid test data format: "
 TEST_DATA_SHAPES = (
     'Send a JSON string, a list of strings, or a list of objects with "text" and an '
@@ -974,6 +980,13 @@ def _report(pairs: Sequence[tuple[str, str]], labels: list[str], accuracy: float
     return "\n".join(lines)
 
 
+def _plot_label(label: str) -> str:
+    """A label as text the font code can draw: control, format and unassigned characters and
+    lone surrogates (which crash it) become "?", and a long label is cut to PLOT_LABEL_CHARS."""
+    text = "".join("?" if unicodedata.category(char)[0] == "C" else char for char in label)
+    return text if len(text) <= PLOT_LABEL_CHARS else text[: PLOT_LABEL_CHARS - 1] + "…"
+
+
 def _confusion_png(counts: list[list[int]], labels: list[str]) -> bytes:
     """The confusion matrix as a PNG, drawn with matplotlib's Agg canvas (no pyplot state)."""
     import numpy as np
@@ -982,13 +995,15 @@ def _confusion_png(counts: list[list[int]], labels: list[str]) -> bytes:
 
     matrix = np.array(counts)
     count = len(labels)
+    shown = [_plot_label(label) for label in labels]
     size = min(4.0 + 0.45 * count, 20.0)
     figure = Figure(figsize=(size, size), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(count), labels=labels, rotation=45, ha="right")
-    axes.set_yticks(range(count), labels=labels)
+    # Labels are the user's text: never math ("$x^$"), never markup.
+    axes.set_xticks(range(count), labels=shown, rotation=45, ha="right", parse_math=False)
+    axes.set_yticks(range(count), labels=shown, parse_math=False)
     axes.set_xlabel("Predicted label")
     axes.set_ylabel("True label")
     axes.set_title("Confusion matrix")
@@ -998,7 +1013,9 @@ def _confusion_png(counts: list[list[int]], labels: list[str]) -> bytes:
             for column in range(count):
                 value = int(matrix[row, column])
                 color = "white" if value > threshold else "black"
-                axes.text(column, row, str(value), ha="center", va="center", color=color)
+                axes.text(
+                    column, row, str(value), ha="center", va="center", color=color, parse_math=False
+                )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -1042,6 +1059,15 @@ def _test_item(position: int | None, value: Any) -> TestItem:
         raise _invalid_test_data(f'{where} is {kind}, not a string or an object with "text"')
     if not text.strip():
         raise _invalid_test_data(f"the text of {where} is empty")
+    return _checked_item(where, text, label)
+
+
+def _checked_item(where: str, text: str, label: str | None) -> TestItem:
+    """The item, once its text and label are known to be storable text."""
+    for what, value in (("text", text), ("label", label or "")):
+        problem = unencodable_problem(f"{what} of {where}", value)
+        if problem is not None:
+            raise _invalid_test_data(problem)
     return TestItem(text.strip(), (label or "").strip() or None)
 
 
@@ -1052,7 +1078,7 @@ def parse_test_data(raw: str, *, max_items: int = MAX_TEST_ITEMS) -> list[TestIt
     if not text:
         raise _invalid_test_data("there is nothing to test")
     try:
-        value = json.loads(text)
+        value = safejson.loads(text)
     except json.JSONDecodeError as exc:
         raise _invalid_test_data(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     if not isinstance(value, list):
@@ -1078,17 +1104,24 @@ def parse_test_file(
     if not filename.lower().endswith(".csv"):
         return parse_test_data(text, max_items=max_items)
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = [name.strip().lower() for name in reader.fieldnames or []]
+    try:
+        fields = [name.strip().lower() for name in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise _invalid_test_data(f"line {reader.reader.line_num}: {csv_problem(exc)}") from None
     if "text" not in fields:
         raise _invalid_test_data("the CSV needs a header row with a text column")
     reader.fieldnames = fields
-    items = []
-    for record in reader:
-        if not (record.get("text") or "").strip():
-            continue
-        if len(items) >= max_items:
-            raise TooLargeError(f"Too many test items (the limit is {max_items}).")
-        items.append(TestItem(record["text"].strip(), (record.get("label") or "").strip() or None))
+    items: list[TestItem] = []
+    try:
+        for record in reader:
+            if not (record.get("text") or "").strip():
+                continue
+            if len(items) >= max_items:
+                raise TooLargeError(f"Too many test items (the limit is {max_items}).")
+            where = f"line {reader.line_num}"
+            items.append(_checked_item(where, record["text"], record.get("label")))
+    except csv.Error as exc:
+        raise _invalid_test_data(f"line {reader.reader.line_num}: {csv_problem(exc)}") from None
     if not items:
         raise _invalid_test_data("the CSV has no rows")
     return items

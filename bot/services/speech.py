@@ -27,7 +27,7 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,6 +73,29 @@ class SpeechEngine(Protocol):
     holds_gil: bool
 
     def transcribe(self, wav: bytes, language: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a transcription has come: the text so far and the seconds of audio done."""
+
+    text: str
+    done_seconds: float
+    total_seconds: float
+
+
+class PartialTranscriptError(UserFacingError):
+    """Recognition failed partway: `text` is what was transcribed before `stopped_at`."""
+
+    def __init__(self, text: str, stopped_at: float, total: float) -> None:
+        where = f"{audio.format_clock(stopped_at)} of {audio.format_clock(total)}"
+        super().__init__(
+            f"Speech recognition stopped at {where}: it is unavailable right now. "
+            "The text up to there is kept; try the rest again later."
+        )
+        self.text = text
+        self.stopped_at = stopped_at
+        self.total = total
 
 
 @dataclass(frozen=True)
@@ -321,14 +344,9 @@ class SpeechService:
             limit = f"{self.max_bytes / MB:g}"
             raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
 
-    async def warm_up(self) -> None:
-        """Load the whisper model now rather than on the first request (optional)."""
-        engine = self._chain.get("whisper")
-        if isinstance(engine, WhisperEngine):
-            try:
-                await asyncio.to_thread(engine.load)
-            except EngineUnavailableError as exc:
-                log.warning("whisper not available: %s", exc)
+    async def warm_up(self) -> str | None:
+        """Load the first engine with a model (whisper) now rather than on the first request."""
+        return await self._chain.warm_up()
 
     async def transcribe(
         self, data: bytes, filename: str = "", language: str = "en-US"
@@ -345,22 +363,40 @@ class SpeechService:
         self.check_size(len(data))
         return await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
 
-    async def recognize(self, segment: AudioSegment, language: str = "en-US") -> Transcript:
-        """Recognize decoded audio chunk by chunk; the second step of `transcribe`."""
+    async def recognize(
+        self,
+        segment: AudioSegment,
+        language: str = "en-US",
+        on_progress: Callable[[Progress], Awaitable[None]] | None = None,
+    ) -> Transcript:
+        """Recognize decoded audio chunk by chunk; the second step of `transcribe`.
+
+        `on_progress` is awaited after each chunk with the text so far, so a caller can show
+        a long transcript as it grows. When recognition fails after some text was made, the
+        error is a `PartialTranscriptError` that keeps that text and where it stopped.
+        """
         bounds = await asyncio.to_thread(audio.chunk_bounds, segment, self.chunk_seconds)
+        total = segment.duration_seconds
         texts: list[str] = []
         answered: list[str] = []
         first_choice = True
         for start, end in bounds:
             prefer = answered[-1] if answered else None
-            result = await self._transcribe_piece(audio.cut(segment, start, end), language, prefer)
-            if result is None:
-                continue
-            if result.engine not in answered:
-                answered.append(result.engine)
-            first_choice = first_choice and result.engine == self._chain.names[0]
-            if result.value:
-                texts.append(result.value)
+            piece = audio.cut(segment, start, end)
+            try:
+                result = await self._transcribe_piece(piece, language, prefer)
+            except SpeechUnavailableError as exc:
+                if not texts:
+                    raise
+                raise PartialTranscriptError(" ".join(texts), start / 1000, total) from exc
+            if result is not None:
+                if result.engine not in answered:
+                    answered.append(result.engine)
+                first_choice = first_choice and result.engine == self._chain.names[0]
+                if result.value:
+                    texts.append(result.value)
+            if on_progress is not None:
+                await on_progress(Progress(" ".join(texts), end / 1000, total))
         if not texts:
             raise NoSpeechError(NO_SPEECH_MESSAGE)
         return Transcript(

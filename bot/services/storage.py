@@ -243,6 +243,21 @@ def migrate(conn: sqlite3.Connection) -> int:
     return start
 
 
+def _storable(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Text that UTF-8 can hold: a lone surrogate (half of a character, which JSON can spell
+    but UTF-8 cannot) becomes U+FFFD, so any message text can be stored."""
+    return tuple(_whole_characters(p) if isinstance(p, str) else p for p in params)
+
+
+def _whole_characters(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # surrogatepass joins proper pairs back into characters; "replace" marks the rest.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def _csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
@@ -326,10 +341,12 @@ class Storage:
 
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run one statement (outside BEGIN it commits at once) and return its rows."""
-        return await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        values = _storable(params)
+        return await self._run(lambda conn: conn.execute(sql, values).fetchall())
 
     async def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        return await self._run(lambda conn: conn.execute(sql, params).lastrowid or 0)
+        values = _storable(params)
+        return await self._run(lambda conn: conn.execute(sql, values).lastrowid or 0)
 
     async def schema_version(self) -> int:
         rows = await self._execute("PRAGMA user_version")

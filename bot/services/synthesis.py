@@ -215,11 +215,12 @@ def bundled_piper_voice() -> Path | None:
 
 
 class PiperEngine:
-    """Offline neural voice. The model loads on first use and stays loaded.
+    """Offline neural voice: a piper voice run by `bot.services.piper_voice`.
 
-    `voice_path` is a `.onnx` file (its `.onnx.json` beside it); empty means the bundled
-    en_US-joe-medium. A per-call `voice` names another `.onnx` in the same folder by its stem.
-    The language is the voice's own; piper voices speak one language each.
+    The model loads on first use and stays loaded. `voice_path` is a `.onnx` file (its
+    `.onnx.json` beside it); empty means the bundled en_US-joe-medium. A per-call `voice`
+    names another `.onnx` in the same folder by its stem. The language is the voice's own;
+    piper voices speak one language each.
     """
 
     name = "piper"
@@ -258,17 +259,24 @@ class PiperEngine:
         """Load once per model (callers hold the lock)."""
         if model not in self._loaded:
             try:
-                from piper import PiperVoice
-            except ImportError as exc:
-                raise EngineUnavailableError("piper-tts is not installed") from exc
+                from bot.services.piper_voice import PiperVoice
+            except ImportError as exc:  # onnxruntime or gruut missing: the `offline` extra
+                raise EngineUnavailableError(f"the piper engine is not installed: {exc}") from exc
             try:
-                self._loaded[model] = PiperVoice.load(model)
+                self._loaded[model] = PiperVoice(model)
             except Exception as exc:  # a broken voice or config fails in many ways (KeyError, ORT)
                 raise EngineUnavailableError(
                     f"the piper voice could not be loaded: {exc!r}"
                 ) from exc
             log.info("piper voice %s loaded", model.name)
         return self._loaded[model]
+
+    def load(self) -> None:
+        """Load the default voice and run it once (the first inference is the slow one)."""
+        with self._lock:
+            piper_voice = self._load(self.default_model())
+            for _ in piper_voice.synthesize("Ready."):
+                pass
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         model = self._model_for(voice)
@@ -285,12 +293,12 @@ class PiperEngine:
 
 def _piper_to_wav(piper_voice: Any, text: str, path: Path) -> None:
     with wave.open(str(path), "wb") as wav:
-        # Set the format up front: piper only sets it when some sentence yields audio.
-        wav.setframerate(piper_voice.config.sample_rate)
+        # Set the format up front: text with nothing to say yields no audio at all.
+        wav.setframerate(piper_voice.sample_rate)
         wav.setsampwidth(2)
         wav.setnchannels(1)
-        for chunk in piper_voice.synthesize(text):
-            wav.writeframes(chunk.audio_int16_bytes)
+        for pcm in piper_voice.synthesize(text):
+            wav.writeframes(pcm)
 
 
 # --- espeak ------------------------------------------------------------------------------------
@@ -537,6 +545,10 @@ class SynthesisService:
 
     def engine(self, name: str) -> SynthesisEngine | None:
         return self._chain.get(name)
+
+    async def warm_up(self) -> str | None:
+        """Load the first engine with a model (piper) now rather than on the first request."""
+        return await self._chain.warm_up()
 
     async def voices(self, engine: str) -> list[str]:
         """Voice names a server may choose for `engine` ([] if it has none or is unavailable)."""

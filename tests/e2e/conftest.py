@@ -82,6 +82,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "STT_ENGINES": "whisper",
             "TTS_ENGINES": "piper,espeak",
             "LOG_LEVEL": "WARNING",
+            # Loading whisper and piper in every test's bot would cost minutes of CPU; the
+            # warm-up has its own tests (tests/e2e/test_warm_up.py).
+            "WARM_UP": "off",
         }
         return load_settings({**base, **env}, env_file=None)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from discord.ext import commands
 
 from bot.cogs.errors import APOLOGY
+from bot.cogs.help import example
 from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E
 
@@ -66,6 +67,51 @@ async def test_help_lists_every_command_with_an_example(e2e: E2E) -> None:
     detail = await e2e.ask_text("!help hi")
     assert detail.startswith("**!hi**") and "Example: `!hi`" in detail
     assert "no command called `nothing`" in await e2e.ask_text("!help nothing")
+
+
+async def help_messages(e2e: E2E) -> list[str]:
+    """Every message of the bot's answer to `!help`, in order."""
+    sent = await e2e.sandbox.send("!help")
+    last = await e2e.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: "help COMMAND" in m["content"]
+    )
+    return [
+        m["content"]
+        for m in e2e.sandbox.bot_messages()
+        if int(sent["id"]) < int(m["id"]) <= int(last["id"])
+    ]
+
+
+async def test_help_is_split_between_lines_never_inside_one(e2e: E2E) -> None:
+    async def noop(ctx: commands.Context) -> None:
+        pass
+
+    for number in range(12):  # make sure the list needs several messages
+        e2e.bot.add_command(
+            commands.Command(
+                noop,
+                name=f"extra{number}",
+                brief=f"An extra command, number {number}, with a long description to fill space.",
+                extras={"example": f"extra{number} with a long example that has many words"},
+            )
+        )
+    messages = await help_messages(e2e)
+    assert len(messages) >= 2
+    assert all(len(m) <= 2000 for m in messages)
+    expected = {
+        f"`!{c.name}` — {c.brief or ''} Example: `{example(c, '!')}`"
+        for c in e2e.bot.walk_commands()
+        if not c.hidden and c.parent is None
+    }
+    sections = {f"__{name}__" for name in [*e2e.bot.cogs, "Other"]}
+    whole = (
+        expected | sections | {"**Commands**", "Type `!help COMMAND` for details of one command."}
+    )
+    for message in messages:
+        for line in filter(None, message.splitlines()):
+            assert line in whole, f"a help line was cut: {line!r}"
+    for line in expected:
+        assert sum(line in m.splitlines() for m in messages) == 1, line
 
 
 async def test_unknown_command_suggests_the_closest(e2e: E2E) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from bot.cogs._checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
 from bot.services import audio
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, eventually
 from tests.fixtures import speech
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -56,26 +58,54 @@ async def test_voice_message_and_mp3_are_transcribed(stt: E2E) -> None:
     assert stt.sandbox.typing  # the typing indicator showed while it worked
 
 
-async def test_long_audio_is_chunked_and_sent_as_a_file_while_the_bot_stays_responsive(
+async def test_long_audio_streams_into_one_reply_then_a_file_while_the_bot_stays_responsive(
     stt: E2E,
 ) -> None:
     clip, said = await asyncio.to_thread(speech.sentences_for, 240)
     wav = await asyncio.to_thread(audio.to_wav, clip)
-    sent = await stt.sandbox.send(files=[("long.wav", wav)])
-    await asyncio.sleep(0.5)
-    hi = await stt.ask("!hi")
-    transcript = await stt.sandbox.wait_for_bot_message(
-        after=sent, predicate=lambda m: "Transcript" in m["content"], timeout=600
+    updates: list[tuple[float, str]] = []  # (time, content) of each edit of a bot message
+    stt.sandbox.listeners.append(
+        lambda event, data: (
+            updates.append((time.monotonic(), data["content"]))
+            if event == "MESSAGE_UPDATE"
+            else None
+        )
     )
-    assert int(hi["id"]) < int(transcript["id"])  # !hi was answered during the transcription
-    assert transcript["content"].startswith("**Transcript** (")
-    text = stt.sandbox.file(transcript["attachments"][0]).decode()
-    assert transcript["attachments"][0]["filename"] == "transcript.txt"
+    sent = await stt.sandbox.send(files=[("long.wav", wav)])
+    live = await stt.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: "Transcript" in m["content"], timeout=60
+    )
+    # Answered at once, before any text: the length is known after decoding.
+    assert re.fullmatch(
+        r"\*\*Transcript\*\* \(0:00 of [34]:\d\d, still transcribing…\):", live["content"]
+    )
+    hi = await stt.ask("!hi")
+    assert hi["content"].startswith("Hi owner!")
+    answered_hi = time.monotonic()
+    final = stt.sandbox.messages[int(live["id"])]
+    await eventually(lambda: bool(final["attachments"]), timeout=600)
+
+    growing = [(t, c) for t, c in updates if "still transcribing" in c]
+    assert len(growing) >= 2, updates
+    clocks = [re.search(r"\((\d+):(\d\d) of", c).groups() for _, c in growing]
+    seconds = [int(m) * 60 + int(s) for m, s in clocks]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert all(len(c) > len(growing[0][1]) - 5 for _, c in growing[1:])  # text only grows
+    times = [t for t, _ in updates]
+    assert all(b - a >= 1.9 for a, b in zip(times, times[1:], strict=False)), times
+    assert answered_hi < times[-1]  # !hi was answered during the transcription
+
+    assert final["content"].startswith("**Transcript** (")
+    assert final["attachments"][0]["filename"] == "transcript.txt"
+    text = stt.sandbox.file(final["attachments"][0]).decode()
     assert len(text) > 1900
     # every chunk was transcribed, in order: the last sentence said is in the transcript's end
     last_words = said.split(".")[-2].split()[-3:]
     assert " ".join(last_words).lower() in text.lower()[-300:], (last_words, text[-300:])
     assert text.lower().count("smooth planks") >= 5  # the first sentence comes back every 33 s
+    # The streamed transcript is the one the service makes without streaming.
+    whole = await stt.bot.services.speech.transcribe(wav, "long.wav", "en-US")
+    assert text == whole.text
 
 
 async def test_transcribe_command_as_a_reply_and_with_an_attachment(stt: E2E) -> None:

@@ -10,6 +10,8 @@ from bot.services import audio, speech
 from bot.services.speech import (
     MB,
     NoSpeechError,
+    PartialTranscriptError,
+    Progress,
     SpeechService,
     SpeechUnavailableError,
     SphinxEngine,
@@ -132,6 +134,43 @@ async def test_long_audio_is_chunked_and_joined_in_order() -> None:
     assert transcript.text == " ".join(f"part{n}" for n in range(1, count + 1))
     assert transcript.duration_seconds == pytest.approx(len(clip) / 1000, abs=0.1)
     assert transcript.duration_seconds > 170
+
+
+async def test_progress_is_reported_after_each_chunk_with_the_text_so_far() -> None:
+    clip, _ = samples.sentences_for(180)
+    engine = FakeEngine("a", default="part{n}")
+    service = SpeechService([engine], chunk_seconds=50)
+    seen: list[Progress] = []
+
+    async def note(progress: Progress) -> None:
+        seen.append(progress)
+
+    transcript = await service.recognize(clip, "en-US", on_progress=note)
+    assert len(seen) == transcript.chunks >= 4
+    assert [p.text for p in seen] == [
+        " ".join(f"part{n}" for n in range(1, k + 1)) for k in range(1, len(seen) + 1)
+    ]
+    assert all(a.done_seconds < b.done_seconds for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1].done_seconds == pytest.approx(seen[-1].total_seconds)
+    assert seen[-1].text == transcript.text
+
+
+async def test_a_failure_partway_keeps_the_text_and_says_where_it_stopped() -> None:
+    clip, _ = samples.sentences_for(180)
+    down_later = EngineUnavailableError("gone")
+    engine = FakeEngine("a", "first part", "second part", *[down_later] * 20)
+    service = SpeechService([engine], chunk_seconds=50)
+    with pytest.raises(PartialTranscriptError) as caught:
+        await service.recognize(clip, "en-US")
+    error = caught.value
+    assert error.text == "first part second part"
+    assert 60 < error.stopped_at < error.total and error.total > 170
+    assert error.message.startswith("Speech recognition stopped at 1:")
+    assert " of 3:" in error.message and "kept" in error.message
+    # With nothing transcribed yet, it is the plain "unavailable" error.
+    with pytest.raises(SpeechUnavailableError) as plain:
+        await SpeechService([FakeEngine("b", *[down_later] * 20)]).recognize(clip, "en-US")
+    assert not isinstance(plain.value, PartialTranscriptError)
 
 
 async def test_chunks_stay_with_the_engine_that_answered() -> None:

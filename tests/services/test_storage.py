@@ -435,3 +435,12 @@ async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) 
     [mine] = await storage.user_corrections(5)
     assert (mine.dataset, mine.user_text, mine.correction) == ("smalltalk", "hello", "Howdy!")
     assert (await storage.user_corrections(6))[0].dataset is None
+
+
+async def test_text_with_a_lone_surrogate_is_stored_with_a_replacement(storage: Storage) -> None:
+    """JSON can carry half a character (\\ud800); what a user sends must still be stored."""
+    await storage.add_feedback(1, 100, 7, "hi \ud800 there \ud83d\ude00")
+    await storage.log_reply(10, 7, 100, 1, 9, "q \udc00", "a", "chat")
+    [entry] = await storage.list_feedback("100")
+    assert entry.text == "hi \ufffd there \U0001f600"  # a proper pair stays one character
+    assert (await storage.get_reply(10)).user_text == "q \ufffd"  # type: ignore[union-attr]

@@ -64,6 +64,7 @@ class FakeEngine:
         self.fail_on = fail_on
         self.calls: list[tuple[str, str, str | None]] = []
         self.gate: threading.Event | None = None
+        self.wrote = threading.Event()  # set once a file has been written
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         self.calls.append((text, language, voice))
@@ -79,6 +80,7 @@ class FakeEngine:
             wav.setsampwidth(2)
             wav.setframerate(rate)
             wav.writeframes((np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).tobytes())
+        self.wrote.set()
         return path
 
 
@@ -388,6 +390,7 @@ async def test_cancelled_synthesis_deletes_its_file_when_the_thread_ends(tmp_pat
     with pytest.raises(asyncio.CancelledError):
         await task
     engine.gate.set()
+    assert await asyncio.to_thread(engine.wrote.wait, 30)  # the file exists, then goes
     await asyncio.to_thread(wait_for, lambda: listing(tmp_path) == [])
     assert listing(tmp_path) == []
 
