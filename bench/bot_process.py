@@ -39,11 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+import discord
+import yarl
 from discord.ext import commands
-
-from bot.app import VoiceChatBot, intents, use_endpoints
-from bot.config import load_settings
-from bot.wiring import build_services
 
 if TYPE_CHECKING:
     from bot.sandbox.server import Sandbox
@@ -231,10 +229,16 @@ def helper_memory() -> tuple[int, float]:
     return len(mine) - 1, total_kb / 1024
 
 
-def bare_bot(connector: aiohttp.TCPConnector) -> commands.Bot:
-    """The baseline: a plain commands.Bot with only a `!hi` command."""
+def bare_bot(connector: aiohttp.TCPConnector, api_base: str, gateway_url: str) -> commands.Bot:
+    """The baseline: a plain commands.Bot with only a `!hi` command, and nothing of this
+    project imported (the bot's `use_endpoints` and `intents`, written out)."""
+    discord.http.Route.BASE = api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    intents = discord.Intents.none()
+    intents.guilds = intents.guild_messages = intents.dm_messages = True
+    intents.message_content = intents.voice_states = True
     bot = commands.Bot(
-        command_prefix="!", intents=intents(), connector=connector, guild_ready_timeout=0.05
+        command_prefix="!", intents=intents, connector=connector, guild_ready_timeout=0.05
     )
 
     @bot.command()
@@ -293,7 +297,6 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     ticker, collections = Ticker(), Collections()
     sampler = StallSampler(ticker) if os.environ.get("BENCH_STALL_STACKS") else None
     tick_task = asyncio.create_task(ticker.run())
-    use_endpoints(api_base, gateway_url)
     # The sandbox's voice server has a throwaway certificate; this process only ever talks to
     # the sandbox on loopback, so it does not check it.
     context = ssl.create_default_context()
@@ -301,8 +304,13 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     context.verify_mode = ssl.CERT_NONE
     connector = aiohttp.TCPConnector(limit=0, ssl=context)
     if bare:
-        bot: commands.Bot = bare_bot(connector)
+        bot: commands.Bot = bare_bot(connector, api_base, gateway_url)
     else:
+        from bot.app import VoiceChatBot, use_endpoints
+        from bot.config import load_settings
+        from bot.wiring import build_services
+
+        use_endpoints(api_base, gateway_url)
         settings = load_settings(env_file=None)
         services = await build_services(settings)
         bot = VoiceChatBot(settings, services, connector=connector, guild_ready_timeout=0.05)
