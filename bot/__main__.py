@@ -2,10 +2,14 @@
 
 Reads the settings, sets up logging, builds the services and runs the bot: against
 Discord when DISCORD_TOKEN is set, otherwise against the local sandbox with a console.
+
+`python -m bot db upgrade` migrates the database (DATABASE_URL, else DATA_DIR/bot.db) and
+stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -26,7 +30,82 @@ async def run_discord(settings) -> None:  # type: ignore[no-untyped-def]
         await bot.start(settings.discord_token)
 
 
+def db_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot db", description="The bot's database.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "upgrade", help="migrate the database to the latest schema (the bot also does at start)"
+    )
+    copy = commands.add_parser(
+        "copy", help="copy every table into another, empty database (stop the bot first)"
+    )
+    copy.add_argument("--to", required=True, help="target: postgresql://... or a SQLite path")
+    copy.add_argument(
+        "--from",
+        dest="source",
+        help="source (default: DATABASE_URL, else the SQLite file in DATA_DIR)",
+    )
+    return parser
+
+
+async def run_db(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from bot.services.storage import Storage, shown_url
+    from bot.services.storage.transfer import copy_database, rows_text
+    from bot.wiring import open_storage, storage_location
+
+    if args.command == "upgrade":
+        storage = await open_storage(settings)
+        try:
+            version = await storage.schema_version()
+        finally:
+            await storage.close()
+        print(f"{shown_url(storage.url)} is at schema version {version}.")
+        return 0
+    source = Storage(args.source or storage_location(settings))
+    target = Storage(args.to)
+    if source.url == target.url:
+        print("The source and the target are the same database.", file=sys.stderr)
+        return 2
+    async with source, target:
+        copied = await copy_database(source, target)
+    print(f"Copied {shown_url(source.url)} to {shown_url(target.url)}:")
+    for table, rows in copied.items():
+        print(f"  {table}: {rows_text(rows)}")
+    print(
+        "Datasets and models are still files under DATA_DIR/servers/: every process of the "
+        "bot needs that folder (docs/SCALING.md)."
+    )
+    return 0
+
+
+def db_main(argv: list[str]) -> int:
+    args = db_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print("Fix these settings first:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from bot.services.storage import DatabaseUrlError
+    from bot.services.storage.transfer import TargetNotEmptyError
+
+    try:
+        return asyncio.run(run_db(args, settings))
+    except DatabaseUrlError as exc:
+        print(f"Not a database the bot can use: {exc}", file=sys.stderr)
+        return 2
+    except (TargetNotEmptyError, SQLAlchemyError, OSError, RuntimeError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+        failed = "Nothing was copied" if args.command == "copy" else "The upgrade failed"
+        print(f"{failed}: {reason}", file=sys.stderr)
+        return 1
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["db"]:
+        return db_main(sys.argv[2:])
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -140,6 +140,24 @@ def _url(raw: str) -> str | None:
     return value.rstrip("/")
 
 
+_DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://", "sqlite:///")
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def _database_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(_DATABASE_SCHEMES) or "\x00" in value:
+        raise ValueError("must start with postgresql:// (or be empty for SQLite in DATA_DIR)")
+    return value
+
+
+def hide_password(url: str) -> str:
+    """A database URL with its password replaced by ***."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
 def _setting(default: str, parse: Callable[[str], Any], doc: str) -> Any:
     return field(default=None, metadata={"default": default, "parse": parse, "doc": doc})
 
@@ -153,6 +171,12 @@ class Settings:
     )
     command_prefix: str = _setting("!", _prefix, "Prefix of text commands.")
     data_dir: Path = _setting("./data", _path, "Folder for all runtime state.")
+    database_url: str | None = _setting(
+        "",
+        _database_url,
+        "PostgreSQL for the database (postgresql://user:password@host/db); "
+        "empty: SQLite in DATA_DIR.",
+    )
     instructions_file: Path = _setting(
         "./instructions/bot_instruction.md",
         _path,
@@ -254,6 +278,8 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if shown["discord_token"]:
             shown["discord_token"] = "***"
+        if shown["database_url"]:
+            shown["database_url"] = hide_password(shown["database_url"])
         return f"Settings({shown})"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
@@ -54,12 +55,17 @@ class Services:
         await self.storage.close()
 
 
+def storage_location(settings: Settings) -> str | Path:
+    """DATABASE_URL, else the SQLite file in DATA_DIR."""
+    return settings.database_url or settings.data_dir / DB_FILE
+
+
 async def open_storage(settings: Settings) -> Storage:
     """Open (and migrate) the database, then finish moving an older install's shared files
     into their namespace; both steps are idempotent, so a crash is finished next time."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    storage = Storage(data_dir / DB_FILE)
+    storage = Storage(storage_location(settings))
     await storage.open()
     target = await storage.get_meta("shared_files_namespace")
     if target is not None:

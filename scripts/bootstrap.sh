@@ -16,6 +16,15 @@ if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 
     || echo "Could not install espeak-ng; the espeak engine will be skipped." >&2
 fi
 
+# PostgreSQL's server programs: the storage tests run against a real server they start
+# themselves (tests/postgres.py). The bot itself needs no server unless DATABASE_URL is set.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
+  && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "Installing postgresql (for the storage tests)..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "Could not install postgresql; the storage tests will say how to install it." >&2
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.installed
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)

@@ -20,3 +20,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     reached directly."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+# A real PostgreSQL server for the storage tests: tests/postgres.py.
+pytest_plugins = ["tests.postgres"]

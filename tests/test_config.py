@@ -61,3 +61,15 @@ def test_limits_have_defaults_and_old_cooldown_settings_are_ignored(tmp_path: Pa
     assert (s.say_burst, s.say_refill_seconds, s.say_queue_max) == (5, 2.0, 20)
     assert (s.transcribe_budget_seconds, s.transcribe_window_seconds) == (1800, 3600)
     assert not hasattr(s, "say_cooldown_seconds")
+
+
+def test_database_url_picks_postgresql_and_never_shows_its_password() -> None:
+    assert load_settings({}, env_file=None).database_url is None  # SQLite in DATA_DIR
+    url = "postgresql://bot:s3cret@db.internal:5432/bot"
+    s = load_settings({"DATABASE_URL": f" {url} "}, env_file=None)
+    assert s.database_url == url
+    assert "s3cret" not in repr(s) and "postgresql://bot:***@db.internal:5432/bot" in repr(s)
+    with pytest.raises(SettingsError) as info:
+        load_settings({"DATABASE_URL": "mysql://x:y@h/db"}, env_file=None)
+    [problem] = info.value.problems
+    assert problem.startswith("DATABASE_URL: must start with postgresql://")

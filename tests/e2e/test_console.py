@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from bot.services.storage import Storage
+from tests.postgres import run_coroutine
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def console(data_dir: Path) -> subprocess.Popen[str]:
+def console(data_dir: Path, database_url: str = "") -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
-    env.update(DATA_DIR=str(data_dir), DISCORD_TOKEN="", LOG_LEVEL="WARNING")
+    env.update(
+        DATA_DIR=str(data_dir), DISCORD_TOKEN="", LOG_LEVEL="WARNING", DATABASE_URL=database_url
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "bot"],
         cwd=REPO,
@@ -61,10 +67,14 @@ def test_bad_settings_are_reported_one_line_each(tmp_path: Path) -> None:
     assert any(line.strip().startswith("COMMAND_PREFIX:") for line in lines)
 
 
-def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_acknowledged_feedback_survives_sigkill(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """Kill the bot process mid-stream: every feedback it thanked for is in the database."""
     data = tmp_path / "data"
-    proc = console(data)
+    database = request.getfixturevalue("postgres_url") if backend == "postgresql" else ""
+    proc = console(data, database)
     assert proc.stdin is not None and proc.stdout is not None
     for number in range(400):
         proc.stdin.write(f"!feedback durable note {number}\n")
@@ -78,9 +88,16 @@ def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert thanked >= 60
-    with sqlite3.connect(data / "bot.db") as db:
-        stored = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-    assert stored >= thanked
+    assert _feedback_rows(database or data / "bot.db") >= thanked
+    assert (data / "bot.db").exists() != bool(database)  # each backend holds the feedback
+
+
+def _feedback_rows(location: str | Path) -> int:
+    async def count() -> int:
+        async with Storage(location) as storage:
+            return len(await storage.list_feedback(None, limit=1_000_000))
+
+    return run_coroutine(count())
 
 
 def test_console_switches_between_the_two_servers(tmp_path: Path) -> None:

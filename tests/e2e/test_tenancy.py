@@ -70,6 +70,11 @@ async def server_a(e2e: E2E) -> ServerA:
     transcript = await e2e.sandbox.wait_for_bot_message(
         after=voice, predicate=lambda m: m["content"].startswith("**Transcript:**"), timeout=60
     )
+    # Chat is on, so the model answers the transcript too: wait for that answer, or a test
+    # could take it for the answer to its own next message in the channel.
+    await e2e.sandbox.wait_for_bot_message(
+        after=transcript, channel_id=int(transcript["channel_id"]), timeout=60
+    )
     return ServerA(job_id, int(chat["id"]), int(transcript["id"]), int(voice["id"]))
 
 

@@ -1,6 +1,6 @@
 """Write feedback until killed, printing "ACK <id> <text>" after each acknowledged write.
 
-Run by the SIGKILL durability test: `python -m tests.services.storage_writer DB_PATH`.
+Run by the SIGKILL durability test: `python -m tests.services.storage_writer DB_PATH_OR_URL`.
 Several writers run at once, like users sending !feedback together.
 """
 
@@ -24,12 +24,13 @@ async def _writer(storage: Storage, writer: int) -> None:
         sys.stdout.flush()
 
 
-async def main(db_path: Path) -> None:
-    async with Storage(db_path) as storage:
+async def main(location: str | Path) -> None:
+    async with Storage(location) as storage:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         await asyncio.gather(*(_writer(storage, w) for w in range(WRITERS)))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    target = sys.argv[1]
+    asyncio.run(main(target if "://" in target else Path(target)))

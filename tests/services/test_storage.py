@@ -1,5 +1,6 @@
 """Storage: settings, feedback, reply log, corrections, privacy, concurrency, durability,
-migrations."""
+migrations. Every test that takes `location` or `storage` runs on SQLite and on a real
+PostgreSQL server (tests/postgres.py)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,51 @@ import asyncio
 import csv
 import io
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy import text as sql
+from sqlalchemy.exc import DBAPIError
 
-from bot.services import storage as storage_module
-from bot.services.storage import SCHEMA_VERSION, Feedback, Storage
+from bot.services.storage import (
+    SCHEMA_VERSION,
+    DatabaseUrlError,
+    Feedback,
+    Storage,
+    StorageUnavailableError,
+    database_url,
+    migrate,
+    shown_url,
+)
+from bot.services.storage.engine import create_engine, explicit_begin
+from bot.services.storage.schema import metadata
+from tests.services.conftest import Location
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with Storage(tmp_path / "data" / "bot.db") as opened:
-        yield opened
+async def _inspect(location: Location, look: Callable[[Connection], Any]) -> Any:
+    """Run `look(connection)` on the database without Storage (and without migrating it)."""
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(database_url(location))
+    try:
+        async with explicit_begin(engine).begin() as conn:
+            return await conn.run_sync(look)
+    finally:
+        await engine.dispose()
 
 
 def _pragma(db: Path, name: str) -> object:
@@ -37,47 +63,115 @@ def _pragma(db: Path, name: str) -> object:
 # Opening and the connection
 
 
-async def test_open_creates_the_folder_in_wal_mode_at_the_latest_version(tmp_path: Path) -> None:
+def test_locations_name_a_backend_and_urls_never_show_their_password(tmp_path: Path) -> None:
+    assert database_url(tmp_path / "bot.db").drivername == "sqlite+aiosqlite"
+    assert database_url("data/bot.db").database == str(Path("data/bot.db").absolute())
+    for url in ("postgresql://u:secret@db/bot", "postgres://u:secret@db/bot"):
+        assert database_url(url).drivername == "postgresql+asyncpg"
+        assert "secret" not in shown_url(url) and "secret" not in repr(Storage(url))
+    assert database_url("sqlite:///x/bot.db").database == "x/bot.db"
+    for bad in ("mysql://u:p@h/db", "sqlite://", "postgresql+psycopg2://h/db"):
+        with pytest.raises(DatabaseUrlError):
+            database_url(bad)
+
+
+async def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = Storage(f"postgresql://bot:s3cret@127.0.0.1:{port}/bot")
+    with pytest.raises(StorageUnavailableError, match=f"bot:\\*\\*\\*@127.0.0.1:{port}") as info:
+        await storage.open()
+    assert "s3cret" not in str(info.value)
+    (tmp_path / "bot.db").mkdir()  # a folder where the file should be
+    with pytest.raises(StorageUnavailableError, match="bot.db"):
+        await Storage(tmp_path / "bot.db").open()
+
+
+async def test_open_creates_the_database_at_the_latest_version(location: Location) -> None:
+    async with Storage(location) as storage:
+        assert await storage.schema_version() == SCHEMA_VERSION
+        assert await storage.get_meta("shared_files_namespace") == "legacy"
+    tables = await _inspect(location, lambda c: set(inspect(c).get_table_names()))
+    assert tables == {*metadata.tables, "alembic_version"}
+
+
+async def test_migrations_build_exactly_the_schema_the_queries_use(storage: Storage) -> None:
+    def differences(conn: Connection) -> list[Any]:
+        return compare_metadata(MigrationContext.configure(conn), metadata)
+
+    async with storage.transaction() as conn:
+        assert await conn.run_sync(differences) == []
+
+
+async def test_sqlite_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     db = tmp_path / "a" / "b" / "bot.db"
     async with Storage(db) as storage:
         assert db.is_file()
-        assert await storage.schema_version() == SCHEMA_VERSION
-        synchronous = await storage._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
-        foreign_keys = await storage._run(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0])
-        assert synchronous == 2  # FULL
-        assert foreign_keys == 1
+        async with storage.transaction() as conn:
+            assert await conn.scalar(sql("PRAGMA synchronous")) == 2  # FULL
+            assert await conn.scalar(sql("PRAGMA foreign_keys")) == 1
     assert _pragma(db, "journal_mode") == "wal"
-    assert _pragma(db, "user_version") == SCHEMA_VERSION
+    assert _pragma(db, "user_version") == SCHEMA_VERSION  # older releases read it
 
 
-async def test_queries_run_on_one_worker_thread_off_the_event_loop(storage: Storage) -> None:
-    names = await asyncio.gather(
-        *(storage._run(lambda _c: threading.current_thread().name) for _ in range(20))
-    )
-    assert len(set(names)) == 1
-    assert names[0] != threading.current_thread().name
-    assert names[0].startswith("storage")
+async def test_sqlite_queries_run_on_the_connections_own_thread(tmp_path: Path) -> None:
+    async with Storage(tmp_path / "bot.db") as storage:
+        async with storage.transaction() as conn:
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.create_function(
+                "thread_name", 0, lambda: threading.current_thread().name
+            )
+        names = await asyncio.gather(
+            *(storage._rows(select(func.thread_name().label("name"))) for _ in range(20))
+        )
+    threads = {rows[0]["name"] for rows in names}
+    assert len(threads) == 1
+    assert threads != {threading.current_thread().name}
 
 
-async def test_closed_storage_refuses_work_and_close_is_idempotent(tmp_path: Path) -> None:
-    storage = Storage(tmp_path / "bot.db")
+async def test_closed_storage_refuses_work_and_close_is_idempotent(location: Location) -> None:
+    storage = Storage(location)
     with pytest.raises(RuntimeError):
         await storage.add_feedback(1, 2, 3, "too early")
     await storage.open()
+    with pytest.raises(RuntimeError):
+        await storage.open()
     await storage.close()
     await storage.close()
     with pytest.raises(RuntimeError):
         await storage.list_feedback("2")
 
 
-async def test_data_survives_reopening(tmp_path: Path) -> None:
-    db = tmp_path / "bot.db"
-    async with Storage(db) as storage:
+async def test_close_waits_for_the_writes_under_way(location: Location) -> None:
+    storage = Storage(location)
+    await storage.open()
+    writes = [asyncio.create_task(storage.add_feedback(u, 5, 6, "in flight")) for u in range(20)]
+    await asyncio.sleep(0)  # every write has started
+    await storage.close()
+    ids = await asyncio.gather(*writes)
+    async with Storage(location) as reopened:
+        assert sorted(f.id for f in await reopened.list_feedback("5", 100)) == sorted(ids)
+
+
+async def test_data_survives_reopening(location: Location) -> None:
+    async with Storage(location) as storage:
         feedback_id = await storage.add_feedback(1, 2, 3, "keep me")
         await storage.set_guild_setting(2, "dataset", "smalltalk")
-    async with Storage(db) as storage:
+    async with Storage(location) as storage:
         assert [f.id for f in await storage.list_feedback("2")] == [feedback_id]
         assert await storage.get_guild_setting(2, "dataset") == "smalltalk"
+
+
+async def test_discord_sized_ids_round_trip(storage: Storage) -> None:
+    big = 1_100_000_000_000_000_001
+    await storage.set_guild_setting(big, "language", "fr-FR")
+    await storage.add_feedback(big + 1, big, big + 2, "big ids")
+    await storage.log_reply(big + 3, big + 2, big, big + 1, big + 4, "q", "a", "chat")
+    assert await storage.guild_settings(big) == {"language": "fr-FR"}
+    [entry] = await storage.list_feedback(str(big))
+    assert (entry.user_id, entry.guild_id, entry.channel_id) == (big + 1, big, big + 2)
+    assert (await storage.get_reply(big + 3)).user_message_id == big + 4  # type: ignore[union-attr]
 
 
 # Settings
@@ -272,14 +366,15 @@ async def test_forget_user_deletes_only_that_users_rows_and_counts_them(storage:
 # Durability
 
 
-async def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
-    db = tmp_path / "bot.db"
+async def test_acknowledged_feedback_survives_sigkill(location: Location) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.services.storage_writer",
-        str(db),
+        str(location),
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -310,9 +405,10 @@ async def test_acknowledged_feedback_survives_sigkill(tmp_path: Path) -> None:
 
     assert proc.returncode == -signal.SIGKILL
     assert len(acked) >= 100
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    async with Storage(db) as storage:
+    if isinstance(location, Path):
+        with sqlite3.connect(location) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    async with Storage(location) as storage:
         stored = {f.id: f.text for f in await storage.list_feedback("42", limit=1_000_000)}
     missing = {i: t for i, t in acked.items() if stored.get(i) != t}
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {list(missing)[:5]}"
@@ -337,94 +433,192 @@ CREATE TABLE corrections (id INTEGER PRIMARY KEY AUTOINCREMENT,
     correction TEXT NOT NULL, created_at TEXT NOT NULL);
 PRAGMA user_version = 1;
 """
+VERSION_1_ROWS = (
+    "INSERT INTO feedback (user_id, guild_id, channel_id, text, created_at) "
+    "VALUES (11, 100, 7, 'old feedback', '2026-01-01T00:00:00+00:00')",
+    "INSERT INTO reply_log VALUES (500, 7, 100, 11, 499, 'hi', 'hello', 'chat', "
+    "'2026-01-01T00:00:00+00:00')",
+    "INSERT INTO corrections (bot_message_id, user_id, original, correction, created_at) "
+    "VALUES (500, 12, 'hello', 'hey there', '2026-01-01T00:00:01+00:00')",
+    "INSERT INTO guild_settings VALUES (100, 'language', '\"fr-FR\"')",
+)
 
 
-def _make_version_1_db(db: Path) -> None:
-    """A database as the first release left it, with some rows in it."""
-    conn = sqlite3.connect(db)
-    try:
-        conn.executescript(VERSION_1_SCHEMA)
-        conn.execute(
-            "INSERT INTO feedback (user_id, guild_id, channel_id, text, created_at) "
-            "VALUES (11, 100, 7, 'old feedback', '2026-01-01T00:00:00+00:00')"
-        )
-        conn.execute(
-            "INSERT INTO reply_log VALUES (500, 7, 100, 11, 499, 'hi', 'hello', 'chat', "
-            "'2026-01-01T00:00:00+00:00')"
-        )
-        conn.execute(
-            "INSERT INTO corrections (bot_message_id, user_id, original, correction, created_at) "
-            "VALUES (500, 12, 'hello', 'hey there', '2026-01-01T00:00:01+00:00')"
-        )
-        conn.execute("INSERT INTO guild_settings VALUES (100, 'language', '\"fr-FR\"')")
-        conn.commit()
-    finally:
-        conn.close()
+async def _make_version_1(location: Location) -> None:
+    """A database at schema version 1 with some rows in it: on SQLite as the first release
+    left it (no Alembic, PRAGMA user_version = 1); on PostgreSQL migrated to revision 0001."""
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(location)
+        try:
+            conn.executescript(VERSION_1_SCHEMA)
+            for statement in VERSION_1_ROWS:
+                conn.execute(statement)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+
+    def fill(conn: Connection) -> None:
+        migrate.upgrade(conn, target="0001")
+        for statement in VERSION_1_ROWS:
+            conn.execute(sql(statement))
+
+    await _inspect(location, fill)
 
 
-def _schema(db: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        schema = {t: conn.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
-        indexes = conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL ORDER BY name"
-        )
-        schema["indexes"] = indexes.fetchall()
-    return schema
+def _describe(conn: Connection) -> dict[str, Any]:
+    """Tables (columns with type and nullability, primary key) and indexes."""
+    found: dict[str, Any] = {}
+    schema = inspect(conn)
+    for table in sorted(schema.get_table_names()):
+        keys = schema.get_pk_constraint(table)["constrained_columns"]
+        columns = [
+            (c["name"], str(c["type"]), bool(c["nullable"]) and c["name"] not in keys)
+            for c in schema.get_columns(table)
+        ]
+        indexes = sorted((i["name"], tuple(i["column_names"])) for i in schema.get_indexes(table))
+        found[table] = (columns, keys, indexes)
+    return found
 
 
-async def test_migrations_upgrade_an_older_schema_and_keep_its_rows(tmp_path: Path) -> None:
-    old = tmp_path / "old.db"
-    _make_version_1_db(old)
-    assert _pragma(old, "user_version") == 1
+async def test_migrations_upgrade_an_older_schema_and_keep_its_rows(
+    location: Location, another_location: Location
+) -> None:
+    await _make_version_1(location)
 
-    async with Storage(old) as storage:
+    async with Storage(location) as storage:
         assert await storage.schema_version() == SCHEMA_VERSION
         assert [f.text for f in await storage.list_feedback("100")] == ["old feedback"]
         assert await storage.get_guild_setting(100, "language") == "fr-FR"
         assert (await storage.get_reply(500)).reply_text == "hello"  # type: ignore[union-attr]
         [correction] = await storage.list_corrections("100", 10)
         assert correction.guild_id == 100  # filled in from the reply log by migration 2
+        assert correction.namespace == "100"  # and its namespace by migration 4
         assert (correction.original, correction.correction) == ("hello", "hey there")
+        assert await storage.get_meta("shared_files_namespace") == "100"
         new_id = await storage.add_correction(501, 13, 100, "a", "b")
         assert new_id > correction.id
 
-    fresh = tmp_path / "fresh.db"
-    async with Storage(fresh):
+    async with Storage(another_location):
         pass
-    assert _schema(old) == _schema(fresh)
-    assert ("corrections_by_guild",) in _schema(fresh)["indexes"]
+    upgraded = await _inspect(location, _describe)
+    assert upgraded == await _inspect(another_location, _describe)
+    assert ("corrections_by_guild", ("guild_id", "id")) in upgraded["corrections"][2]
 
 
-async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "bot.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    storage = Storage(db)
+async def test_an_older_sqlite_database_is_adopted_at_each_version(tmp_path: Path) -> None:
+    """A database the bot made before Alembic, at any of its versions, is stamped and
+    upgraded: the rows written at that version are all still there."""
+    for version in range(1, migrate.LAST_PRE_ALEMBIC_VERSION + 1):
+        db = tmp_path / f"v{version}.db"
+        await _make_version_1(db)
+        # The steps of the old bot after version 1 are the Alembic revisions: take the
+        # database to `version` with them, then drop Alembic's record as the old bot had none.
+        engine = create_engine(database_url(db))
+        try:
+            async with explicit_begin(engine).begin() as conn:
+                await conn.run_sync(migrate.upgrade, target=migrate.revision_name(version))
+                await conn.execute(sql("DROP TABLE alembic_version"))
+        finally:
+            await engine.dispose()
+        assert _pragma(db, "user_version") == version
+        async with Storage(db) as storage:
+            assert await storage.schema_version() == SCHEMA_VERSION
+            assert [f.text for f in await storage.list_feedback(None)] == ["old feedback"]
+            assert (await storage.list_corrections(None))[0].guild_id == 100
+
+
+async def test_a_newer_schema_is_refused(location: Location) -> None:
+    if isinstance(location, Path):
+        location.parent.mkdir(parents=True)
+        with sqlite3.connect(location) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    else:
+
+        def newer(conn: Connection) -> None:
+            migrate.upgrade(conn)
+            conn.execute(migrate.version_table.update().values(version_num="9999"))
+
+        await _inspect(location, newer)
+    storage = Storage(location)
     with pytest.raises(RuntimeError, match="update the bot"):
         await storage.open()
     with pytest.raises(RuntimeError):
         await storage.list_feedback("1")
 
 
+async def test_another_applications_database_is_refused(location: Location) -> None:
+    def foreign(conn: Connection) -> None:
+        migrate.version_table.create(conn)
+        conn.execute(migrate.version_table.insert().values(version_num="ae1027a6acf"))
+
+    await _inspect(location, foreign)
+    with pytest.raises(RuntimeError, match="a database of its own"):
+        await Storage(location).open()
+
+
+BROKEN_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{next}"
+down_revision = "{last}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("x", sa.Integer))
+    with op.batch_alter_table("feedback") as batch:
+        batch.add_column(sa.Column("half_column", sa.Text))
+    op.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
+"""
+
+
 async def test_a_failing_migration_is_rolled_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    location: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = tmp_path / "bot.db"
-    async with Storage(db) as storage:
+    async with Storage(location) as storage:
         await storage.add_feedback(1, 2, 3, "before")
 
-    broken = ("CREATE TABLE half_done (x INTEGER)", "INSERT INTO no_such_table VALUES (1)")
-    monkeypatch.setattr(storage_module, "MIGRATIONS", (*storage_module.MIGRATIONS, broken))
-    monkeypatch.setattr(storage_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    with pytest.raises(sqlite3.OperationalError):
-        await Storage(db).open()
-
-    assert _pragma(db, "user_version") == SCHEMA_VERSION
-    assert "half_done" not in _schema(db)
+    broken = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, broken)
+    last = migrate.revision_name(SCHEMA_VERSION)
+    following = migrate.revision_name(SCHEMA_VERSION + 1)
+    (broken / "versions" / f"{following}_broken.py").write_text(
+        BROKEN_MIGRATION.format(next=following, last=last)
+    )
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", broken)
+    with pytest.raises(DBAPIError):
+        await Storage(location).open()
     monkeypatch.undo()
-    async with Storage(db) as storage:
+
+    def state(conn: Connection) -> tuple[int | None, set[str], list[str]]:
+        schema = inspect(conn)
+        columns = [c["name"] for c in schema.get_columns("feedback")]
+        return migrate.current_version(conn), set(schema.get_table_names()), columns
+
+    version, tables, columns = await _inspect(location, state)
+    assert version == SCHEMA_VERSION
+    assert "half_done" not in tables and "half_column" not in columns
+    if isinstance(location, Path):
+        assert _pragma(location, "user_version") == SCHEMA_VERSION
+    async with Storage(location) as storage:
         assert [f.text for f in await storage.list_feedback("2")] == ["before"]
+
+
+async def test_storages_opened_together_migrate_once(location: Location) -> None:
+    """Processes of the bot that start at once each run the migrations: one does the work,
+    the others find it done."""
+    storages = [Storage(location) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in storages))
+    try:
+        versions = await asyncio.gather(*(s.schema_version() for s in storages))
+        assert versions == [SCHEMA_VERSION] * 3
+    finally:
+        for s in storages:
+            await s.close()
 
 
 async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) -> None:
@@ -444,3 +638,11 @@ async def test_text_with_a_lone_surrogate_is_stored_with_a_replacement(storage: 
     [entry] = await storage.list_feedback("100")
     assert entry.text == "hi \ufffd there \U0001f600"  # a proper pair stays one character
     assert (await storage.get_reply(10)).user_text == "q \ufffd"  # type: ignore[union-attr]
+
+
+async def test_text_with_nul_is_stored_with_a_replacement(storage: Storage) -> None:
+    """PostgreSQL text cannot hold NUL; both backends store U+FFFD in its place."""
+    await storage.add_feedback(1, 100, 7, "a\x00b")
+    assert [f.text for f in await storage.list_feedback("100")] == ["a\ufffdb"]
+    await storage.set_guild_setting(100, "note", "c\x00d")  # JSON spells it \u0000: kept
+    assert await storage.get_guild_setting(100, "note") == "c\x00d"

@@ -14,6 +14,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import table as sa_table
 
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.jobs import JobRunner
@@ -26,7 +28,8 @@ from bot.services.namespaces import (
     namespace_for,
     parse_namespace,
 )
-from bot.services.storage import SCHEMA_VERSION, Storage
+from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
+from bot.services.storage.engine import create_engine, explicit_begin
 from bot.services.tenancy import SAMPLES, TenantLimits, Tenants, migrate_files
 from bot.wiring import open_storage
 
@@ -157,15 +160,53 @@ def _inventory(data: Path) -> dict[str, str]:
     return found
 
 
+COUNTED_TABLES = ("feedback", "reply_log", "corrections", "guild_settings")
+
+
 def _rows(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
         return {
             table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("feedback", "reply_log", "corrections", "guild_settings")
+            for table in COUNTED_TABLES
         }
 
 
-async def _check_upgraded(data: Path, before_files: dict[str, str], before_rows: dict) -> None:
+async def _database_rows(location: str | Path) -> dict[str, int]:
+    async with Storage(location) as storage, storage.transaction() as conn:
+        return {
+            table: await conn.scalar(select(func.count()).select_from(sa_table(table)))
+            for table in COUNTED_TABLES
+        }
+
+
+async def _legacy_on_postgresql(data: Path, url: str) -> None:
+    """Move the legacy install's database into PostgreSQL as it was (revision 0003, the
+    same schema as its PRAGMA user_version 3) and delete its SQLite file."""
+    with sqlite3.connect(data / "bot.db") as old:
+        old.row_factory = sqlite3.Row
+        tables = [r[0] for r in old.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = {
+            t: [dict(r) for r in old.execute(f"SELECT * FROM {t}")]
+            for t in tables
+            if t != "sqlite_sequence"
+        }
+    engine = create_engine(database_url(url))
+    try:
+        async with explicit_begin(engine).begin() as conn:
+            await conn.run_sync(migrate.upgrade, target="0003")
+            for name, values in rows.items():
+                table = await conn.run_sync(lambda c, n=name: Table(n, MetaData(), autoload_with=c))
+                if values:
+                    await conn.execute(table.insert(), values)
+    finally:
+        await engine.dispose()
+    for path in data.glob("bot.db*"):
+        path.unlink()
+
+
+async def _check_upgraded(
+    data: Path, before_files: dict[str, str], before_rows: dict, database: str | None = None
+) -> None:
     server = f"servers/{GUILD}"
     after = _inventory(data)
     # The sample's old copy is dropped (identical to the shipped file); all else moved as is.
@@ -176,9 +217,11 @@ async def _check_upgraded(data: Path, before_files: dict[str, str], before_rows:
     }
     assert after == expected
     assert not (data / "datasets").exists() and not (data / "models").exists()
-    assert _rows(data / "bot.db") == before_rows
+    location = database or data / "bot.db"
+    assert await _database_rows(location) == before_rows
+    assert database is None or not (data / "bot.db").exists()
 
-    async with Storage(data / "bot.db") as storage:
+    async with Storage(location) as storage:
         assert await storage.schema_version() == SCHEMA_VERSION
         assert [f.text for f in await storage.list_feedback(str(GUILD))] == ["server feedback"]
         assert [f.text for f in await storage.list_feedback("dm-203")] == ["dm feedback"]
@@ -202,19 +245,27 @@ async def _check_upgraded(data: Path, before_files: dict[str, str], before_rows:
         await runner.close()
 
 
-async def test_an_older_install_is_upgraded_without_losing_anything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_an_older_install_is_upgraded_without_losing_anything(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     data = _unpack_legacy(tmp_path)
     files, rows = _inventory(data), _rows(data / "bot.db")
     assert "models/weather/v1.joblib" in files and "datasets/weather.corrections.csv" in files
+    database = None
+    if backend == "postgresql":
+        database = request.getfixturevalue("postgres_url")
+        await _legacy_on_postgresql(data, database)
+        files = _inventory(data)
 
-    storage = await open_storage_at(data)
+    storage = await open_storage_at(data, database)
     await storage.close()
-    await _check_upgraded(data, files, rows)
+    await _check_upgraded(data, files, rows, database)
 
     # Idempotent: a second start changes nothing.
-    storage = await open_storage_at(data)
+    storage = await open_storage_at(data, database)
     await storage.close()
-    await _check_upgraded(data, files, rows)
+    await _check_upgraded(data, files, rows, database)
 
 
 CRASHING_START = """
@@ -285,10 +336,11 @@ def test_migrate_files_keeps_both_when_a_name_is_taken(tmp_path: Path) -> None:
     assert migrate_files(tmp_path, "5") == 0
 
 
-async def open_storage_at(data: Path) -> Storage:
+async def open_storage_at(data: Path, database: str | None = None) -> Storage:
     from bot.config import load_settings
 
-    return await open_storage(load_settings({"DATA_DIR": str(data)}, env_file=None))
+    environ = {"DATA_DIR": str(data), "DATABASE_URL": database or ""}
+    return await open_storage(load_settings(environ, env_file=None))
 
 
 def test_the_fixture_is_an_older_install() -> None:
