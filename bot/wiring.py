@@ -40,8 +40,8 @@ class Services:
     tenants: Tenants
 
     async def warm_up(self) -> None:
-        """Load the first speech and voice engines that have a model, one after the other, in
-        threads: started in the background at start (WARM_UP), it never delays the gateway."""
+        """Load the speech and voice engines named first (when they have a model), in threads:
+        started in the background at start (WARM_UP), it never delays the gateway."""
         for service in (self.speech, self.synthesis):
             try:
                 await service.warm_up()
