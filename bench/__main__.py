@@ -9,7 +9,18 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("hi", "slash", "voice", "tts", "stt", "stream", "model", "memory")
+BENCHMARKS = (
+    "hi",
+    "slash",
+    "voice",
+    "tts",
+    "stt",
+    "stream",
+    "model",
+    "loop",
+    "first_reply",
+    "memory",
+)
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
 

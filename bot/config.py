@@ -237,7 +237,7 @@ class Settings:
     warm_up: bool = _setting(
         "on",
         _on_off,
-        "Load the first speech and voice engines with a model at start, in the background.",
+        "Load the speech and voice engines named first at start, in the background.",
     )
     # Text to speech and voice
     tts_engines: tuple[str, ...] = _setting(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
-from bot.services.jobs import JobRunner
+from bot.services.jobs import JobRunner, best_start_method
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 DB_FILE = "bot.db"
 # Two worker processes: one training and one CPU-bound recognition can run side by side.
 JOB_WORKERS = 2
+# Imported once by the fork server, so a training starts with scikit-learn ready.
+WORKER_PRELOAD = ("bot.services.training",)
 
 
 @dataclass
@@ -38,8 +40,8 @@ class Services:
     tenants: Tenants
 
     async def warm_up(self) -> None:
-        """Load the first speech and voice engines that have a model, one after the other, in
-        threads: started in the background at start (WARM_UP), it never delays the gateway."""
+        """Load the speech and voice engines named first (when they have a model), in threads:
+        started in the background at start (WARM_UP), it never delays the gateway."""
         for service in (self.speech, self.synthesis):
             try:
                 await service.warm_up()
@@ -75,7 +77,10 @@ async def open_storage(settings: Settings) -> Storage:
 
 async def build_services(settings: Settings) -> Services:
     storage = await open_storage(settings)
-    jobs = JobRunner(max_workers=JOB_WORKERS)
+    jobs = JobRunner(
+        max_workers=JOB_WORKERS, start_method=best_start_method(), preload=WORKER_PRELOAD
+    )
+    jobs.warm_up()
     limits = TenantLimits(
         train_max_bytes=settings.train_max_mb * MB,
         train_max_rows=settings.train_max_rows,

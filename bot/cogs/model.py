@@ -240,14 +240,16 @@ class Model(commands.Cog):
             dataset = name or name_from_filename(file.filename)
             info = await store.save_async(dataset, data, file.filename)
             saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
+            name = info.name
         elif inline:
             rows = parse_inline(inline, max_rows=self.bot.settings.train_max_rows)
             info = await store.save_async(name or INLINE_DATASET, rows)
             saved = f"Saved {info.rows} rows with {info.labels} labels as dataset `{info.name}`. "
-        else:
-            info = await store.info_async(name or await self.dataset_for(ctx.guild))
+            name = info.name
+        # An existing dataset is not read here: the worker reads it (a big one would stall
+        # the bot), and a dataset that can't be trained fails the job with the reason.
         job = await self.tenant_of(ctx).models.start_training(
-            info.name, on_done=self._announcer(ctx.channel)
+            name or await self.dataset_for(ctx.guild), on_done=self._announcer(ctx.channel)
         )
         self.recent_jobs.add(ctx.author.id, job.id)
         return saved, job

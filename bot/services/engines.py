@@ -83,22 +83,23 @@ class EngineChain(Generic[E]):
         raise AllEnginesFailedError("; ".join(reasons))
 
     async def warm_up(self) -> str | None:
-        """Load, in a thread, the first engine in order that has a model to load (`load()`);
-        engines before it (online ones) have nothing to load. Returns its name, or None.
+        """Load, in a thread, the engine named first when it has a model to load (`load()`);
+        an online engine first has nothing to load. Returns its name, or None.
 
         A request that arrives meanwhile waits for the same load (engines load under a lock),
         so warming up never delays an answer, only makes the first one sooner.
         """
-        for name, engine in self._engines:
-            load = getattr(engine, "load", None)
-            if not callable(load):
-                continue
-            started = time.perf_counter()
-            try:
-                await asyncio.to_thread(load)
-            except EngineUnavailableError as exc:
-                log.warning("engine %s could not warm up: %s", name, exc)
-                continue
-            log.info("engine %s warmed up in %.1f s", name, time.perf_counter() - started)
-            return name
-        return None
+        if not self._engines:
+            return None
+        name, engine = self._engines[0]
+        load = getattr(engine, "load", None)
+        if not callable(load):
+            return None
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(load)
+        except EngineUnavailableError as exc:
+            log.warning("engine %s could not warm up: %s", name, exc)
+            return None
+        log.info("engine %s warmed up in %.1f s", name, time.perf_counter() - started)
+        return name

@@ -32,22 +32,32 @@ and answer with confidence 1.
   the top-2 margin would do, but rescaling keeps the default's meaning for the sample's 16
   labels (0.35 above chance is p >= 0.39).
 
-What is stored is the fitted model "compiled" to plain data: each vectorizer's settings,
-vocabulary and idf weights, and the classifier's coefficients. The bot scores a message with
-a few numpy operations (about 0.1 ms, where scikit-learn's per-call input checks alone take
-2 ms) and never imports scikit-learn, which saves about 100 MB in the bot process. The
-worker checks, right after fitting, that the compiled model gives scikit-learn's
-probabilities; a training whose check fails is reported as failed.
+Training runs in a worker process (`train_model`, with the fitting in `services/training.py`);
+the worker reads the dataset itself, so the bot's process never holds its rows.
 
-Store: `<data_dir>/models/<dataset>/v1.joblib, v2.joblib, ...` and `manifest.json`, which
-records for each version the dataset hash, metrics, creation time, row and label counts,
-duration and the sha256 of the file, and which version is active. Files and the manifest are
-written atomically; the manifest's read-modify-write is guarded by a file lock because the
-worker (new versions) and the bot (`use_version`) both write it.
+What is stored is the fitted model "compiled" to arrays (format 2, `artifact_bytes`): for each
+vectorizer its settings, the 64-bit keys of its terms (blake2b, sorted) and their idf; the
+classifier's coefficients in the same order; and for the knowledge gate the single words
+(one newline-joined string; a few thousand words where the vocabulary with its bigrams and
+character n-grams has up to 100k terms) with their information. The bot finds a term's column
+by binary search of its key, scores a message with a few numpy operations (well under 1 ms,
+where scikit-learn's per-call input checks alone take 2 ms) and never imports scikit-learn,
+which saves about 100 MB in the bot process. Loading a model is reading arrays and making one
+dict of the single words: a few milliseconds for 100k terms, holding the GIL for hardly any.
+The worker checks, right after fitting, that the file read back as the bot reads it gives
+scikit-learn's probabilities; a training whose check fails is reported as failed.
 
-joblib files are pickles, and loading a pickle runs code. A model file is loaded only when the
-sha256 of its bytes equals the one recorded when this service wrote it, and the bytes that
-were hashed are the bytes that are loaded. Nothing else in the bot loads these files.
+Store: `<data_dir>/models/<dataset>/v1.npz, v2.npz, ...` and `manifest.json`, which records
+for each version its file, format, the dataset hash, metrics, creation time, row and label
+counts, duration and the sha256 of the file, and which version is active. Files and the
+manifest are written atomically; the manifest's read-modify-write is guarded by a file lock
+because the worker (new versions) and the bot (`use_version`) both write it.
+
+A model file is loaded only when the sha256 of its bytes equals the one recorded when this
+service wrote it, and the bytes that were hashed are the bytes that are loaded. Format-2 files
+are read with `allow_pickle=False`, so reading one never runs code. Versions made before
+format 2 are `vN.joblib` pickles of vocabularies (format 1): they still load, through the
+same sha256 check, and are turned into arrays by a worker process when they load.
 
 Heavy modules (scikit-learn, numpy, joblib, matplotlib) are imported inside functions, so
 importing this module is cheap.
@@ -60,12 +70,10 @@ import hashlib
 import io
 import json
 import logging
-import random
 import re
 import time
 import unicodedata
-import warnings
-from collections import Counter, defaultdict
+import zipfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,7 +87,6 @@ from bot.services.datasets import (
     CORRECTED_LABEL_PREFIX,
     MAX_TEXT_CHARS,
     DatasetStore,
-    Row,
     atomic_write,
     csv_problem,
     dataset_hash,
@@ -101,23 +108,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1
+# 2: arrays in an .npz (term keys, idf, coefficients) and JSON; 1: a joblib pickle of
+# vocabularies (still loaded, from files whose sha256 the manifest recorded).
+MODEL_FORMAT = 2
+MODEL_SUFFIX = ".npz"
 MANIFEST_NAME = "manifest.json"
-CV_MAX_FOLDS = 5
-# Cross-validation refits the whole pipeline once per fold; above this many rows it runs on a
-# stratified sample (accuracy then has a standard error of about 0.5 points), so that training
-# 100k rows stays well within 20 s on two cores.
-CV_MAX_ROWS = 5_000
 MAX_TEST_ITEMS = 1000
-# Per vectorizer: bounds model size and memory for very large or very varied datasets.
-MAX_FEATURES = 50_000
 # Below this share of its word information in known words, a message is unknown: the
 # knowledge gate of the module docstring.
 MIN_KNOWN_SHARE = 0.5
 # A typo names a known word only in words this long: shorter ones match too much by chance.
 TYPO_MIN_CHARS = 4
 # Typo look-ups per message (each about 50 µs), so long gibberish stays fast to score (a
-# 2,000-character one in under 1 ms).
+# 2,000-character one in about 1 ms).
 MAX_TYPO_LOOKUPS = 8
 # With more distinct characters than this in the vocabulary (a non-alphabetic script), a typo
 # is looked for as an extra or swapped letter only, not a missing or wrong one.
@@ -130,7 +133,7 @@ TEST_DATA_SHAPES = (
     'optional "label".'
 )
 _VERSION = re.compile(r"v([1-9][0-9]{0,5})")
-_MODEL_FILE = re.compile(r"v([1-9][0-9]{0,5})\.joblib")
+_MODEL_FILE = re.compile(r"v([1-9][0-9]{0,5})\.(?:npz|joblib)")
 
 
 class NoModelError(UserFacingError):
@@ -217,105 +220,50 @@ class Evaluation:
 # -- training (runs in a worker process) ---------------------------------------------------
 
 
-def _build_pipeline() -> Any:
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import FeatureUnion, Pipeline
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a worker finds a dataset: the store's settings, not its rows.
 
-    words = TfidfVectorizer(
-        analyzer="word",
-        ngram_range=(1, 2),
-        token_pattern=r"(?u)\b\w+\b",
-        sublinear_tf=True,
-        max_features=MAX_FEATURES,
-        dtype=np.float32,
-    )
-    chars = TfidfVectorizer(
-        analyzer="char_wb",
-        ngram_range=(3, 3),
-        sublinear_tf=True,
-        max_features=MAX_FEATURES,
-        dtype=np.float32,
-    )
-    # C=10: with few rows per label, weak regularisation keeps confidences decisive.
-    # newton-cg: same solution as lbfgs here, 5-10x faster on wide sparse TF-IDF features.
-    classifier = LogisticRegression(C=10.0, solver="newton-cg", max_iter=1000)
-    return Pipeline(
-        [
-            ("features", FeatureUnion([("words", words), ("chars", chars)])),
-            ("classifier", classifier),
-        ]
-    )
+    The rows never pass through the bot's process: parsing 100k rows there would hold the
+    GIL and grow the heap that the garbage collector walks, and pickling them to the worker
+    would hold the GIL again.
+    """
+
+    data_dir: Path
+    max_bytes: int
+    max_rows: int
+    samples_dir: Path | None
+
+    @classmethod
+    def of(cls, store: DatasetStore) -> DatasetSource:
+        return cls(store.root.parent, store.max_bytes, store.max_rows, store.samples_dir)
+
+    def store(self) -> DatasetStore:
+        return DatasetStore(
+            self.data_dir, self.max_bytes, self.max_rows, samples_dir=self.samples_dir
+        )
 
 
-def _cv_sample(labels: Sequence[str]) -> list[int]:
-    """Indices to cross-validate on: labels with 2+ rows, stratified down to CV_MAX_ROWS."""
-    counts = Counter(labels)
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, label in enumerate(labels):
-        if counts[label] >= 2:
-            by_label[label].append(index)
-    total = sum(len(indices) for indices in by_label.values())
-    if total <= CV_MAX_ROWS:
-        return sorted(i for indices in by_label.values() for i in indices)
-    rng = random.Random(0)
-    fraction = CV_MAX_ROWS / total
-    sample: list[int] = []
-    for indices in by_label.values():
-        take = min(len(indices), max(2, round(len(indices) * fraction)))
-        sample.extend(rng.sample(indices, take))
-    return sorted(sample)
+def train_model(source: DatasetSource, out_dir: Path, dataset: str) -> TrainResult:
+    """Load, fit, cross-validate and store a new version of `dataset`'s model; make it active.
 
-
-def _cross_validate(
-    texts: Sequence[str], labels: Sequence[str]
-) -> tuple[float | None, float | None, int, int]:
-    """(accuracy, macro-F1, folds, rows used) of stratified k-fold CV, k = min(5, rows/label)."""
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    sample = _cv_sample(labels)
-    y = [labels[i] for i in sample]
-    counts = Counter(y)
-    if len(counts) < 2:
-        return None, None, 0, 0
-    folds = min(CV_MAX_FOLDS, min(counts.values()))
-    x = [texts[i] for i in sample]
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    predicted = cross_val_predict(_build_pipeline(), x, y, cv=splitter)
-    accuracy = float(accuracy_score(y, predicted))
-    macro_f1 = float(f1_score(y, predicted, average="macro", zero_division=0))
-    return accuracy, macro_f1, folds, len(sample)
-
-
-def train_model(rows: Sequence[Row], out_dir: Path, dataset: str, dataset_hash: str) -> TrainResult:
-    """Fit, cross-validate and store a new version of `dataset`'s model, and make it active.
-
-    Blocking and CPU-bound: meant to run in a worker process (`JobRunner` pickles the
-    arguments). `out_dir` is the models folder; the version goes to `out_dir/<dataset>/`.
+    Blocking and CPU-bound: meant to run in a worker process (`JobRunner`). `out_dir` is the
+    models folder; the version goes to `out_dir/<dataset>/`.
     """
     import sklearn
-    from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
+
+    from bot.services import training
 
     started = time.perf_counter()
     validate_name(dataset)
+    rows = source.store().load(dataset)
     texts = [row.text for row in rows]
     labels = [row.label for row in rows]
     if len(set(labels)) < 2:
         raise InvalidInputError("The dataset needs at least 2 different labels to train.")
-    # One thread: the worker shares the machine with the bot's event loop.
-    with threadpool_limits(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        accuracy, macro_f1, folds, cv_rows = _cross_validate(texts, labels)
-        pipeline = _build_pipeline().fit(texts, labels)
-    compiled = compile_pipeline(pipeline)
-    _check_compiled(compiled, pipeline, texts)
-    artifact = {
-        "format": MODEL_FORMAT,
+    fitted = training.fit(texts, labels)
+    meta = {
         "dataset": dataset,
-        "model": compiled,
         "replies": replies_by_label(rows),
         "exact": {
             normalize_text(row.text): row.label
@@ -324,52 +272,83 @@ def train_model(rows: Sequence[Row], out_dir: Path, dataset: str, dataset_hash: 
         },
         "sklearn_version": sklearn.__version__,
     }
-    data = _dump(artifact)
-    folder = Path(out_dir) / dataset
-    with _manifest_lock(folder):
-        manifest = _read_manifest(folder) or _new_manifest(dataset)
-        version = _next_version(manifest, folder)
-        atomic_write(folder / f"{version}.joblib", data)
-        created_at = datetime.now(UTC)
-        duration = time.perf_counter() - started
-        manifest["versions"][version] = {
-            "file": f"{version}.joblib",
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "dataset_hash": dataset_hash,
-            "created_at": created_at.isoformat(),
-            "rows": len(rows),
-            "labels": len(set(labels)),
-            "metrics": {
-                "accuracy": accuracy,
-                "macro_f1": macro_f1,
-                "folds": folds,
-                "cv_rows": cv_rows,
-            },
-            "duration_seconds": round(duration, 3),
-            "sklearn_version": sklearn.__version__,
-        }
-        manifest["active"] = version
-        _write_manifest(folder, manifest)
+    data = artifact_bytes(compile_pipeline(fitted.pipeline), meta)
+    check_compiled(data, fitted, texts)
+    entry = {
+        "dataset_hash": dataset_hash(rows),
+        "rows": len(rows),
+        "labels": len(set(labels)),
+        "metrics": {
+            "accuracy": fitted.accuracy,
+            "macro_f1": fitted.macro_f1,
+            "folds": fitted.folds,
+            "cv_rows": fitted.cv_rows,
+        },
+        "sklearn_version": sklearn.__version__,
+        "duration_seconds": round(time.perf_counter() - started, 3),
+    }
+    stored = store_version(Path(out_dir) / dataset, dataset, data, entry)
+    assert stored is not None
+    version, created_at = stored
     return TrainResult(
         dataset=dataset,
         version=version,
         rows=len(rows),
         labels=len(set(labels)),
-        accuracy=accuracy,
-        macro_f1=macro_f1,
-        folds=folds,
-        cv_rows=cv_rows,
-        duration_seconds=duration,
+        accuracy=fitted.accuracy,
+        macro_f1=fitted.macro_f1,
+        folds=fitted.folds,
+        cv_rows=fitted.cv_rows,
+        duration_seconds=time.perf_counter() - started,
         created_at=created_at,
     )
 
 
-def _dump(artifact: dict[str, Any]) -> bytes:
-    import joblib
+def store_version(
+    folder: Path, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
+) -> tuple[str, datetime] | None:
+    """Write `data` as the next version of the model in `folder`, record it (its file, format,
+    sha256 and creation time, with `entry`) in the manifest and make it active; returns
+    (version, creation time). With `first_only`, only when there is no version yet (else
+    None: another training or install came first)."""
+    with _manifest_lock(folder):
+        manifest = _read_manifest(folder) or _new_manifest(dataset)
+        if first_only and manifest["versions"]:
+            return None
+        version = _next_version(manifest, folder)
+        name = f"{version}{MODEL_SUFFIX}"
+        atomic_write(folder / name, data)
+        created_at = datetime.now(UTC)
+        manifest["versions"][version] = {
+            "file": name,
+            "format": MODEL_FORMAT,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created_at": created_at.isoformat(),
+            **entry,
+        }
+        manifest["active"] = version
+        _write_manifest(folder, manifest)
+    return version, created_at
 
-    buffer = io.BytesIO()
-    joblib.dump(artifact, buffer)
-    return buffer.getvalue()
+
+def check_compiled(data: bytes, fitted: Any, texts: Sequence[str]) -> None:
+    """Refuse to store a model file that does not score like scikit-learn: read `data` as the
+    bot will, and compare its probabilities with the fitted pipeline's `predict_proba`, and
+    the TF-IDF the training counted with the pipeline's own `transform`."""
+    import numpy as np
+
+    step = max(1, len(texts) // 50)
+    rows = list(range(0, len(texts), step))[:50]
+    probe = [texts[i] for i in rows] + ["", "qzxv?!", "Hello, WORLD"]
+    scorer = read_artifact(data).scorer
+    expected = fitted.pipeline.predict_proba(probe)
+    got = np.array([scorer.proba(text) for text in probe])
+    if not np.allclose(got, expected, atol=1e-4):
+        raise RuntimeError("the compiled model does not match scikit-learn's predictions")
+    ours = fitted.features(rows)
+    theirs = fitted.pipeline.named_steps["features"].transform([texts[i] for i in rows])
+    if abs(ours - theirs).max() > 1e-5:
+        raise RuntimeError("the counted features do not match scikit-learn's")
 
 
 # -- manifest ------------------------------------------------------------------------------
@@ -449,11 +428,28 @@ def _model_version(version: str, entry: dict[str, Any], active: str | None) -> M
     )
 
 
-# -- a loaded model ------------------------------------------------------------------------
+# -- the model file ------------------------------------------------------------------------
+
+
+def term_keys(terms: Sequence[str]) -> np.ndarray:
+    """64-bit keys of terms (blake2b of their UTF-8): what a model file stores instead of the
+    terms. With 100k terms, two keys collide with odds of about 1 in 10^9 (and training then
+    fails rather than store a model that would mix two terms up)."""
+    import numpy as np
+
+    blake2b = hashlib.blake2b
+    digests = [blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest() for t in terms]
+    return np.frombuffer(b"".join(digests), dtype="<u8")
 
 
 def compile_pipeline(pipeline: Any) -> dict[str, Any]:
-    """The fitted pipeline as plain data that `Scorer` can use without scikit-learn."""
+    """The fitted pipeline as arrays that `Scorer` can use without scikit-learn."""
+    return _hashed(_vocabularies(pipeline))
+
+
+def _vocabularies(pipeline: Any) -> dict[str, Any]:
+    """The fitted pipeline as plain data: each vectorizer's settings, vocabulary and idf, and
+    the classifier's coefficients (the compiled form of model files of format 1)."""
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -476,11 +472,7 @@ def compile_pipeline(pipeline: Any) -> dict[str, Any]:
             raise TypeError(f"unsupported vectorizer settings: {settings}")
         blocks.append(
             {
-                "analyzer": settings["analyzer"],
-                "ngram_range": tuple(settings["ngram_range"]),
-                "token_pattern": settings["token_pattern"],
-                "lowercase": bool(settings["lowercase"]),
-                "sublinear_tf": bool(settings["sublinear_tf"]),
+                **{key: settings[key] for key in _BLOCK_SETTINGS},
                 "vocabulary": {str(k): int(v) for k, v in vectorizer.vocabulary_.items()},
                 "idf": np.asarray(vectorizer.idf_, dtype=np.float64),
             }
@@ -494,6 +486,167 @@ def compile_pipeline(pipeline: Any) -> dict[str, Any]:
 
 
 _UNSUPPORTED_SETTINGS = ("preprocessor", "tokenizer", "stop_words", "strip_accents", "vocabulary")
+_BLOCK_SETTINGS = ("analyzer", "ngram_range", "token_pattern", "lowercase", "sublinear_tf")
+
+
+def _hashed(plain: dict[str, Any]) -> dict[str, Any]:
+    """Vocabularies (term -> column) turned into sorted term keys, with the idf and the
+    coefficient rows put in the same order; and the knowledge gate's known words."""
+    import numpy as np
+
+    coef = np.asarray(plain["coef"], dtype=np.float32)
+    blocks, rows, offset = [], [], 0
+    for block in plain["blocks"]:
+        vocabulary: dict[str, int] = block["vocabulary"]
+        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))
+        keys = term_keys(list(vocabulary))
+        order = np.argsort(keys)
+        keys = keys[order]
+        if np.any(keys[1:] == keys[:-1]):
+            raise ValueError("two terms of the model have the same key")
+        columns = columns[order]
+        settings = {key: block[key] for key in _BLOCK_SETTINGS}
+        settings["ngram_range"] = tuple(int(n) for n in settings["ngram_range"])
+        blocks.append({**settings, "keys": keys, "idf": np.asarray(block["idf"])[columns]})
+        rows.append(columns + offset)
+        offset += len(vocabulary)
+    return {
+        "blocks": blocks,
+        "coef": np.ascontiguousarray(coef[np.concatenate(rows)] if rows else coef),
+        "intercept": np.asarray(plain["intercept"], dtype=np.float64),
+        "classes": [str(c) for c in plain["classes"]],
+        "known": _known_words(plain["blocks"]),
+    }
+
+
+def _known_words(blocks: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the knowledge gate needs from the word block that keeps single words: the words
+    themselves (a few thousand short strings, where the whole vocabulary with its bigrams and
+    character n-grams can be 100k), their information (idf - 1), the letters of the block's
+    terms and its longest word."""
+    import numpy as np
+
+    for index, block in enumerate(blocks):
+        if block["analyzer"] == "word" and block["ngram_range"][0] == 1:
+            vocabulary: dict[str, int] = block["vocabulary"]
+            words = sorted(term for term in vocabulary if " " not in term)
+            idf = np.asarray(block["idf"], dtype=np.float64)
+            columns = np.fromiter((vocabulary[w] for w in words), np.int64, len(words))
+            letters = set("".join(vocabulary)) - {" "}
+            return {
+                "block": index,
+                "words": words,
+                "information": idf[columns] - 1.0,
+                "alphabet": "".join(sorted(letters)) if len(letters) <= MAX_TYPO_ALPHABET else "",
+                "longest": max(map(len, words), default=0),
+            }
+    return None
+
+
+def artifact_bytes(compiled: dict[str, Any], meta: dict[str, Any]) -> bytes:
+    """A model file (format 2): an .npz of plain arrays, loadable with allow_pickle=False, so
+    reading one can never run code. `meta` (JSON) holds what is not an array: the dataset,
+    replies, exact-match corrections and the scikit-learn version."""
+    import numpy as np
+
+    known = compiled["known"]
+    header = {
+        **meta,
+        "format": MODEL_FORMAT,
+        "classes": compiled["classes"],
+        "blocks": [{key: block[key] for key in _BLOCK_SETTINGS} for block in compiled["blocks"]],
+        "known": None if known is None else {k: known[k] for k in ("block", "alphabet", "longest")},
+    }
+    arrays = {
+        "meta": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
+        "coef": compiled["coef"],
+        "intercept": compiled["intercept"],
+    }
+    for i, block in enumerate(compiled["blocks"]):
+        arrays[f"keys{i}"], arrays[f"idf{i}"] = block["keys"], block["idf"]
+    if known is not None:
+        # Words never contain a newline (the token pattern is \w+): one string, newline-joined.
+        arrays["known_words"] = np.frombuffer("\n".join(known["words"]).encode(), np.uint8)
+        arrays["known_information"] = known["information"]
+    buffer = io.BytesIO()
+    # Fixed timestamps: the same model gives the same bytes (and sha256).
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", _EPOCH), "w") as out:
+                np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def read_artifact(data: bytes) -> _LoadedModel:
+    """A model from the bytes of a format-2 file (already verified). Raises ValueError,
+    KeyError or TypeError when they are not one."""
+    import numpy as np
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop("meta").tobytes())
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"model format {meta.get('format')!r}")
+    blocks = [
+        {
+            **settings,
+            "ngram_range": tuple(settings["ngram_range"]),
+            "keys": arrays[f"keys{i}"],
+            "idf": arrays[f"idf{i}"],
+        }
+        for i, settings in enumerate(meta["blocks"])
+    ]
+    known = meta["known"]
+    if known is not None:
+        text = arrays["known_words"].tobytes().decode("utf-8")
+        words = text.split("\n") if text else []
+        known = {**known, "words": words, "information": arrays["known_information"]}
+    compiled = {
+        "blocks": blocks,
+        "coef": arrays["coef"],
+        "intercept": arrays["intercept"],
+        "classes": meta["classes"],
+        "known": known,
+    }
+    return _LoadedModel(compiled, meta["replies"], meta["exact"])
+
+
+def format_1_as_arrays(folder: Path, dataset: str, version: str, entry: dict[str, Any]) -> bytes:
+    """A format-1 version (a joblib pickle of vocabularies that an older version of the bot
+    wrote) read, verified and turned into the bytes of a format-2 file. Meant for a worker
+    process: unpickling a large vocabulary holds the GIL for tens of milliseconds."""
+    import joblib
+
+    data = _read_verified(folder, dataset, version, entry)
+    try:
+        artifact = joblib.load(io.BytesIO(data))
+        if not isinstance(artifact, dict) or artifact.get("format") != 1:
+            raise ValueError("not a model file of format 1")
+        meta = {
+            "dataset": dataset,
+            "replies": artifact["replies"],
+            "exact": artifact["exact"],
+            "sklearn_version": artifact.get("sklearn_version"),
+        }
+        return artifact_bytes(_hashed(artifact["model"]), meta)
+    except (KeyError, TypeError, ValueError, EOFError) as exc:
+        log.warning("model %s %s can't be read: %s", dataset, version, exc)
+        raise _unusable(dataset, version) from None
+
+
+def _unusable(dataset: str, version: str) -> ModelIntegrityError:
+    return ModelIntegrityError(
+        f"The model of dataset {dataset} ({version}) can't be used (it was made by another "
+        f"version of the bot). An admin can run `!train {dataset}` to train a new one."
+    )
+
+
+# -- a loaded model ------------------------------------------------------------------------
+
+
 _WHITE_SPACES = re.compile(r"\s\s+")
 
 
@@ -552,6 +705,17 @@ def _analyzer(block: dict[str, Any]) -> Callable[[str], list[str]]:
     return chars
 
 
+def _lookup(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions of `wanted` keys in the sorted `keys`, -1 where absent."""
+    import numpy as np
+
+    if len(keys) == 0:
+        return np.full(len(wanted), -1)
+    positions = np.searchsorted(keys, wanted)
+    positions[positions == len(keys)] = 0
+    return np.where(keys[positions] == wanted, positions, -1)
+
+
 def _one_edit(word: str, alphabet: str) -> Iterator[str]:
     """Strings one typo away from `word`: a letter deleted, two swapped, one replaced or one
     inserted (letters from `alphabet`)."""
@@ -571,28 +735,29 @@ def _one_edit(word: str, alphabet: str) -> Iterator[str]:
 class KnownWords:
     """Which of a message's words a model was trained on: the knowledge gate (module docstring).
 
-    Built at load time from the word block's vocabulary and idf, so model files made before
-    the gate existed get it too. Only single words count: bigrams add no new words, and
-    character n-grams are not knowledge.
+    Made from the word block that keeps single words: the words and their information, the
+    letters of the block's terms (typos are looked for with those) and the longest word.
+    Only single words count: bigrams add no new words, and character n-grams are not knowledge.
     """
 
-    def __init__(self, block: dict[str, Any]) -> None:
+    def __init__(self, block: dict[str, Any], known: dict[str, Any]) -> None:
         import numpy as np
 
         self._tokens = _tokenizer(block)
-        self._vocabulary: dict[str, int] = block["vocabulary"]
-        self._information = np.asarray(block["idf"], dtype=np.float64) - 1.0
+        words: list[str] = known["words"]
+        self._index = dict(zip(words, range(len(words)), strict=True))
+        self._information = np.asarray(known["information"], dtype=np.float64)
+        if len(self._index) != len(words) or self._information.shape != (len(words),):
+            raise ValueError("the known words do not match their information")
         self._unknown = float(self._information.max(initial=0.0))
-        letters = set("".join(self._vocabulary)) - {" "}
-        self._alphabet = "".join(sorted(letters)) if len(letters) <= MAX_TYPO_ALPHABET else ""
+        self._alphabet: str = known["alphabet"]
+        self._longest = int(known["longest"])
 
     @classmethod
     def of(cls, blocks: Sequence[dict[str, Any]]) -> KnownWords | None:
-        """The gate of a compiled model: from its word block that keeps single words."""
-        for block in blocks:
-            if block["analyzer"] == "word" and block["ngram_range"][0] == 1:
-                return cls(block)
-        return None
+        """The gate of plain word blocks (vocabulary and idf, as `_vocabularies` gives them)."""
+        known = _known_words(blocks)
+        return None if known is None else cls(blocks[known["block"]], known)
 
     def share(self, text: str) -> float:
         """The share of the text's word information in known words, in [0, 1]: 1 when every
@@ -601,7 +766,7 @@ class KnownWords:
         known = total = 0.0
         lookups = MAX_TYPO_LOOKUPS
         for token in self._tokens(text):
-            index = self._vocabulary.get(token)
+            index = self._index.get(token)
             if index is None and lookups > 0 and len(token) >= TYPO_MIN_CHARS:
                 lookups -= 1
                 index = self._typo_of(token)
@@ -612,10 +777,12 @@ class KnownWords:
         return known / total if total > 0.0 else 0.0
 
     def _typo_of(self, token: str) -> int | None:
-        """The vocabulary index of a known word (4+ characters) one typo away, if any."""
+        """The index of a known word (4+ characters) one typo away, if any."""
+        if len(token) > self._longest + 1:  # one typo changes the length by one at most
+            return None
         for candidate in _one_edit(token, self._alphabet):
-            if len(candidate) >= TYPO_MIN_CHARS and " " not in candidate:
-                index = self._vocabulary.get(candidate)
+            if len(candidate) >= TYPO_MIN_CHARS:
+                index = self._index.get(candidate)
                 if index is not None:
                     return index
         return None
@@ -631,7 +798,8 @@ def above_chance(proba: np.ndarray) -> float:
 class Scorer:
     """Class probabilities for one text from a compiled model: TF-IDF (sublinear tf, idf,
     l2 per vectorizer, concatenated as FeatureUnion does) and the softmax of the logistic
-    regression, in numpy. `known_share` is the knowledge gate."""
+    regression, in numpy. A term's column is found by binary search of its key among the
+    block's sorted keys. `known_share` is the knowledge gate."""
 
     def __init__(self, compiled: dict[str, Any]) -> None:
         import numpy as np
@@ -642,13 +810,18 @@ class Scorer:
         self._blocks = []
         offset = 0
         for block in compiled["blocks"]:
-            vocabulary = block["vocabulary"]
+            keys = np.asarray(block["keys"], dtype="<u8")
             idf = np.asarray(block["idf"], dtype=np.float64)
-            self._blocks.append((_analyzer(block), vocabulary, idf, block["sublinear_tf"], offset))
-            offset += len(vocabulary)
+            if keys.shape != idf.shape:
+                raise ValueError("the compiled model's shapes do not match")
+            self._blocks.append((_analyzer(block), keys, idf, block["sublinear_tf"], offset))
+            offset += len(keys)
         if self._coef.shape != (offset, len(self._intercept)):
             raise ValueError("the compiled model's shapes do not match")
-        self._known = KnownWords.of(compiled["blocks"])
+        known = compiled["known"]
+        self._known = (
+            None if known is None else KnownWords(compiled["blocks"][known["block"]], known)
+        )
 
     def known_share(self, text: str) -> float:
         """How much of the text's words the model knows (`KnownWords.share`); 1 for a model
@@ -659,17 +832,15 @@ class Scorer:
         import numpy as np
 
         scores = self._intercept.copy()
-        for analyze, vocabulary, idf, sublinear, offset in self._blocks:
-            counts: dict[int, int] = {}
-            for term in analyze(text):
-                index = vocabulary.get(term)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
-            if not counts:
+        for analyze, keys, idf, sublinear, offset in self._blocks:
+            terms = analyze(text)
+            if not terms:
                 continue
-            indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            values = (np.log(tf) + 1.0 if sublinear else tf) * idf[indices]
+            found = _lookup(keys, term_keys(terms))
+            indices, tf = np.unique(found[found >= 0], return_counts=True)
+            if not len(indices):
+                continue
+            values = (np.log(tf) + 1.0 if sublinear else tf.astype(np.float64)) * idf[indices]
             values /= np.sqrt(values @ values)
             scores += values @ self._coef[indices + offset]
         if scores.shape[0] == 1:  # two labels: a sigmoid on one score
@@ -680,26 +851,14 @@ class Scorer:
         return exp / exp.sum()
 
 
-def _check_compiled(compiled: dict[str, Any], pipeline: Any, texts: Sequence[str]) -> None:
-    """Refuse to store a compiled model that does not score like the fitted pipeline."""
-    import numpy as np
-
-    probe = list(texts[:: max(1, len(texts) // 50)][:50]) + ["", "qzxv?!", "Hello, WORLD"]
-    expected = pipeline.predict_proba(probe)
-    scorer = Scorer(compiled)
-    got = np.array([scorer.proba(text) for text in probe])
-    if not np.allclose(got, expected, atol=1e-4):
-        raise RuntimeError("the compiled model does not match scikit-learn's predictions")
-
-
 class _LoadedModel:
-    def __init__(self, dataset: str, version: str, sha256: str, artifact: dict[str, Any]) -> None:
-        self.dataset = dataset
-        self.version = version
-        self.sha256 = sha256
-        self.scorer = Scorer(artifact["model"])
-        self.replies: dict[str, str | None] = dict(artifact["replies"])
-        self.exact: dict[str, str] = dict(artifact["exact"])
+    def __init__(
+        self, compiled: dict[str, Any], replies: dict[str, str | None], exact: dict[str, str]
+    ) -> None:
+        self.scorer = Scorer(compiled)
+        self.replies: dict[str, str | None] = dict(replies)
+        self.exact: dict[str, str] = dict(exact)
+        self.version = self.sha256 = ""
 
     def predict(self, text: str) -> tuple[str, float, bool]:
         """(label, confidence, from a correction) for one message.
@@ -720,11 +879,17 @@ class _LoadedModel:
         return self.replies.get(label) or label
 
 
-def _load_model(folder: Path, dataset: str, version: str, sha256: str) -> _LoadedModel:
-    """Read, verify and unpickle one version. Blocking."""
-    import joblib
+def _model_path(folder: Path, version: str, entry: dict[str, Any]) -> Path:
+    """The file of a manifest entry: `vN.npz`, or `vN.joblib` (format 1, older versions)."""
+    name = str(entry.get("file") or f"{version}.joblib")
+    match = _MODEL_FILE.fullmatch(name)
+    if match is None or f"v{match.group(1)}" != version:
+        raise ModelIntegrityError(f"The model file of {version} is not named as it should be.")
+    return folder / name
 
-    path = folder / f"{version}.joblib"
+
+def _read_verified(folder: Path, dataset: str, version: str, entry: dict[str, Any]) -> bytes:
+    path = _model_path(folder, version, entry)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -733,33 +898,36 @@ def _load_model(folder: Path, dataset: str, version: str, sha256: str) -> _Loade
             f"The model file of dataset {dataset} ({version}) is missing. "
             f"An admin can run `!train {dataset}` to train a new one."
         ) from None
-    _verify(data, sha256, path, dataset, version)
-    started = time.perf_counter()
-    artifact = joblib.load(io.BytesIO(data))
-    if not isinstance(artifact, dict) or artifact.get("format") != MODEL_FORMAT:
-        raise ModelIntegrityError(
-            f"The model of dataset {dataset} ({version}) was made by another version of the "
-            f"bot. An admin can run `!train {dataset}` to train a new one."
-        )
-    try:
-        model = _LoadedModel(dataset, version, sha256, artifact)
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("model %s %s is malformed: %s", dataset, version, exc)
-        raise ModelIntegrityError(
-            f"The model of dataset {dataset} ({version}) can't be used. "
-            f"An admin can run `!train {dataset}` to train a new one."
-        ) from None
-    log.info("loaded model %s %s in %.2f s", dataset, version, time.perf_counter() - started)
-    return model
-
-
-def _verify(data: bytes, sha256: str, path: Path, dataset: str, version: str) -> None:
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         log.warning("refusing to load %s: its sha256 does not match the manifest", path)
         raise ModelIntegrityError(
             f"The model file of dataset {dataset} ({version}) does not match its record, so it "
             f"was not loaded. An admin can run `!train {dataset}` to train a new one."
         )
+    return data
+
+
+def _is_format_1(folder: Path, version: str, entry: dict[str, Any]) -> bool:
+    return _model_path(folder, version, entry).suffix == ".joblib"
+
+
+def _load_model(
+    folder: Path, dataset: str, version: str, entry: dict[str, Any], data: bytes | None = None
+) -> _LoadedModel:
+    """Read, verify and load one version (format 2), or load `data`, the format-2 bytes a
+    worker made of a format-1 version (`format_1_as_arrays`). Blocking; the bytes that were
+    hashed are the bytes that are loaded."""
+    if data is None:
+        data = _read_verified(folder, dataset, version, entry)
+    started = time.perf_counter()
+    try:
+        model = read_artifact(data)
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        log.warning("model %s %s can't be read: %s", dataset, version, exc)
+        raise _unusable(dataset, version) from None
+    model.version, model.sha256 = version, entry["sha256"]
+    log.info("loaded model %s %s in %.3f s", dataset, version, time.perf_counter() - started)
+    return model
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -993,33 +1161,24 @@ class ModelService:
         """Check the dataset, then queue its training; returns the job at once.
 
         Trainings of one dataset run one after another. `job.result` is a `TrainResult`.
-        On success the new version becomes active; on failure the previous one stays.
+        On success the new version becomes active; on failure the previous one stays. The
+        worker reads the dataset itself (`DatasetSource`), so a dataset that can't be trained
+        (one label) fails the job with the reason.
         """
         validate_name(dataset)
         if not await self.datasets.exists_async(dataset):
             raise NotFoundError(f"Dataset '{dataset}' not found.")
-        rows, labels, digest = await asyncio.to_thread(self._load_for_training, dataset)
-        if labels < 2:
-            raise InvalidInputError(
-                f"Dataset '{dataset}' needs at least 2 different labels to train."
-            )
         return self.jobs.submit(
             "train",
             f"train:{self.namespace}:{dataset}",
             self._train_fn,
-            rows,
+            DatasetSource.of(self.datasets),
             self.models_dir,
             dataset,
-            digest,
             on_done=on_done,
             owner=self.namespace,
             subject=dataset,
         )
-
-    def _load_for_training(self, dataset: str) -> tuple[list[Row], int, str]:
-        """Rows, label count and hash of a dataset; blocking (large datasets take a while)."""
-        rows = self.datasets.load(dataset)
-        return rows, len({row.label for row in rows}), dataset_hash(rows)
 
     # -- answering -------------------------------------------------------------------------
 
@@ -1077,14 +1236,7 @@ class ModelService:
             manifest = _read_manifest(folder)
             if manifest is None or version not in manifest["versions"]:
                 raise NotFoundError(f"Model version {version} not found for dataset {dataset}.")
-            path = folder / f"{version}.joblib"
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise ModelIntegrityError(
-                    f"The model file of dataset {dataset} ({version}) is missing."
-                ) from None
-            _verify(data, manifest["versions"][version]["sha256"], path, dataset, version)
+            _read_verified(folder, dataset, version, manifest["versions"][version])
             manifest["active"] = version
             _write_manifest(folder, manifest)
 
@@ -1105,12 +1257,16 @@ class ModelService:
     async def _active_model(self, dataset: str) -> _LoadedModel:
         manifest = await self._manifest(dataset)
         version = manifest.get("active") if manifest else None
+        if (manifest is None or version is None) and await self._install_sample(dataset):
+            manifest = await self._manifest(dataset)
+            version = manifest.get("active") if manifest else None
         if manifest is None or version is None:
             raise NoModelError(
                 f"No model is trained for dataset {dataset} yet. "
                 f"An admin can run `!train {dataset}`."
             )
-        sha256 = manifest["versions"][version]["sha256"]
+        entry = manifest["versions"][version]
+        sha256 = entry["sha256"]
         model = self._loaded.get(dataset)
         if model is not None and model.version == version and model.sha256 == sha256:
             return model
@@ -1119,6 +1275,27 @@ class ModelService:
             model = self._loaded.get(dataset)
             if model is None or model.version != version or model.sha256 != sha256:
                 folder = self.models_dir / dataset
-                model = await asyncio.to_thread(_load_model, folder, dataset, version, sha256)
+                converted = None
+                if _is_format_1(folder, version, entry):  # unpickled in a worker, not here
+                    converted = await self.jobs.run(
+                        "load", f"load:{self.namespace}:{dataset}", format_1_as_arrays,
+                        folder, dataset, version, entry,
+                    )  # fmt: skip
+                model = await asyncio.to_thread(
+                    _load_model, folder, dataset, version, entry, converted
+                )
                 self._loaded[dataset] = model
         return model
+
+    async def _install_sample(self, dataset: str) -> bool:
+        """A sample dataset without a model here gets its own copy of the shipped model
+        (`sample_models.install`); True if it now has one."""
+        from bot.services import sample_models
+
+        if self.datasets.samples_dir is None:
+            return False
+        lock = self._load_locks.setdefault(dataset, asyncio.Lock())
+        async with lock:
+            return await asyncio.to_thread(
+                sample_models.install, self.datasets, self.models_dir, dataset
+            )

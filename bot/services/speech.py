@@ -345,7 +345,7 @@ class SpeechService:
             raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
 
     async def warm_up(self) -> str | None:
-        """Load the first engine with a model (whisper) now rather than on the first request."""
+        """Load the engine named first (if it has a model, like whisper) before any request."""
         return await self._chain.warm_up()
 
     async def transcribe(

@@ -547,7 +547,7 @@ class SynthesisService:
         return self._chain.get(name)
 
     async def warm_up(self) -> str | None:
-        """Load the first engine with a model (piper) now rather than on the first request."""
+        """Load the engine named first (if it has a model, like piper) before any request."""
         return await self._chain.warm_up()
 
     async def voices(self, engine: str) -> list[str]:

@@ -22,7 +22,7 @@ NOT_SURE = (
     "and the answer you expected."
 )
 FIRST_TRAINING = re.compile(
-    r"One moment: I'm learning dataset `smalltalk` for the first time \(job `[0-9a-f]{6}`\)\. "
+    r"One moment: I'm learning dataset `[\w-]+` for the first time \(job `[0-9a-f]{6}`\)\. "
     r"I'll answer as soon as it's done\."
 )
 JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6})")
@@ -331,10 +331,8 @@ async def test_test_with_bad_json_says_what_is_wrong(e2e: E2E) -> None:
 
 
 async def test_test_without_a_trained_model_says_how_to_train(e2e: E2E) -> None:
-    assert await e2e.ask_text('!test "hello"') == (
-        "No model is trained for dataset smalltalk yet. An admin can run `!train smalltalk`. "
-        "Then try `!test` again."
-    )
+    # The sample's model ships trained, so it can be tested at once.
+    assert (await e2e.ask_text('!test "hello"')).startswith("`hello` → **greeting**")
     datasets = e2e.server_dir() / "datasets"
     (datasets / "fresh.csv").write_bytes(b"text,label\na,x\nb,x\nc,y\nd,y\n")
     selected = await e2e.ask_text("!select_dataset fresh")
@@ -351,16 +349,20 @@ async def test_test_without_a_trained_model_says_how_to_train(e2e: E2E) -> None:
 # ----- chat --------------------------------------------------------------------------------
 
 
-async def test_chat_on_answers_after_the_first_training_and_admits_when_unsure(e2e: E2E) -> None:
+async def test_chat_on_answers_at_once_with_the_sample_model_and_admits_when_unsure(
+    e2e: E2E,
+) -> None:
     assert (
         await e2e.ask_text("!chat on")
         == "Chat is on here: I answer plain messages in this channel."
     )
     sent = await e2e.sandbox.send("hello")
-    learning, answer = await e2e.replies(sent, 2, timeout=TRAINING_TIMEOUT)
-    assert FIRST_TRAINING.fullmatch(learning["content"]), learning["content"]
+    # The sample's model ships trained: the server gets its own copy, nothing to learn first.
+    [answer] = await e2e.replies(sent, 1)
     assert answer["content"] == GREETING
     assert answer["message_reference"]["message_id"] == sent["id"]
+    assert (e2e.server_dir() / "models" / "smalltalk" / "v1.npz").is_file()
+    assert await e2e.ask_text("!jobs") == "No jobs yet."
     assert await chat(e2e, "how are you doing") == (
         "I'm doing well, thank you for asking! How are you?"
     )
@@ -389,11 +391,13 @@ async def test_with_chat_off_only_mentions_and_dms_get_replies(env: E2E) -> None
     quiet = await env.sandbox.send("hello")
     mention = await env.ask(f"<@{env.sandbox.bot_user.id}> hello", timeout=TRAINING_TIMEOUT)
     assert mention["content"] == GREETING
-    # DMs are the user's own namespace: its first message trains its own copy of the sample.
+    # DMs are the user's own namespace, with its own copy of the sample model.
     sent = await env.sandbox.send("hello", dm=True)
-    learning, dm = await env.replies(sent, 2, timeout=TRAINING_TIMEOUT)
-    assert learning["content"].startswith("One moment: I'm learning dataset `smalltalk`")
+    [dm] = await env.replies(sent, 1)
     assert dm["content"] == GREETING and dm["channel_id"] != quiet["channel_id"]
+    owner = env.sandbox.user("owner").id
+    dm_models = env.bot.settings.data_dir / "servers" / f"dm-{owner}" / "models" / "smalltalk"
+    assert (dm_models / "manifest.json").is_file()
     assert (await env.ask_text("!hi")).startswith("Hi owner!")
     answered = {
         m.get("message_reference", {}).get("message_id") for m in env.sandbox.bot_messages()
@@ -440,15 +444,17 @@ async def test_non_admin_is_refused(e2e: E2E, command: str, files: list | None) 
 
 
 async def test_two_first_messages_at_once_start_one_training(e2e: E2E) -> None:
+    (e2e.server_dir() / "datasets" / "menu.csv").write_bytes(MENU)
+    assert (await e2e.ask_text("!select_dataset menu")).startswith("Dataset `menu` selected")
     await e2e.ask_text("!chat on")
     first, second = await asyncio.gather(
-        e2e.sandbox.send("hello"), e2e.sandbox.send("how are you", author="member")
+        e2e.sandbox.send("what food do you have"), e2e.sandbox.send("i am hungry", author="member")
     )
     await e2e.sandbox.wait_for_bot_message(
-        after=first, predicate=lambda m: m["content"].startswith("Hello!"), timeout=TRAINING_TIMEOUT
+        after=first, predicate=lambda m: m["content"] == "Pizza is on the menu.", timeout=60
     )
     texts = [m["content"] for m in e2e.sandbox.bot_messages()]
-    assert sum(t.startswith("One moment: I'm learning") for t in texts) == 1
-    assert "I'm still learning dataset `smalltalk`; ask me again in a moment." in texts
+    assert sum(bool(FIRST_TRAINING.fullmatch(t)) for t in texts) == 1
+    assert "I'm still learning dataset `menu`; ask me again in a moment." in texts
     jobs = await e2e.ask_text("!jobs")
-    assert jobs.count("train `smalltalk`") == 1
+    assert jobs.count("train `menu`") == 1

@@ -117,10 +117,12 @@ async def test_b_admin_reaches_none_of_a_data_by_name_or_id(e2e: E2E, server_a: 
     # Replying in B to A's voice message finds nothing to transcribe.
     answer = await in_b(e2e, "!transcribe", reply_to=server_a.voice_message_id)
     assert answer["content"] == "I can't find the message you replied to."
-    # B's chat uses B's own copy of the sample, never A's model.
+    # B's chat uses B's own copy of the sample model, never A's model.
     await in_b(e2e, "!chat on")
     first = await in_b(e2e, "hello there", author="bob")
-    assert first["content"].startswith("One moment: I'm learning dataset `smalltalk`")
+    assert first["content"].startswith("Hello! Nice to see you.")
+    b_models = e2e.server_dir(e2e.sandbox.SECOND_GUILD_ID) / "models"
+    assert [p.name for p in b_models.iterdir()] == ["smalltalk"]
     for message in e2e.sandbox.bot_messages(e2e.sandbox.SECOND_TEXT_CHANNEL_ID):
         assert MARKER not in message["content"]
         for attachment in message["attachments"]:

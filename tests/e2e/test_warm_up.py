@@ -48,7 +48,7 @@ async def test_a_voice_message_during_warm_up_is_answered(make_settings, slow_wh
 
 
 async def test_warm_up_loads_whisper_and_piper_before_any_request(make_settings) -> None:
-    settings = make_settings(WARM_UP="on", STT_ENGINES="google,whisper", TTS_ENGINES="gtts,piper")
+    settings = make_settings(WARM_UP="on", STT_ENGINES="whisper,google", TTS_ENGINES="piper,gtts")
     async with sandboxed_bot(settings) as (_sandbox, bot):
         assert bot.warming is not None
         await eventually(bot.warming.done, timeout=90)
@@ -56,8 +56,16 @@ async def test_warm_up_loads_whisper_and_piper_before_any_request(make_settings)
         piper = bot.services.synthesis.engine("piper")
         assert whisper is not None and whisper._model is not None
         assert piper is not None and piper._loaded
-        # The online engines in front have nothing to load and were not contacted.
-        assert not bot.services.speech._chain.is_resting("google")
+
+
+async def test_online_engines_named_first_have_nothing_to_warm(make_settings) -> None:
+    settings = make_settings(WARM_UP="on", STT_ENGINES="google,whisper", TTS_ENGINES="gtts,piper")
+    async with sandboxed_bot(settings) as (_sandbox, bot):
+        assert bot.warming is not None
+        await eventually(bot.warming.done, timeout=30)
+        assert bot.services.speech._chain.get("whisper")._model is None  # loads on first use
+        assert not bot.services.synthesis.engine("piper")._loaded
+        assert not bot.services.speech._chain.is_resting("google")  # not contacted
 
 
 async def test_warm_up_can_be_turned_off(make_settings) -> None:

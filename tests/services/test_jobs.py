@@ -292,3 +292,32 @@ async def test_results_wanted_by_a_service_stay_out_of_the_job_list() -> None:
         assert runner.list() == []
     finally:
         await runner.close()
+
+
+def modules_loaded(names: tuple[str, ...]) -> list[bool]:
+    import sys
+
+    return [name in sys.modules for name in names]
+
+
+async def test_forkserver_workers_start_with_the_preloaded_modules() -> None:
+    preload = ("tests.fixtures.speech",)  # anything the test process can import
+    runner = JobRunner(1, start_method="forkserver", preload=preload, idle_seconds=None)
+    try:
+        runner.warm_up()  # starts the fork server in the background; returns at once
+        assert await runner.run("check", "k", modules_loaded, preload) == [True]
+        pids = {await runner.run("pid", "k", worker_pid) for _ in range(3)}
+        assert len(pids) == 1 and os.getpid() not in pids  # one worker, kept between jobs
+    finally:
+        await runner.close()
+
+
+async def test_warm_up_with_spawn_starts_the_workers() -> None:
+    runner = JobRunner(2, idle_seconds=None)
+    try:
+        runner.warm_up()
+        await asyncio.wait_for(asyncio.gather(*runner._tasks), 60)
+        assert len(runner._pool._processes) == 2  # both ready before any job
+        assert await runner.run("add", "k", add, 2, 2) == 4
+    finally:
+        await runner.close()

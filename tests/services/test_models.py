@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +18,10 @@ import pytest
 import pytest_asyncio
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services.datasets import DatasetStore, Row, parse_dataset
+from bot.services import training
+from bot.services.datasets import DatasetStore, Row, parse_dataset, replies_by_label
 from bot.services.jobs import JobRunner
 from bot.services.models import (
-    CV_MAX_ROWS,
     MAX_TYPO_LOOKUPS,
     MIN_KNOWN_SHARE,
     KnownWords,
@@ -29,12 +31,14 @@ from bot.services.models import (
     Scorer,
     TestItem,
     TrainResult,
-    _cv_sample,
+    _vocabularies,
     above_chance,
     compile_pipeline,
     parse_test_data,
     parse_test_file,
+    read_artifact,
 )
+from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
 
 # Async tests share the module's event loop, so they can share one warm job runner.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -45,7 +49,7 @@ THREE_LABELS = ROOT / "tests" / "fixtures" / "three_labels.csv"  # greeting, wea
 MIN_CONFIDENCE = 0.35
 
 
-def crashing_train(rows: list[Row], out_dir: Path, dataset: str, dataset_hash: str) -> None:
+def crashing_train(source: object, out_dir: Path, dataset: str) -> None:
     """A training function that fails part-way, as a bug or bad data would."""
     raise RuntimeError("simulated crash while fitting")
 
@@ -122,7 +126,7 @@ async def test_train_job_reports_metrics_and_stores_a_verified_version(
     manifest = json.loads((folder / "manifest.json").read_text())
     entry = manifest["versions"]["v1"]
     assert manifest["active"] == "v1"
-    assert entry["sha256"] == hashlib.sha256((folder / "v1.joblib").read_bytes()).hexdigest()
+    assert entry["sha256"] == hashlib.sha256((folder / "v1.npz").read_bytes()).hexdigest()
     assert entry["rows"] == result.rows and entry["labels"] == result.labels
     assert entry["metrics"]["accuracy"] == result.accuracy
     assert entry["metrics"]["macro_f1"] == result.macro_f1
@@ -139,9 +143,11 @@ async def test_training_needs_an_existing_valid_dataset(jobs: JobRunner, tmp_pat
         await service.start_training("../etc")
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "bad.csv").write_text("text,label\nhi,a\nho,a\n")
-    with pytest.raises(InvalidInputError, match="at least 2 different labels"):
-        await service.start_training("bad")
-    assert jobs.get("nope") is None and not (tmp_path / "models").exists()
+    # The worker reads the dataset: one that can't be trained fails its job with the reason.
+    job = await service.start_training("bad")
+    await jobs.wait(job.id)
+    assert job.status == "failed" and "at least 2 different labels" in job.error
+    assert not (tmp_path / "models").exists()
 
 
 # -- answering -----------------------------------------------------------------------------
@@ -212,9 +218,7 @@ ODD_TEXTS = [
 
 
 def fitted_pipeline(rows: list[Row]):
-    from bot.services.models import _build_pipeline
-
-    return _build_pipeline().fit([r.text for r in rows], [r.label for r in rows])
+    return build_pipeline().fit([r.text for r in rows], [r.label for r in rows])
 
 
 @pytest.mark.parametrize("labels", [16, 2])
@@ -227,6 +231,99 @@ def test_the_compiled_model_scores_like_scikit_learn(labels: int) -> None:
     assert scorer.classes == kept
     for text in ODD_TEXTS + [r.text for r in rows[::7]]:
         assert scorer.proba(text) == pytest.approx(pipeline.predict_proba([text])[0], abs=1e-5)
+
+
+def test_the_training_counts_terms_as_scikit_learn_does() -> None:
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
+    texts = [r.text for r in rows] + ODD_TEXTS + ["Ünïcödé  ÉCOLE", "a-b c_d e.f", "x\ty\nz"]
+    labels = [r.label for r in rows] + ["odd"] * (len(texts) - len(rows))
+    fitted = training.fit(texts, labels)
+    ours = fitted.pipeline.named_steps["features"]
+    theirs = build_pipeline().named_steps["features"].fit(texts)
+    for (name, mine), (_, sklearns) in zip(
+        ours.transformer_list, theirs.transformer_list, strict=True
+    ):
+        assert set(mine.vocabulary_) == set(sklearns.vocabulary_), name
+        order = [mine.vocabulary_[term] for term in sklearns.get_feature_names_out()]
+        assert np.allclose(mine.idf_[order], sklearns.idf_), name
+    counted = fitted.features(range(len(texts))).toarray()
+    assert np.allclose(counted, ours.transform(texts).toarray(), atol=1e-6)
+
+
+def test_the_vocabulary_keeps_the_most_frequent_terms(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training, "MAX_FEATURES", 5)
+    counts = training.count_terms(["a a a b", "b c", "a d", "e f g"])
+    block = training.Block.fit(counts["words"], slice(None))
+    assert block.terms[:2] == ["a", "b"] and len(block.terms) == 5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_validation_runs_beside_the_fit_or_falls_back(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training.threading, "active_count", lambda: threads)
+    beside = training._Beside(os.getpid)
+    assert (beside.result() != os.getpid()) == (threads == 1)  # forked only without threads
+
+
+def test_a_failing_child_falls_back_to_running_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(training.threading, "active_count", lambda: 1)
+
+    def flaky() -> str:
+        if os.getpid() != parent:
+            os._exit(3)  # the child dies
+        return "here"
+
+    parent = os.getpid()
+    assert training._Beside(flaky).result() == "here"
+
+
+def test_a_model_file_is_plain_arrays(trained: Path) -> None:
+    data = (trained / "models" / "smalltalk" / "v1.npz").read_bytes()
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        assert all(npz[name].dtype != object for name in npz.files)
+    assert read_artifact(data).predict("hello")[0] == "greeting"
+
+
+@module_loop
+async def test_a_format_1_model_of_an_older_version_still_loads(
+    jobs: JobRunner, tmp_path: Path
+) -> None:
+    import joblib
+
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
+    pipeline = fitted_pipeline(rows)
+    old = {
+        "format": 1,
+        "dataset": "smalltalk",
+        "model": _vocabularies(pipeline),
+        "replies": replies_by_label(rows),
+        "exact": {},
+    }
+    buffer = io.BytesIO()
+    joblib.dump(old, buffer)
+    folder = tmp_path / "models" / "smalltalk"
+    folder.mkdir(parents=True)
+    (folder / "v1.joblib").write_bytes(buffer.getvalue())
+    entry = {"sha256": hashlib.sha256(buffer.getvalue()).hexdigest(), "created_at": "2026-01-01"}
+    manifest = {"format": 1, "dataset": "smalltalk", "active": "v1", "versions": {"v1": entry}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    service = make_service(tmp_path, jobs)
+    for text in ("hello there", "tell me a joke", "wats your name", "qzxv"):
+        got = service._loaded.get("smalltalk")
+        prediction = await service.predict("smalltalk", text)
+        assert prediction.label == pipeline.predict([text])[0] or prediction.confidence == 0.0
+    scorer = service._loaded["smalltalk"].scorer
+    assert scorer.proba("hello") == pytest.approx(pipeline.predict_proba(["hello"])[0], abs=1e-5)
+    assert got is service._loaded["smalltalk"]
+    # It was unpickled by a worker, but that is no job for !jobs to list.
+    assert not [job for job in jobs.list(100) if job.kind == "load"]
+
+    tampered = bytearray(buffer.getvalue())
+    tampered[len(tampered) // 2] ^= 1
+    (folder / "v1.joblib").write_bytes(bytes(tampered))
+    with pytest.raises(ModelIntegrityError, match="does not match its record"):
+        await make_service(tmp_path, jobs).predict("smalltalk", "hello")
 
 
 @module_loop
@@ -369,9 +466,8 @@ def word_block(idf: dict[str, float]) -> dict:
 
 
 # idf - 1 is a word's information: 0.1 for "the" (in nearly every row), 2.0 at most.
-KNOWN = KnownWords(
-    word_block({"the": 1.1, "is": 1.2, "umbrella": 3.0, "rain": 3.0, "hello": 3.0, "see you": 3.0})
-)
+INFORMATION = {"the": 1.1, "is": 1.2, "umbrella": 3.0, "rain": 3.0, "hello": 3.0, "see you": 3.0}
+KNOWN = KnownWords.of([word_block(INFORMATION)])
 
 
 @pytest.mark.parametrize(
@@ -454,7 +550,7 @@ async def test_versions_and_rollback(jobs: JobRunner, trained_copy: Path) -> Non
 async def test_a_tampered_model_file_is_refused(
     jobs: JobRunner, trained_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = trained_copy / "models" / "smalltalk" / "v1.joblib"
+    path = trained_copy / "models" / "smalltalk" / "v1.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
@@ -477,7 +573,7 @@ async def test_a_model_file_not_recorded_is_never_loaded(
     jobs: JobRunner, trained_copy: Path
 ) -> None:
     folder = trained_copy / "models" / "smalltalk"
-    shutil.copy(folder / "v1.joblib", folder / "v7.joblib")  # e.g. dropped in by hand
+    shutil.copy(folder / "v1.npz", folder / "v7.joblib")  # e.g. dropped in by hand
     service = make_service(trained_copy, jobs)
     with pytest.raises(NotFoundError, match="Model version v7 not found"):
         await service.use_version("smalltalk", "v7")
@@ -635,12 +731,12 @@ def test_parse_test_data_limits_and_files() -> None:
 
 def test_cross_validation_sample_is_stratified_and_capped() -> None:
     labels = ["a"] * (CV_MAX_ROWS * 2) + ["b"] * 100 + ["c"] * 3 + ["lonely"]
-    sample = _cv_sample(labels)
+    sample = cv_sample(labels)
     chosen = [labels[i] for i in sample]
     assert abs(len(sample) - CV_MAX_ROWS) < 10
     assert chosen.count("c") == 2 and "lonely" not in chosen
     assert chosen.count("b") in range(45, 56)
-    assert _cv_sample(["x", "x", "y"]) == [0, 1]
+    assert cv_sample(["x", "x", "y"]) == [0, 1]
 
 
 def test_importing_the_service_is_cheap() -> None:
