@@ -25,13 +25,15 @@ from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_onl
 from bot.config import Settings
 from bot.errors import NotFoundError
 from bot.services.datasets import check_size, name_from_filename, parse_inline
+from bot.services.evaluation import (
+    TestItem,
+    parse_test_data,
+    parse_test_file,
+)
 from bot.services.jobs import Job
 from bot.services.models import (
     Evaluation,
     NoModelError,
-    TestItem,
-    parse_test_data,
-    parse_test_file,
 )
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage

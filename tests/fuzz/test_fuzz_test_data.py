@@ -10,12 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.models import (
+from bot.services.evaluation import (
     MAX_TEST_ITEMS,
     TestItem,
-    _evaluate,
     parse_test_data,
     parse_test_file,
+)
+from bot.services.models import (
+    _evaluate,
 )
 from bot.services.text import unencodable
 from tests.fuzz.contract import outcome

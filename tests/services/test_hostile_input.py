@@ -18,11 +18,13 @@ from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services import safejson
 from bot.services.datasets import DatasetStore, Row, parse_dataset, rows_to_csv
 from bot.services.engines import AllEnginesFailedError
-from bot.services.models import (
-    _confusion_png,
-    _evaluate,
+from bot.services.evaluation import (
+    confusion_png,
     parse_test_data,
     parse_test_file,
+)
+from bot.services.models import (
+    _evaluate,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,12 +70,12 @@ def test_test_data_with_a_lone_surrogate_text_is_refused() -> None:
 
 
 def test_confusion_matrix_draws_dollar_signs_as_text_not_math() -> None:
-    png = _confusion_png([[1, 0], [0, 1]], ["$x^$", "a"])
+    png = confusion_png([[1, 0], [0, 1]], ["$x^$", "a"])
     assert png.startswith(PNG_MAGIC)
 
 
 def test_confusion_matrix_survives_a_lone_surrogate_label() -> None:
-    png = _confusion_png([[1, 0], [0, 1]], ["\ud83d", "a"])
+    png = confusion_png([[1, 0], [0, 1]], ["\ud83d", "a"])
     assert png.startswith(PNG_MAGIC)
 
 

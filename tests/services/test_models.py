@@ -20,6 +20,11 @@ import pytest_asyncio
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
 from bot.services import training
 from bot.services.datasets import DatasetStore, Row, parse_dataset, replies_by_label
+from bot.services.evaluation import (
+    TestItem,
+    parse_test_data,
+    parse_test_file,
+)
 from bot.services.jobs import JobRunner
 from bot.services.models import (
     MAX_TYPO_LOOKUPS,
@@ -29,13 +34,10 @@ from bot.services.models import (
     ModelService,
     NoModelError,
     Scorer,
-    TestItem,
     TrainResult,
     _vocabularies,
     above_chance,
     compile_pipeline,
-    parse_test_data,
-    parse_test_file,
     read_artifact,
 )
 from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
