@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.common import median, percentile, table
+from bench.hi import round_trips
 from bot.config import load_settings
 from bot.sandbox.interactions import DEFERRED
 from bot.sandbox.runner import sandboxed_bot
@@ -32,16 +33,6 @@ CLIP_SECONDS = 10
 STAGGER = 0.3
 RATIO_TARGET = 1.3
 DEFER_P99_TARGET_MS = 200.0
-
-
-async def prefix_round_trips(sandbox: Sandbox, rounds: int) -> list[float]:
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        sent = await sandbox.send("!hi")
-        await sandbox.wait_for_bot_message(after=sent, timeout=10)
-        times.append(time.perf_counter() - started)
-    return times
 
 
 async def slash_round_trips(sandbox: Sandbox, rounds: int) -> list[float]:
@@ -92,7 +83,7 @@ async def measure() -> dict[str, list[float]]:
         )
         async with sandboxed_bot(settings) as (sandbox, _bot):
             await slash_round_trips(sandbox, WARMUP)  # also waits for the first sync
-            await prefix_round_trips(sandbox, WARMUP)
+            await round_trips(sandbox, WARMUP)
             prefix: list[float] = []
             slash: list[float] = []
             per_block = ROUNDS // BLOCKS
@@ -100,7 +91,7 @@ async def measure() -> dict[str, list[float]]:
                 if block % 2:
                     slash += await slash_round_trips(sandbox, per_block)
                 else:
-                    prefix += await prefix_round_trips(sandbox, per_block)
+                    prefix += await round_trips(sandbox, per_block)
             warm = await sandbox.slash("transcribe", {"file": ("warm.ogg", clip)})
             await warm.reply(timeout=300)  # whisper's model is loaded once, before measuring
             to_defer, to_text = await transcriptions(sandbox, clip)

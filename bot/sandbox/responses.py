@@ -217,34 +217,39 @@ class Endpoints:
             return None if record.original_deleted else record.original
         return next((m for m in record.messages if m["id"] == message_id), None)
 
-    async def _get_message(self, request: web.Request) -> web.Response:
+    def _target(
+        self, request: web.Request
+    ) -> tuple[InteractionRecord, dict[str, Any]] | web.Response:
+        """The interaction and message a webhook message route names, or Discord's error."""
         record = self._by_token(request)
         if isinstance(record, web.Response):
             return record
         message = self._find(record, request.match_info["message_id"])
         if message is None:
             return _error(404, 10008, "Unknown Message")
-        return _json(message)
+        return record, message
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        target = self._target(request)
+        if isinstance(target, web.Response):
+            return target
+        return _json(target[1])
 
     async def _edit_message(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        message = self._find(record, request.match_info["message_id"])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
+        target = self._target(request)
+        if isinstance(target, web.Response):
+            return target
+        record, message = target
         body, uploads = await self.sandbox._read_message_body(request)
         await self._edit(record, message, body, uploads)
         await self.interactions.notify()
         return _json(message)
 
     async def _delete_message(self, request: web.Request) -> web.Response:
-        record = self._by_token(request)
-        if isinstance(record, web.Response):
-            return record
-        message = self._find(record, request.match_info["message_id"])
-        if message is None:
-            return _error(404, 10008, "Unknown Message")
+        target = self._target(request)
+        if isinstance(target, web.Response):
+            return target
+        record, message = target
         if message is record.original:
             record.original_deleted = True
         else:
