@@ -331,6 +331,10 @@ class VoiceServer:
         )
         return Spoken(ssrc, len(frames))
 
+    def session_key(self, guild_id: int) -> bytes:
+        """The transport key of the guild's voice session (to forge packets in fault tests)."""
+        return self._ready_session(guild_id).key
+
     def send_raw(self, guild_id: int, packet: bytes) -> None:
         """Send any datagram to the bot's voice socket (malformed packets, unknown SSRCs)."""
         self._send_udp(self._ready_session(guild_id), packet)
