@@ -25,6 +25,7 @@ from bot.app import VoiceChatBot
 from bot.cogs._checks import is_admin, user_is_admin
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._messages import ON_OFF, parse_on_off
+from bot.cogs._receiver import ListeningVoiceClient
 from bot.cogs._suggest import admins_only, matching, suggest
 from bot.cogs.errors import reply_error
 from bot.config import TTS_ENGINE_NAMES
@@ -121,7 +122,9 @@ class Voice(commands.Cog):
             if client is not None:
                 await client.disconnect(force=True)
             try:
-                await channel.connect(timeout=CONNECT_TIMEOUT, self_deaf=True)
+                await channel.connect(
+                    timeout=CONNECT_TIMEOUT, self_deaf=True, cls=ListeningVoiceClient
+                )
             except (TimeoutError, discord.ClientException) as exc:
                 reason = str(exc) or "Discord did not answer (check my Connect permission)"
                 raise UserFacingError(f"I couldn't join **{channel.name}**: {reason}") from exc

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import av
+
 from bot.app import VoiceChatBot
 from bot.config import Settings
 from bot.sandbox.commands import ATTACHMENT
@@ -27,6 +29,7 @@ HELP = """Sandbox console: you are {user} in #general of {server}, on a local st
   /voice PATH [text]      send PATH as a Discord voice message
   /reply ID text          reply to message ID (e.g. !correct, !transcribe)
   /voice join|leave       move yourself into or out of the voice channel
+  /voice say PATH [as NAME]  say an audio file in the voice channel, as you or NAME
   /as NAME                speak as someone else in this server: {people}
   /server NAME            switch server: {servers} (each has its own data)
   /dm text                send a direct message to the bot
@@ -157,6 +160,11 @@ class Console:
             else:
                 await self.sandbox.leave_voice(self.user)
                 self.say(f"  {self.user} left the voice channel")
+        elif command == "/voice" and args[:1] == ["say"] and len(args) in (2, 4):
+            if len(args) == 4 and args[2] != "as":
+                self.say("  usage: /voice say PATH [as NAME]")
+                return True
+            await self.voice_say(args[1], args[3] if len(args) == 4 else self.user)
         elif command in ("/upload", "/voice") and args:
             await self.upload(args[0], " ".join(args[1:]), command == "/voice")
         elif command == "/reply" and len(args) >= 2 and args[0].isdigit():
@@ -254,6 +262,32 @@ class Console:
             channel_id=self.server.text_channel_id,
         )
         self.say(f"  {self.user} sent {filename} ({len(data)} bytes)")
+
+    async def voice_say(self, name: str, speaker: str) -> None:
+        """`speaker` says the audio file `name` in this server's voice channel."""
+        if speaker not in self.server.members:
+            people = ", ".join(self.server.members)
+            self.say(f"  {speaker} is not in {self.server.name}; choose from {people}")
+            return
+        if self.sandbox.bot_voice_channel(self.server.id) is None:
+            self.say("  the bot is not in the voice channel here; join it and send !join first")
+            return
+        try:
+            _, data = await asyncio.to_thread(_read_file, name)
+        except OSError as exc:
+            self.say(f"  can't read {name}: {exc.strerror}")
+            return
+        if self.sandbox.voice_states.get(self.sandbox.user(speaker).id) != (
+            self.server.voice_channel_id
+        ):
+            await self.sandbox.join_voice(speaker, self.server.voice_channel_id)
+            self.say(f"  {speaker} joined the voice channel")
+        try:
+            spoken = await self.sandbox.speak(speaker, data, guild_id=self.server.id)
+        except (av.error.FFmpegError, ValueError, RuntimeError) as exc:
+            self.say(f"  can't say {name} in voice: {exc}")
+            return
+        self.say(f"  {speaker} said {name} in voice ({spoken.seconds:.1f} s)")
 
 
 def _until_options(words: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 
 from bot.sandbox.interactions import InteractionRecord, Interactions
 from bot.sandbox.responses import Endpoints
-from bot.sandbox.voice import VoiceServer
+from bot.sandbox.voice import Spoken, VoiceServer
 from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World, now_iso
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Sandbox:
         self.reactions: list[tuple[int, str]] = []  # (message id, emoji)
         self.voice_states = self.world.voice_states  # user id -> voice channel id
         self.voice = VoiceServer(host=host, out_dir=out_dir)
+        self.voice.in_voice = self._in_guild_voice
         self._next_id = _snowflakes(1)
         self.interactions = Interactions(self)
         self._clients: list[_GatewayClient] = []
@@ -223,6 +224,28 @@ class Sandbox:
         guild = self.world.guild_of_channel(channel_id) if channel_id else None
         guild = guild or self.world.home_guild(user)
         await self._publish("VOICE_STATE_UPDATE", self.world.voice_state(user, guild, None))
+        if channel_id is not None:  # the voice server tells the bot's call the user left
+            await self.voice.client_disconnect(guild.id, user.id)
+
+    async def speak(
+        self,
+        author: str,
+        audio: Path | str | bytes,
+        *,
+        guild_id: int | None = None,
+        ssrc: int | None = None,
+    ) -> Spoken:
+        """`author` says `audio` (a WAV path or bytes) in the bot's voice channel of a server.
+
+        The user must be in that server's voice channel (`join_voice`) and the bot too.
+        """
+        user = self.user(author)
+        guild_id = guild_id or self.world.home_guild(user).id
+        return await self.voice.speak(guild_id, user.id, audio, ssrc=ssrc)
+
+    def _in_guild_voice(self, guild_id: int, user_id: int) -> bool:
+        channel_id = self.voice_states.get(user_id)
+        return channel_id is not None and channel_id == self.world.bot_voice.get(guild_id)
 
     async def drop_bot_voice(self, guild_id: int | None = None) -> None:
         """Cut the bot's voice connection, as when Discord moves a voice server or kicks it."""

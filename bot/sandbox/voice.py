@@ -11,10 +11,11 @@ The flow, as the client drives it:
 3. SELECT_PROTOCOL (op 1) is answered with SESSION_DESCRIPTION (op 4): a fresh secret key and
    ``dave_protocol_version: 0``, which declines DAVE end-to-end encryption. The client then
    never creates a DAVE session and sends plain Opus inside the transport encryption.
-4. RTP over UDP, ``aead_xchacha20_poly1305_rtpsize``: each payload is decrypted, decoded with
-   PyAV's bundled libopus to s16 48 kHz stereo and grouped into `Utterance` objects. An
-   utterance ends after `idle_timeout` seconds without audio or when Opus silence frames
-   arrive (discord.py's player sends five when it stops or pauses).
+4. RTP over UDP, ``aead_xchacha20_poly1305_rtpsize``, both ways: what the bot says is
+   decrypted and handed to `Hearing` (bot/sandbox/voice_hear.py), which groups it into
+   `Utterance` objects; `speak` sends a user's voice to the bot the way a voice server
+   forwards it (SPEAKING op 5 on the websocket, then RTP; bot/sandbox/voice_speak.py).
+   `client_disconnect` sends op 13 and `send_raw` any datagram, for fault tests.
 
 Heartbeats (op 3 -> op 6), SPEAKING (op 5) and RESUME (op 7 -> op 9) are handled too.
 The TLS certificate comes from a throwaway CA made with trustme; `client_ssl_context`
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import io
 import itertools
 import json
 import logging
@@ -34,27 +33,48 @@ import os
 import socket
 import ssl
 import struct
-import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
-import nacl.exceptions
 import nacl.secret
-import numpy as np
 import trustme
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from bot.sandbox.voice_hear import (
+    BYTES_PER_SECOND,
+    CHANNELS,
+    OPUS_SILENCE,
+    SAMPLE_RATE,
+    SAMPLE_WIDTH,
+    BotStream,
+    Hearing,
+    Utterance,
+)
+from bot.sandbox.voice_speak import (
+    FRAME_SECONDS,
+    SILENCE_FRAMES,
+    RtpStream,
+    Spoken,
+    opus_frames,
+)
+from bot.services.receive.rtp import TransportDecryptor
+
+__all__ = [
+    "BYTES_PER_SECOND",
+    "CHANNELS",
+    "MODE",
+    "OPUS_SILENCE",
+    "SAMPLE_RATE",
+    "SAMPLE_WIDTH",
+    "Spoken",
+    "Utterance",
+    "VoiceServer",
+]
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48_000
-CHANNELS = 2
-SAMPLE_WIDTH = 2
-BYTES_PER_SECOND = SAMPLE_RATE * CHANNELS * SAMPLE_WIDTH
-OPUS_SILENCE = b"\xf8\xff\xfe"
 MODE = "aead_xchacha20_poly1305_rtpsize"
 SUPPORTED_MODES = (MODE,)
 HEARTBEAT_INTERVAL_MS = 13_750
@@ -64,8 +84,6 @@ DISCOVERY_LENGTH = 74
 DISCOVERY_REQUEST = 0x1
 DISCOVERY_RESPONSE = 0x2
 RTP_HEADER_LENGTH = 12
-NONCE_SUFFIX_LENGTH = 4
-AEAD_TAG_LENGTH = 16
 
 # Voice gateway opcodes (the ones this server reads or writes).
 OP_IDENTIFY = 0
@@ -78,6 +96,7 @@ OP_HEARTBEAT_ACK = 6
 OP_RESUME = 7
 OP_HELLO = 8
 OP_RESUMED = 9
+OP_CLIENT_DISCONNECT = 13
 
 # Voice gateway close codes, as Discord documents them.
 CLOSE_DECODE_ERROR = 4002
@@ -92,32 +111,6 @@ CLOSE_UNKNOWN_MODE = 4016
 # After `disconnect`, the client normally closes the voice websocket itself; give it this
 # long before the server closes it with 4014 the way Discord does when a bot is removed.
 DISCONNECT_GRACE = 1.0
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One stretch of audio the bot played, decoded to s16le 48 kHz stereo PCM."""
-
-    guild_id: int
-    ssrc: int
-    pcm: bytes
-    packets: int
-    started_at: float
-    ended_at: float
-    path: Path | None = None
-
-    @property
-    def duration(self) -> float:
-        """Seconds of decoded audio."""
-        return len(self.pcm) / BYTES_PER_SECOND
-
-    def wav_bytes(self) -> bytes:
-        """The audio as a 48 kHz stereo 16-bit WAV file."""
-        return _wav(self.pcm, SAMPLE_RATE, CHANNELS)
-
-    def mono16k_wav(self) -> bytes:
-        """The audio resampled to a 16 kHz mono 16-bit WAV file, as speech recognizers like."""
-        return _wav(_to_mono16k(self.pcm), 16_000, 1)
 
 
 @dataclass(frozen=True)
@@ -139,36 +132,16 @@ class _Session:
     ws: web.WebSocketResponse | None = None
     seq: int = 0
     mode: str | None = None
-    box: nacl.secret.Aead | None = None
     speaking: int = 0
     client_address: tuple[str, int] | None = None
-    decoder: _OpusDecoder | None = None
-    pcm: bytearray = field(default_factory=bytearray)
-    packets: int = 0
-    started_at: float = 0.0
-    last_at: float = 0.0
-    idle_timer: asyncio.TimerHandle | None = None
+    key: bytes = b""
+    transport: TransportDecryptor | None = None
+    stream: BotStream | None = None
+    user_ssrcs: dict[int, int] = field(default_factory=dict)  # user id -> SSRC they speak with
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
-
-
-class _OpusDecoder:
-    """Decodes single Opus packets to interleaved s16 48 kHz stereo with PyAV's libopus."""
-
-    def __init__(self) -> None:
-        self._codec = av.CodecContext.create("opus", "r")
-        self._codec.sample_rate = SAMPLE_RATE
-        self._codec.layout = "stereo"
-        self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
-
-    def decode(self, payload: bytes) -> bytes:
-        chunks: list[bytes] = []
-        for frame in self._codec.decode(av.Packet(payload)):
-            for converted in self._resampler.resample(frame):
-                chunks.append(converted.to_ndarray().tobytes())
-        return b"".join(chunks)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -189,9 +162,9 @@ class VoiceServer:
         self, host: str = "127.0.0.1", out_dir: Path | None = None, *, idle_timeout: float = 0.4
     ) -> None:
         self.host = host
-        self.out_dir = out_dir
-        self.idle_timeout = idle_timeout
-        self.on_utterance: Callable[[Utterance], None] | None = None
+        self.hearing = Hearing(out_dir, idle_timeout=idle_timeout)
+        # Whether a user is in the bot's voice channel of a guild; the sandbox sets it.
+        self.in_voice: Callable[[int, int], bool] | None = None
 
         self._ca = trustme.CA()
         identities = dict.fromkeys((host, "127.0.0.1", "localhost"))
@@ -205,14 +178,8 @@ class VoiceServer:
         self._sessions: dict[int, _Session] = {}  # guild id -> current session
         self._by_ssrc: dict[int, _Session] = {}
         self._ssrcs = itertools.count(1001)
-        self._utterances: dict[int, list[Utterance]] = {}
-        self._first_packet: dict[int, float] = {}
-        self._published = asyncio.Event()
-        self._outbox: asyncio.Queue[tuple[Utterance, Path | None]] | None = None
-        self._file_numbers = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._transport: asyncio.DatagramTransport | None = None
-        self._publisher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._websockets: set[web.WebSocketResponse] = set()
         self._tcp_port = 0
@@ -238,22 +205,14 @@ class VoiceServer:
         )
         self._transport = transport
         self._udp_port = transport.get_extra_info("sockname")[1]
-        self._outbox = asyncio.Queue()
-        self._publisher = asyncio.create_task(self._publish_loop(), name="voice-utterance-writer")
+        await self.hearing.start()
         log.info("Sandbox voice server on %s (UDP port %d)", self.endpoint, self._udp_port)
 
     async def stop(self) -> None:
         """Finish the utterances in progress, save them and close every socket."""
         for session in list(self._sessions.values()):
             self._finish_utterance(session)
-        if self._outbox is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
-                    await self._outbox.join()
-        if self._publisher is not None:
-            self._publisher.cancel()
-            await asyncio.gather(self._publisher, return_exceptions=True)
-            self._publisher = None
+        await self.hearing.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -274,6 +233,20 @@ class VoiceServer:
         return f"{self.host}:{self._tcp_port}"
 
     @property
+    def out_dir(self) -> Path | None:
+        """Where the bot's utterances are saved as WAV files (None: not saved)."""
+        return self.hearing.out_dir
+
+    @property
+    def on_utterance(self) -> Callable[[Utterance], None] | None:
+        """Called with each utterance of the bot once it is complete (and saved)."""
+        return self.hearing.on_utterance
+
+    @on_utterance.setter
+    def on_utterance(self, callback: Callable[[Utterance], None] | None) -> None:
+        self.hearing.on_utterance = callback
+
+    @property
     def udp_port(self) -> int:
         return self._udp_port
 
@@ -287,7 +260,7 @@ class VoiceServer:
     def expect(self, *, guild_id: int, user_id: int, session_id: str, token: str) -> None:
         """Allow one IDENTIFY for `guild_id` with exactly these credentials."""
         self._expected[guild_id] = _Expected(user_id, session_id, token)
-        self._first_packet.pop(guild_id, None)
+        self.hearing.new_session(guild_id)
 
     def disconnect(self, guild_id: int) -> None:
         """End the guild's voice session: keep what was said, close the websocket."""
@@ -304,7 +277,7 @@ class VoiceServer:
 
     def utterances(self, guild_id: int) -> list[Utterance]:
         """Complete utterances played in `guild_id`, oldest first."""
-        return list(self._utterances.get(guild_id, ()))
+        return self.hearing.utterances(guild_id)
 
     async def wait_for_utterance(
         self,
@@ -314,16 +287,81 @@ class VoiceServer:
         timeout: float = 15.0,  # noqa: ASYNC109
     ) -> Utterance:
         """Wait for the `index`-th complete utterance of `guild_id` (raises TimeoutError)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                done = self._utterances.get(guild_id, [])
-                if len(done) > index:
-                    return done[index]
-                await self._published.wait()
+        return await self.hearing.wait_for_utterance(guild_id, index=index, timeout=timeout)
 
     def first_packet_time(self, guild_id: int) -> float | None:
         """`time.monotonic()` of the first audio packet of the guild's current voice session."""
-        return self._first_packet.get(guild_id)
+        return self.hearing.first_packet_time(guild_id)
+
+    # ----- what users do: speak to the bot ------------------------------------------------
+
+    async def speak(
+        self, guild_id: int, user_id: int, audio: Path | str | bytes, *, ssrc: int | None = None
+    ) -> Spoken:
+        """Send `audio` (a WAV path or bytes, any rate) to the bot as `user_id`'s voice.
+
+        SPEAKING (op 5) maps the SSRC to the user on the bot's voice websocket, then 20 ms
+        Opus frames are paced as RTP to the bot's UDP address, ending with five silence
+        frames. Several calls may run at once (different users overlap). Raises ValueError
+        when the user is not in the bot's voice channel (`in_voice`), RuntimeError when the
+        bot has no voice connection in the guild.
+        """
+        if self.in_voice is not None and not self.in_voice(guild_id, user_id):
+            raise ValueError(f"User {user_id} is not in the bot's voice channel of {guild_id}")
+        session = self._ready_session(guild_id)
+        frames = await asyncio.to_thread(opus_frames, audio)
+        ssrc = ssrc if ssrc is not None else session.user_ssrcs.get(user_id) or next(self._ssrcs)
+        session.user_ssrcs[user_id] = ssrc
+        stream = RtpStream(session.key, ssrc)
+        await self._send_ws(
+            session, OP_SPEAKING, {"user_id": str(user_id), "ssrc": ssrc, "speaking": 1}
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, payload in enumerate([*frames, *[OPUS_SILENCE] * SILENCE_FRAMES]):
+            delay = start + index * FRAME_SECONDS - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._send_udp(session, stream.packet(payload))
+        log.info(
+            "User %s spoke %.2f s to the bot in guild %s",
+            user_id,
+            len(frames) * FRAME_SECONDS,
+            guild_id,
+        )
+        return Spoken(ssrc, len(frames))
+
+    def session_key(self, guild_id: int) -> bytes:
+        """The transport key of the guild's voice session (to forge packets in fault tests)."""
+        return self._ready_session(guild_id).key
+
+    def send_raw(self, guild_id: int, packet: bytes) -> None:
+        """Send any datagram to the bot's voice socket (malformed packets, unknown SSRCs)."""
+        self._send_udp(self._ready_session(guild_id), packet)
+
+    async def client_disconnect(self, guild_id: int, user_id: int) -> None:
+        """Tell the bot's voice websocket that `user_id` left the call (op 13)."""
+        session = self._sessions.get(guild_id)
+        if session is None or session.ws is None:
+            return
+        session.user_ssrcs.pop(user_id, None)
+        await self._send_ws(session, OP_CLIENT_DISCONNECT, {"user_id": str(user_id)})
+
+    def _ready_session(self, guild_id: int) -> _Session:
+        session = self._sessions.get(guild_id)
+        if session is None or session.ws is None or not session.key:
+            raise RuntimeError(f"The bot has no voice connection in guild {guild_id}")
+        if session.client_address is None:
+            raise RuntimeError(f"The bot's voice UDP address in guild {guild_id} is unknown")
+        return session
+
+    async def _send_ws(self, session: _Session, op: int, data: Any) -> None:
+        if session.ws is not None and not session.ws.closed:
+            await session.ws.send_str(_dumps(op, data, session.next_seq()))
+
+    def _send_udp(self, session: _Session, packet: bytes) -> None:
+        if self._transport is not None and session.client_address is not None:
+            self._transport.sendto(packet, session.client_address)
 
     # ----- websocket -------------------------------------------------------------------
 
@@ -436,8 +474,9 @@ class VoiceServer:
             return
         key = os.urandom(nacl.secret.Aead.KEY_SIZE)
         session.mode = mode
-        session.box = nacl.secret.Aead(key)
-        session.decoder = _OpusDecoder()
+        session.key = key
+        session.transport = TransportDecryptor(key, mode)
+        session.stream = BotStream(session.guild_id, session.ssrc)
         with contextlib.suppress(KeyError, TypeError, ValueError):
             session.client_address = (str(details["address"]), int(details["port"]))
         description = {
@@ -496,95 +535,18 @@ class VoiceServer:
             return
         (ssrc,) = struct.unpack_from(">I", packet, 8)
         session = self._by_ssrc.get(ssrc)
-        if session is None or session.box is None or session.decoder is None:
+        if session is None or session.transport is None or session.stream is None:
             log.debug("Dropping RTP for unknown or unkeyed ssrc %s", ssrc)
             return
-        payload = _decrypt_rtpsize(session.box, packet)
-        if payload is None:
+        packet_in = session.transport.decrypt(packet)
+        if packet_in is None:
             log.debug("Dropping an RTP packet for ssrc %s that does not decrypt", ssrc)
             return
-        if payload == OPUS_SILENCE:
-            self._finish_utterance(session)
-            return
-        try:
-            pcm = session.decoder.decode(payload)
-        except av.error.FFmpegError as exc:
-            log.debug("Dropping an undecodable Opus packet for ssrc %s: %s", ssrc, exc)
-            return
-        self._add_audio(session, pcm)
-
-    def _add_audio(self, session: _Session, pcm: bytes) -> None:
-        now = time.monotonic()
-        self._first_packet.setdefault(session.guild_id, now)
-        if session.packets == 0:
-            session.started_at = now
-        session.pcm += pcm
-        session.packets += 1
-        session.last_at = now
-        if session.idle_timer is not None:
-            session.idle_timer.cancel()
-        loop = asyncio.get_running_loop()
-        session.idle_timer = loop.call_later(self.idle_timeout, self._finish_utterance, session)
+        self.hearing.receive(session.stream, packet_in.payload)
 
     def _finish_utterance(self, session: _Session) -> None:
-        if session.idle_timer is not None:
-            session.idle_timer.cancel()
-            session.idle_timer = None
-        if session.packets == 0:
-            return
-        utterance = Utterance(
-            guild_id=session.guild_id,
-            ssrc=session.ssrc,
-            pcm=bytes(session.pcm),
-            packets=session.packets,
-            started_at=session.started_at,
-            ended_at=session.last_at,
-        )
-        session.pcm = bytearray()
-        session.packets = 0
-        path = None
-        if self.out_dir is not None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = (
-                self.out_dir
-                / f"voice-{session.guild_id}-{stamp}-{next(self._file_numbers):03d}.wav"
-            )
-        if self._outbox is not None:
-            self._outbox.put_nowait((utterance, path))
-
-    # ----- publishing ----------------------------------------------------------------------
-
-    async def _publish_loop(self) -> None:
-        """Save utterances in order (off the loop), then make them visible and notify."""
-        assert self._outbox is not None
-        while True:
-            utterance, path = await self._outbox.get()
-            try:
-                if path is not None:
-                    await asyncio.to_thread(_write_atomically, path, utterance.wav_bytes())
-                    utterance = dataclasses.replace(utterance, path=path)
-                self._publish(utterance)
-            except OSError:
-                log.exception("Could not save the bot's speech to %s", path)
-                self._publish(utterance)
-            finally:
-                self._outbox.task_done()
-
-    def _publish(self, utterance: Utterance) -> None:
-        self._utterances.setdefault(utterance.guild_id, []).append(utterance)
-        log.info(
-            "Bot said %.2f s in guild %s (%d packets)",
-            utterance.duration,
-            utterance.guild_id,
-            utterance.packets,
-        )
-        self._published.set()
-        self._published = asyncio.Event()
-        if self.on_utterance is not None:
-            try:
-                self.on_utterance(utterance)
-            except Exception:
-                log.exception("on_utterance callback failed")
+        if session.stream is not None:
+            self.hearing.finish(session.stream)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -592,66 +554,8 @@ class VoiceServer:
         task.add_done_callback(self._background.discard)
 
 
-def _decrypt_rtpsize(box: nacl.secret.Aead, packet: bytes) -> bytes | None:
-    """Open an ``aead_xchacha20_poly1305_rtpsize`` packet and return its Opus payload.
-
-    The associated data is the RTP header with its CSRCs and, when the X bit is set, the
-    4-byte extension header; the extension body is inside the ciphertext and is stripped
-    from the plaintext. The nonce is the packet's last 4 bytes padded with zeros.
-    """
-    header_length = RTP_HEADER_LENGTH + 4 * (packet[0] & 0x0F)
-    extension_words = 0
-    if packet[0] & 0x10:
-        if len(packet) < header_length + 4:
-            return None
-        (extension_words,) = struct.unpack_from(">H", packet, header_length + 2)
-        header_length += 4
-    if len(packet) < header_length + AEAD_TAG_LENGTH + NONCE_SUFFIX_LENGTH:
-        return None
-    nonce = packet[-NONCE_SUFFIX_LENGTH:] + bytes(nacl.secret.Aead.NONCE_SIZE - NONCE_SUFFIX_LENGTH)
-    try:
-        plain = box.decrypt(
-            packet[header_length:-NONCE_SUFFIX_LENGTH], packet[:header_length], nonce
-        )
-    except nacl.exceptions.CryptoError:
-        return None
-    return plain[4 * extension_words :]
-
-
 def _dumps(op: int, data: Any, seq: int | None = None) -> str:
     payload: dict[str, Any] = {"op": op, "d": data}
     if seq is not None:
         payload["seq"] = seq
     return json.dumps(payload)
-
-
-def _wav(pcm: bytes, rate: int, channels: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(SAMPLE_WIDTH)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-    return buffer.getvalue()
-
-
-def _to_mono16k(pcm: bytes) -> bytes:
-    usable = len(pcm) - len(pcm) % (CHANNELS * SAMPLE_WIDTH)
-    if usable == 0:
-        return b""
-    samples = np.frombuffer(pcm[:usable], dtype=np.int16).reshape(1, -1)
-    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="stereo")
-    frame.sample_rate = SAMPLE_RATE
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    frames = resampler.resample(frame) + resampler.resample(None)
-    return b"".join(f.to_ndarray().tobytes() for f in frames)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)

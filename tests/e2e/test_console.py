@@ -179,3 +179,40 @@ def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_console_says_a_file_in_voice(tmp_path: Path) -> None:
+    proc = console(tmp_path / "data")
+    assert proc.stdin is not None
+    output = Output(proc)
+
+    def send(line: str) -> None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    try:
+        send("/voice say tests/fixtures/hello.wav")
+        output.expect("the bot is not in the voice channel here; join it and send !join first")
+        send("/voice join")
+        send("!join")
+        output.expect("bot: Joined **Voice**.")
+        send("/voice say tests/fixtures/hello.wav as member")
+        output.expect("member joined the voice channel")
+        line = output.expect("member said tests/fixtures/hello.wav in voice (")
+        assert float(line.split("(")[1].split(" s")[0]) > 0.3
+        send("/voice say tests/fixtures/hello.wav as alice")
+        output.expect("alice is not in Sandbox; choose from owner, moderator, member")
+        send("/voice say tests/fixtures/none.wav")
+        output.expect("can't read tests/fixtures/none.wav")
+        send("/voice say tests/fixtures/three_labels.csv")
+        output.expect("can't say tests/fixtures/three_labels.csv in voice")
+        send("/voice say tests/fixtures/hello.wav with member")
+        output.expect("usage: /voice say PATH [as NAME]")
+        send("/help")
+        output.expect("/voice say PATH [as NAME]")
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+        output.expect("Bye.")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
