@@ -2,10 +2,10 @@
 
 Each speaker has a webrtcvad detector (48 kHz, 20 ms frames, no resampling). An utterance
 starts when `onset_frames` of the last `onset_frames + 1` frames are voiced (100 ms at the
-default 5; fewer let the detector's first guesses on plain noise through): the `on_onset` callback fires at once with the utterance's sequence number, so a
-listener can stop the bot's speech (barge-in) and reserve the utterance's place in the order
-of captions. A short pre-roll of frames before the onset is kept, so the first syllable is not
-cut off.
+default 5; fewer let the detector's first guesses on plain noise through): `on_onset` fires
+at once with the utterance's sequence number, so a listener can stop the bot's speech
+(barge-in) and reserve the utterance's place in the order of captions. A short pre-roll of
+frames before the onset is kept, so the first syllable is not cut off.
 
 An utterance ends after `end_ms` of unvoiced frames, when the speaker goes silent or leaves,
 or when no frame has arrived for `end_ms` (`tick`, called periodically, notices a speaker who
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PRE_ROLL_FRAMES = 10  # 200 ms kept before the onset
 TAIL_FRAMES = 10  # 200 ms of trailing unvoiced audio kept after the last voiced frame
+QUIET_SEARCH_FRAMES = 500  # no pause: cut at the quietest frame of the last 10 s
 MIN_PAUSE_FRAMES = 5  # a run of 100 ms unvoiced counts as a pause to cut a long utterance at
 
 
@@ -278,7 +279,8 @@ def _energy(pcm: bytes) -> float:
 
 def _cut_point(voiced: list[bool], energy: list[float]) -> int:
     """Where to cut an over-long utterance: the middle of its last pause in the second half,
-    else its quietest frame there. Always leaves both sides non-empty."""
+    else its quietest frame of the last 10 s (the latest of equals).
+    Always leaves both sides non-empty."""
     total = len(voiced)
     half = total // 2
     run_end = None
@@ -294,5 +296,6 @@ def _cut_point(voiced: list[bool], energy: list[float]) -> int:
             run = 0
     if run_end is not None:
         return max(1, (half + run_end) // 2)
-    quietest = half + int(np.argmin(energy[half:]))
-    return min(max(1, quietest), total - 1)
+    recent = energy[-QUIET_SEARCH_FRAMES:]
+    latest_quietest = len(recent) - 1 - int(np.argmin(recent[::-1]))
+    return min(max(1, total - len(recent) + latest_quietest), total - 1)

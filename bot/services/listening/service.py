@@ -366,9 +366,7 @@ class ListeningService:
 
     async def transcribe(self, guild_id: int, pcm48: bytes) -> str:
         """The words in one utterance ("" for none), with the server's speech language."""
-        language = await self.storage.get_guild_setting(
-            guild_id, "language", self.default_language
-        )
+        language = await self.storage.get_guild_setting(guild_id, "language", self.default_language)
         async with self._recognitions:
             segment = await asyncio.to_thread(to_segment, pcm48)
             try:

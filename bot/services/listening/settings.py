@@ -63,6 +63,5 @@ def parse_wake_words(text: str) -> list[str]:
 def check_wake_count(words: list[str]) -> None:
     if len(words) > MAX_WAKE_WORDS:
         raise InvalidInputError(
-            f"That makes {len(words)} wake words; the limit is {MAX_WAKE_WORDS}. "
-            "Remove some first."
+            f"That makes {len(words)} wake words; the limit is {MAX_WAKE_WORDS}. Remove some first."
         )
