@@ -26,6 +26,7 @@ EXTENSIONS = (
     "bot.cogs.voice",
     "bot.cogs.model",
     "bot.cogs.chat",
+    "bot.cogs.listen",
     "bot.cogs.files",
     "bot.cogs.feedback",
     "bot.cogs.sync",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
+from bot.services.listening.service import ListeningService
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -38,6 +39,7 @@ class Services:
     speech: SpeechService
     jobs: JobRunner
     tenants: Tenants
+    listening: ListeningService
 
     async def warm_up(self) -> None:
         """Load the speech and voice engines named first (when they have a model), in threads:
@@ -49,6 +51,7 @@ class Services:
                 log.exception("warming up %s failed", type(service).__name__)
 
     async def close(self) -> None:
+        await self.listening.close()
         await self.speech.close()
         await self.synthesis.close()
         await self.jobs.close()
@@ -87,11 +90,13 @@ async def build_services(settings: Settings) -> Services:
         max_upload_bytes=settings.max_upload_mb * MB,
         min_confidence=settings.chat_min_confidence,
     )
+    speech = SpeechService.from_settings(settings, jobs)
     return Services(
         settings=settings,
         storage=storage,
         synthesis=SynthesisService.from_settings(settings),
-        speech=SpeechService.from_settings(settings, jobs),
+        speech=speech,
         jobs=jobs,
         tenants=Tenants(settings.data_dir, jobs, limits),
+        listening=ListeningService(speech, storage, default_language=settings.language),
     )

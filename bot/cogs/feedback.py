@@ -27,6 +27,7 @@ from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._suggest import matching, owners_only, suggest
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
+from bot.services.listening.service import ListeningService
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenants
@@ -77,10 +78,17 @@ class CorrectionModal(discord.ui.Modal, title="Correct this reply"):
 class Feedback(commands.Cog):
     feedback_group = app_commands.Group(name="feedback", description=FEEDBACK_BRIEF)
 
-    def __init__(self, bot: VoiceChatBot, storage: Storage, tenants: Tenants) -> None:
+    def __init__(
+        self,
+        bot: VoiceChatBot,
+        storage: Storage,
+        tenants: Tenants,
+        listening: ListeningService,
+    ) -> None:
         self.bot = bot
         self.storage = storage
         self.tenants = tenants
+        self.listening = listening
         self.menu = app_commands.ContextMenu(name="Correct this reply", callback=self.correct_menu)
 
     async def cog_load(self) -> None:
@@ -313,7 +321,7 @@ class Feedback(commands.Cog):
     # ----- forgetting --------------------------------------------------------------------
 
     @commands.hybrid_command(
-        brief="Delete your feedback, corrections and logged messages.",
+        brief="Delete your feedback, corrections, logged messages and listening choice.",
         extras={"example": "forgetme"},
     )
     async def forgetme(self, ctx: VoiceContext) -> None:
@@ -327,8 +335,15 @@ class Feedback(commands.Cog):
         counts = await self.storage.forget_user(ctx.author.id)
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
-        await ctx.answer(f"Done: I deleted {total} row(s) about you ({detail}).", private=True)
+        text = f"Done: I deleted {total} row(s) about you ({detail})."
+        if await self.listening.forget(ctx.author.id):
+            text += (
+                " Your listening choice is gone too: where listening is on, I hear you again "
+                f"(`{ctx.shown_prefix}listen optout` to opt out again)."
+            )
+        await ctx.answer(text, private=True)
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Feedback(bot, bot.services.storage, bot.services.tenants))
+    services = bot.services
+    await bot.add_cog(Feedback(bot, services.storage, services.tenants, services.listening))

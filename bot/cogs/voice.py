@@ -232,6 +232,8 @@ class Voice(commands.Cog):
             guild_id = client.guild.id  # type: ignore[attr-defined]
             if self.queue.is_playing(guild_id) or self.queue.pending(guild_id):
                 continue
+            if getattr(client, "receiving", False):
+                continue  # listening (!listen on) is not idleness
             if time.monotonic() - self.queue.last_activity(guild_id) >= idle:
                 log.info("leaving voice in guild %s after %s s of silence", guild_id, idle)
                 await client.disconnect(force=False)

@@ -646,3 +646,23 @@ async def test_text_with_nul_is_stored_with_a_replacement(storage: Storage) -> N
     assert [f.text for f in await storage.list_feedback("100")] == ["a\ufffdb"]
     await storage.set_guild_setting(100, "note", "c\x00d")  # JSON spells it \u0000: kept
     assert await storage.get_guild_setting(100, "note") == "c\x00d"
+
+
+# A user's own settings (the listening opt-out): the same in every server
+
+
+async def test_user_settings_hold_everywhere_and_are_forgotten_alone(storage: Storage) -> None:
+    await storage.set_user_setting(11, "listen_optout", True)
+    await storage.set_user_setting(12, "listen_optout", True)
+    await storage.set_user_setting(11, "other", "x")
+    await storage.set_guild_setting(100, "listen_optout", "a server's, not a user's")
+    assert await storage.get_user_setting(11, "listen_optout") is True
+    assert await storage.get_user_setting(13, "listen_optout", False) is False
+    assert await storage.users_with_setting("listen_optout") == {11: True, 12: True}
+    assert await storage.guild_settings(100) == {"listen_optout": "a server's, not a user's"}
+
+    assert await storage.forget_user_settings(11) == 2
+    assert await storage.users_with_setting("listen_optout") == {12: True}
+    assert await storage.forget_user_settings(11) == 0
+    await storage.set_user_setting(12, "listen_optout", None)
+    assert await storage.users_with_setting("listen_optout") == {}

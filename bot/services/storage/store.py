@@ -56,6 +56,11 @@ _SETTINGS_TABLES = {
     "channel": (channel_settings, channel_settings.c.channel_id),
 }
 
+# A user's own settings hold in every server, so they have no server of their own: they live in
+# guild_settings under this id (no server has it), each key as "user:<user id>:<key>".
+USER_SETTINGS_ID = 0
+USER_KEY_PREFIX = "user:"
+
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CSV_HEADER = ["id", "created_at", "user_id", "guild_id", "channel_id", "text", "server"]
@@ -114,6 +119,16 @@ def _now() -> str:
 def _in_namespace(table: Table, namespace: str | None) -> ColumnElement[bool] | bool:
     """A namespace filter: None (an owner's bot-wide view) matches every row."""
     return True if namespace is None else table.c.namespace == namespace
+
+
+def _user_key(user_id: int, key: str) -> str:
+    return f"{USER_KEY_PREFIX}{user_id}:{key}"
+
+
+def _user_settings(user_id: int) -> ColumnElement[bool]:
+    return (guild_settings.c.guild_id == USER_SETTINGS_ID) & guild_settings.c.key.like(
+        f"{USER_KEY_PREFIX}{user_id}:%"
+    )
 
 
 def _about_user(user_id: int) -> ColumnElement[bool]:
@@ -313,6 +328,35 @@ class Storage:
     async def channel_settings(self, channel_id: int) -> dict[str, Any]:
         return await self._all_settings("channel", channel_id)
 
+    async def get_user_setting(self, user_id: int, key: str, default: Any = None) -> Any:
+        """A setting of the user that holds in every server (like the listening opt-out)."""
+        return await self._get_setting("guild", USER_SETTINGS_ID, _user_key(user_id, key), default)
+
+    async def set_user_setting(self, user_id: int, key: str, value: Any) -> None:
+        """Store any JSON-serializable value; None removes the key (the default applies)."""
+        await self._set_setting("guild", USER_SETTINGS_ID, _user_key(user_id, key), value)
+
+    async def users_with_setting(self, key: str) -> dict[int, Any]:
+        """Every user who has `key` set, with its value."""
+        table = guild_settings
+        rows = await self._rows(
+            select(table.c.key, table.c.value).where(
+                table.c.guild_id == USER_SETTINGS_ID,
+                table.c.key.like(f"{USER_KEY_PREFIX}%:{key}"),
+            )
+        )
+        found: dict[int, Any] = {}
+        for row in rows:
+            _prefix, user, stored_key = row["key"].split(":", 2)
+            if stored_key == key and user.isdigit():
+                found[int(user)] = json.loads(row["value"])
+        return found
+
+    async def forget_user_settings(self, user_id: int) -> int:
+        """Delete every setting of the user's own; return how many there were."""
+        result = await self._write(delete(guild_settings).where(_user_settings(user_id)))
+        return int(result.rowcount)
+
     # Meta: facts about the database itself (see migration 0004).
 
     async def get_meta(self, key: str) -> str | None:
@@ -452,7 +496,7 @@ class Storage:
 
     async def forget_user(self, user_id: int) -> dict[str, int]:
         """Delete the user's feedback, corrections about them and logged messages; return the
-        number of rows deleted per table."""
+        number of rows deleted per table. (Their own settings: `forget_user_settings`.)"""
         counts: dict[str, int] = {}
         async with self.transaction() as conn:
             # corrections first: those of replies to the user hold the user's words too

@@ -1,0 +1,67 @@
+"""What listening remembers: each server's settings and each user's consent.
+
+A server's settings are guild settings (`listen_*` keys). A user's opt-out holds in every
+server, so it is a user setting (`listen_optout`). Audio is never stored anywhere; only the
+caption text the bot posts stays, in the caption channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.errors import InvalidInputError
+from bot.services.listening.wakewords import MAX_WAKE_WORDS, check_wake_phrase
+from bot.services.storage import Storage
+
+ON = "listen_on"
+VOICE_CHANNEL = "listen_voice_channel"
+CAPTION_CHANNEL = "listen_caption_channel"
+WAKE_WORDS = "listen_wake_words"
+CONVERSATION = "listen_conversation"
+OPT_OUT = "listen_optout"
+DEFAULT_WAKE_WORDS = ("hey bot",)
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    on: bool = False
+    voice_channel_id: int | None = None  # where listening runs (and resumes after a restart)
+    caption_channel_id: int | None = None
+    wake_words: tuple[str, ...] = DEFAULT_WAKE_WORDS  # the bot's own name is always one too
+    conversation: bool = False  # answer every utterance, not only those with a wake word
+
+
+async def load_settings(storage: Storage, guild_id: int) -> ListenSettings:
+    stored = await storage.guild_settings(guild_id)
+    words = stored.get(WAKE_WORDS)
+    return ListenSettings(
+        on=bool(stored.get(ON, False)),
+        voice_channel_id=stored.get(VOICE_CHANNEL),
+        caption_channel_id=stored.get(CAPTION_CHANNEL),
+        wake_words=tuple(words) if isinstance(words, list) else DEFAULT_WAKE_WORDS,
+        conversation=bool(stored.get(CONVERSATION, False)),
+    )
+
+
+def parse_wake_words(text: str) -> list[str]:
+    """Wake phrases from a command: comma-separated (`hey bot, ok computer`); each checked."""
+    phrases: list[str] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            phrase = check_wake_phrase(part)
+        except ValueError as exc:
+            raise InvalidInputError(f"`{part.strip()[:60]}`: {exc}") from exc
+        if phrase not in phrases:
+            phrases.append(phrase)
+    if not phrases:
+        raise InvalidInputError("Give one or more wake words, separated by commas.")
+    return phrases
+
+
+def check_wake_count(words: list[str]) -> None:
+    if len(words) > MAX_WAKE_WORDS:
+        raise InvalidInputError(
+            f"That makes {len(words)} wake words; the limit is {MAX_WAKE_WORDS}. Remove some first."
+        )
