@@ -3,6 +3,7 @@
 Reads the settings, sets up logging, builds the services and runs the bot: against
 Discord when DISCORD_TOKEN is set, otherwise against the local sandbox with a console.
 
+`python -m bot worker` runs tasks for the bot (bot/worker.py).
 `python -m bot db upgrade` migrates the database (DATABASE_URL, else DATA_DIR/bot.db) and
 stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one.
 """
@@ -106,6 +107,10 @@ def db_main(argv: list[str]) -> int:
 def main() -> int:
     if sys.argv[1:2] == ["db"]:
         return db_main(sys.argv[2:])
+    if sys.argv[1:2] == ["worker"]:
+        from bot.worker import worker_main
+
+        return worker_main()
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -162,6 +162,18 @@ def _database_url(raw: str) -> str | None:
     return value
 
 
+_BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _broker_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(_BROKER_SCHEMES):
+        raise ValueError("must start with redis:// or rediss:// (or be empty: no workers)")
+    return value
+
+
 def hide_password(url: str) -> str:
     """A database URL with its password replaced by ***."""
     return _PASSWORD_IN_URL.sub(r"\1***@", url)
@@ -283,6 +295,22 @@ class Settings:
     max_upload_mb: int = _setting(
         "10", _int_range(1, 500), "Largest file the bot uploads (Discord's basic limit is 10)."
     )
+    # Workers
+    task_broker_url: str | None = _setting(
+        "",
+        _broker_url,
+        "Redis for the task queue (redis://host:6379/0): transcription, training and !test "
+        "files run on `python -m bot worker` processes; empty: in the bot's own processes.",
+    )
+    worker_concurrency: int = _setting(
+        "1", _int_range(1, 64), "Tasks one `python -m bot worker` runs at a time."
+    )
+    worker_idle_timeout_seconds: int = _setting(
+        "600",
+        _int_range(1, 86400),
+        "A task a worker took but did not finish in this many seconds (the worker died) goes "
+        "to another worker; longer than the longest task.",
+    )
 
     @property
     def sandbox(self) -> bool:
@@ -295,6 +323,8 @@ class Settings:
             shown["discord_token"] = "***"
         if shown["database_url"]:
             shown["database_url"] = hide_password(shown["database_url"])
+        if shown["task_broker_url"]:
+            shown["task_broker_url"] = hide_password(shown["task_broker_url"])
         return f"Settings({shown})"
 
 

@@ -13,6 +13,8 @@ from bot.services.listening.service import ListeningService
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
+from bot.services.tasks.base import Runner
+from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy import TenantLimits, Tenants, migrate_files
 from bot.services.text import MB
 
@@ -40,6 +42,8 @@ class Services:
     jobs: JobRunner
     tenants: Tenants
     listening: ListeningService
+    jobstore: JobStore
+    tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
 
     async def warm_up(self) -> None:
         """Load the speech and voice engines named first (when they have a model), in threads:
@@ -55,6 +59,9 @@ class Services:
         await self.speech.close()
         await self.synthesis.close()
         await self.jobs.close()
+        if self.tasks is not None:
+            await self.tasks.close()
+        await self.jobstore.close()
         await self.storage.close()
 
 
@@ -80,9 +87,14 @@ async def open_storage(settings: Settings) -> Storage:
 
 async def build_services(settings: Settings) -> Services:
     storage = await open_storage(settings)
+    jobstore = JobStore(storage)
     jobs = JobRunner(
-        max_workers=JOB_WORKERS, start_method=best_start_method(), preload=WORKER_PRELOAD
+        max_workers=JOB_WORKERS,
+        start_method=best_start_method(),
+        preload=WORKER_PRELOAD,
+        recorder=jobstore.record,
     )
+    tasks = task_runner(settings, storage, jobstore)
     jobs.warm_up()
     limits = TenantLimits(
         train_max_bytes=settings.train_max_mb * MB,
@@ -90,13 +102,28 @@ async def build_services(settings: Settings) -> Services:
         max_upload_bytes=settings.max_upload_mb * MB,
         min_confidence=settings.chat_min_confidence,
     )
-    speech = SpeechService.from_settings(settings, jobs)
+    speech = SpeechService.from_settings(settings, jobs, tasks)
     return Services(
         settings=settings,
         storage=storage,
         synthesis=SynthesisService.from_settings(settings),
         speech=speech,
         jobs=jobs,
-        tenants=Tenants(settings.data_dir, jobs, limits),
+        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks),
         listening=ListeningService(speech, storage, default_language=settings.language),
+        jobstore=jobstore,
+        tasks=tasks,
     )
+
+
+def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Runner | None:
+    """With TASK_BROKER_URL, transcription and training go to workers through Redis;
+    without it (None), the bot's own threads and job pool do them as always."""
+    if settings.task_broker_url is None:
+        return None
+    from bot.services.tasks.remote import TaskiqRunner, make_broker
+
+    broker = make_broker(
+        settings.task_broker_url, idle_timeout_seconds=settings.worker_idle_timeout_seconds
+    )
+    return TaskiqRunner(broker, storage.blobs, jobstore)

@@ -37,6 +37,7 @@ from bot.services.models import (
 )
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
+from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy import Tenant, Tenants
 from bot.services.text import split_message
 
@@ -68,9 +69,11 @@ def describe_job(job: Job, *, show_owner: bool = False) -> str:
     if job.duration is not None:
         verb = "ran" if job.finished else "running for"
         text += f", {verb} {job.duration:.1f} s"
-    if job.status == "done" and hasattr(job.result, "summary"):
-        text += f"\n{job.result.summary()}"
-    if job.status == "failed":
+    if job.status == "done" and job.summary:
+        text += f"\n{job.summary}"
+    if job.status == "interrupted":
+        text += f"\n{job.error} The previous model stays in use."
+    elif job.status == "failed":
         text += f"\nReason: {job.error}. The previous model stays in use."
     return text
 
@@ -122,8 +125,11 @@ class Model(commands.Cog):
     """Each server (and each user's DMs) has its own datasets, models and jobs: every data
     access goes through `self.tenants.get(namespace)`."""
 
-    def __init__(self, bot: VoiceChatBot, tenants: Tenants, storage: Storage) -> None:
+    def __init__(
+        self, bot: VoiceChatBot, tenants: Tenants, storage: Storage, jobstore: JobStore
+    ) -> None:
         self.bot = bot
+        self.jobstore = jobstore
         self.tenants = tenants
         self.storage = storage
         self.recent_jobs = RecentJobs()
@@ -285,7 +291,7 @@ class Model(commands.Cog):
         await self.show_job(ctx, await scope_from_option(ctx, server), id.strip())
 
     async def show_job(self, ctx: VoiceContext, scope: Scope, job_id: str) -> None:
-        found = self.tenants.jobs.get(job_id) if job_id else None
+        found = await self.jobstore.get(job_id) if job_id else None
         if found is None or not (scope.everywhere or found.owner == scope.namespace):
             raise NotFoundError(f"Job `{job_id[:20]}` not found. `!jobs` lists the latest.")
         await ctx.answer(describe_job(found, show_owner=scope.everywhere))
@@ -297,8 +303,8 @@ class Model(commands.Cog):
     ) -> list[tuple[str, str]]:
         """The caller's latest jobs first, then the others of the namespace."""
         namespace = await namespace_asked(interaction)
-        mine = [self.tenants.jobs.get(i) for i in self.recent_jobs.of(interaction.user.id)]
-        others = self.tenants.jobs.list(RECENT_JOBS_PER_USER, owner=namespace)
+        mine = [await self.jobstore.get(i) for i in self.recent_jobs.of(interaction.user.id)]
+        others = await self.jobstore.list(RECENT_JOBS_PER_USER, owner=namespace)
         jobs = [j for j in mine if j is not None and j.owner == namespace]
         jobs += [j for j in others if j not in jobs]
         ids = set(matching([j.id for j in jobs], current))
@@ -323,7 +329,7 @@ class Model(commands.Cog):
 
     async def list_jobs(self, ctx: VoiceContext, scope: Scope) -> None:
         owner = None if scope.everywhere else scope.namespace
-        latest = self.tenants.jobs.list(10, owner=owner)
+        latest = await self.jobstore.list(10, owner=owner)
         if not latest:
             await ctx.answer("No jobs yet.")
             return
@@ -496,4 +502,5 @@ class Model(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Model(bot, bot.services.tenants, bot.services.storage))
+    services = bot.services
+    await bot.add_cog(Model(bot, services.tenants, services.storage, services.jobstore))

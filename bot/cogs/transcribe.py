@@ -24,7 +24,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import NotAdmin, is_admin, user_is_admin
+from bot.cogs._checks import NotAdmin, is_admin, namespace_of, user_is_admin
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off
 from bot.cogs._suggest import admins_only, suggest
@@ -180,7 +180,10 @@ class Transcribe(commands.Cog):
                 # The real length is charged before recognition and given back if it fails.
                 with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
                     transcript = await self.speech.recognize(
-                        segment, language, on_progress=live.update if live else None
+                        segment,
+                        language,
+                        on_progress=live.update if live else None,
+                        namespace=namespace_of(source.guild, ctx.author),
                     )
             except PartialTranscriptError as exc:  # keep what was transcribed
                 stopped = f"up to {format_clock(exc.stopped_at)} of {format_clock(exc.total)}"

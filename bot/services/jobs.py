@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -46,8 +46,11 @@ from bot.errors import NotFoundError, UserFacingError
 
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "running", "done", "failed"]
+# "interrupted": its bot or worker stopped before it ended (only read back from the database).
+JobStatus = Literal["queued", "running", "done", "failed", "interrupted"]
 OnDone = Callable[["Job"], Awaitable[None]]
+# Told of every change of a job's state (services/tasks/jobstore.py keeps them in the database).
+Recorder = Callable[["Job"], Awaitable[None]]
 
 WORKER_DIED = "The worker process stopped unexpectedly (it may have run out of memory)."
 SHUTTING_DOWN = "Cancelled: the bot is shutting down."
@@ -77,10 +80,13 @@ class Job:
     error: str | None = None
     owner: str | None = None  # the namespace whose job it is (see services/tenancy.py)
     subject: str = ""  # what it works on, for people: a dataset's name
+    requested_by: str | None = None  # the user who started it
+    progress: float | None = None  # 0..1 while running, when the work can tell
+    summary: str = ""  # one line for people: what a finished job made
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in ("done", "failed", "interrupted")
 
     @property
     def duration(self) -> float | None:
@@ -160,6 +166,7 @@ class JobRunner:
         preload: Sequence[str] = (),
         idle_seconds: float | None = 300.0,
         history: int = 100,
+        recorder: Recorder | None = None,
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
@@ -179,6 +186,9 @@ class JobRunner:
         self._exceptions: dict[str, BaseException] = {}
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.recorder = recorder
+        self._recorded: set[str] = set()  # jobs submitted as jobs (not `run` results)
+        self._record_lock = asyncio.Lock()
 
     # -- public API --------------------------------------------------------------------------
 
@@ -222,6 +232,8 @@ class JobRunner:
         """
         job = self._submit(kind, key, fn, args, on_done, keep_exception=False)
         job.owner, job.subject = owner, subject
+        self._recorded.add(job.id)
+        self._record(job)
         return job
 
     async def run(self, kind: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -331,6 +343,7 @@ class JobRunner:
             del self._jobs[job_id]
             self._entries.pop(job_id, None)
             self._exceptions.pop(job_id, None)
+            self._recorded.discard(job_id)
             excess -= 1
 
     def _pump(self) -> None:
@@ -346,6 +359,7 @@ class JobRunner:
             entry.job.status = "running"
             entry.job.started_at = _now()
             log.info("job %s (%s) started", entry.job.id, entry.job.kind)
+            self._record(entry.job)
             self._tasks_add(self._run(entry))
 
     def _tasks_add(self, coro: Awaitable[None]) -> None:
@@ -358,6 +372,8 @@ class JobRunner:
         try:
             job.result = await self._execute(entry.fn, entry.args)
             job.status = "done"
+            summary = getattr(job.result, "summary", None)
+            job.summary = summary() if callable(summary) else ""
         except Exception as exc:
             job.status = "failed"
             job.error = short_reason(exc)
@@ -377,7 +393,22 @@ class JobRunner:
         log.info("job %s (%s) %s after %.2f s", job.id, job.kind, job.status, job.duration or 0)
         await self._finish(entry)
 
+    def _record(self, job: Job) -> None:
+        """Tell the recorder of the job's state now, in the background (in order: one job's
+        records are written by one task each, and a later one waits for the earlier)."""
+        if self.recorder is not None and job.id in self._recorded:
+            self._tasks_add(self._save(job, self.recorder, replace(job)))
+
+    async def _save(self, job: Job, recorder: Recorder, state: Job) -> None:
+        try:
+            async with self._record_lock:  # first come, first written
+                await recorder(state)
+        except Exception:
+            log.exception("could not record the state of job %s", job.id)
+
     async def _finish(self, entry: _Entry) -> None:
+        if entry.job.id in self._recorded and self.recorder is not None:
+            await self._save(entry.job, self.recorder, replace(entry.job))
         try:
             if entry.on_done is not None:
                 await entry.on_done(entry.job)
@@ -386,6 +417,7 @@ class JobRunner:
         finally:
             entry.on_done = None
             entry.ended.set()
+            self._recorded.discard(entry.job.id)
 
     # -- the pool ----------------------------------------------------------------------------
 

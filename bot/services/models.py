@@ -93,7 +93,7 @@ from bot.services.datasets import (
     validate_name,
 )
 from bot.services.evaluation import TestItem, confusion_counts, confusion_png, report_text
-from bot.services.jobs import Job, JobRunner
+from bot.services.jobs import Job, JobRunner, short_reason
 
 try:
     import fcntl
@@ -946,8 +946,12 @@ class ModelService:
         *,
         train_fn: Callable[..., TrainResult] = train_model,
         namespace: str | None = None,
+        tasks: Any = None,
     ) -> None:
         self.namespace = namespace
+        # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
+        self.tasks = tasks
+        self._background: set[asyncio.Task[None]] = set()
         self.datasets = datasets
         self.jobs = jobs
         self.min_confidence = min_confidence
@@ -972,6 +976,8 @@ class ModelService:
         validate_name(dataset)
         if not await self.datasets.exists_async(dataset):
             raise NotFoundError(f"Dataset '{dataset}' not found.")
+        if self.tasks is not None:
+            return await self._start_training_task(dataset, on_done)
         return self.jobs.submit(
             "train",
             f"train:{self.namespace}:{dataset}",
@@ -983,6 +989,71 @@ class ModelService:
             owner=self.namespace,
             subject=dataset,
         )
+
+    async def _start_training_task(
+        self, dataset: str, on_done: Callable[[Job], Awaitable[None]] | None
+    ) -> Job:
+        """Send the dataset's files to a worker as a `train` task; when its model comes
+        back, store it as the next version here (the manifest gives it its number)."""
+        from bot.services.tasks.client import new_job_id
+
+        files = await asyncio.to_thread(self._dataset_files, dataset)
+        job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
+        job.owner, job.subject = self.namespace, dataset
+        payload = {
+            "dataset": dataset,
+            "files": list(files),
+            "max_bytes": self.datasets.max_bytes,
+            "max_rows": self.datasets.max_rows,
+        }
+        await self.tasks.record(job)
+        task = asyncio.get_running_loop().create_task(
+            self._train_as_task(job, payload, files, on_done)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return job
+
+    def _dataset_files(self, dataset: str) -> dict[str, bytes]:
+        path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
+        files = {path.name: path.read_bytes()}
+        if corrections.is_file():
+            files[corrections.name] = corrections.read_bytes()
+        return files
+
+    async def _train_as_task(
+        self,
+        job: Job,
+        payload: dict[str, Any],
+        files: dict[str, bytes],
+        on_done: Callable[[Job], Awaitable[None]] | None,
+    ) -> None:
+        try:
+            result = await self.tasks.run("train", payload, job, inputs=files)
+            if result.ok:
+                job.result = await self._install_trained(job.subject, result)
+                job.summary = job.result.summary()
+        except Exception as exc:
+            log.exception("training job %s failed", job.id)
+            job.status, job.error = "failed", short_reason(exc)
+            job.finished_at = datetime.now(UTC)
+        await self.tasks.record(job)
+        if on_done is not None:
+            try:
+                await on_done(job)
+            except Exception:
+                log.exception("on_done callback of job %s failed", job.id)
+
+    async def _install_trained(self, dataset: str, result: Any) -> TrainResult:
+        fields = dict(result.value["result"])
+        stored = await asyncio.to_thread(
+            store_version, self.models_dir / dataset, dataset, result.outputs["model"],
+            dict(result.value["entry"]),
+        )  # fmt: skip
+        assert stored is not None
+        fields["version"], fields["created_at"] = stored
+        self._manifests.pop(dataset, None)
+        return TrainResult(**fields)
 
     # -- answering -------------------------------------------------------------------------
 

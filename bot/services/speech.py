@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pydub import AudioSegment
 
     from bot.config import Settings
+    from bot.services.tasks.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ class SpeechService:
         chunk_seconds: int = 50,
         rest_seconds: float = 60.0,
         jobs: JobRunner | None = None,
+        tasks: Runner | None = None,
     ) -> None:
         if isinstance(engines, EngineChain):
             self._chain = engines
@@ -318,9 +320,13 @@ class SpeechService:
         # Engines that hold the GIL (sphinx) run in the job runner's worker processes.
         self._jobs = jobs or JobRunner(max_workers=1)
         self._owns_jobs = jobs is None
+        # With a task runner (TASK_BROKER_URL), recognition runs where it sends the task.
+        self.tasks = tasks
 
     @classmethod
-    def from_settings(cls, settings: Settings, jobs: JobRunner | None = None) -> SpeechService:
+    def from_settings(
+        cls, settings: Settings, jobs: JobRunner | None = None, tasks: Runner | None = None
+    ) -> SpeechService:
         return cls(
             list(settings.stt_engines),
             google_api_key=settings.google_speech_api_key,
@@ -329,6 +335,7 @@ class SpeechService:
             max_bytes=settings.max_audio_mb * MB,
             max_seconds=settings.max_audio_seconds,
             jobs=jobs,
+            tasks=tasks,
         )
 
     @property
@@ -368,13 +375,18 @@ class SpeechService:
         segment: AudioSegment,
         language: str = "en-US",
         on_progress: Callable[[Progress], Awaitable[None]] | None = None,
+        *,
+        namespace: str | None = None,
     ) -> Transcript:
         """Recognize decoded audio chunk by chunk; the second step of `transcribe`.
 
         `on_progress` is awaited after each chunk with the text so far, so a caller can show
         a long transcript as it grows. When recognition fails after some text was made, the
         error is a `PartialTranscriptError` that keeps that text and where it stopped.
+        With a task runner the work is a `transcribe` task of `namespace`'s (a worker's).
         """
+        if self.tasks is not None:
+            return await self._recognize_as_task(segment, language, on_progress, namespace)
         bounds = await asyncio.to_thread(audio.chunk_bounds, segment, self.chunk_seconds)
         total = segment.duration_seconds
         texts: list[str] = []
@@ -406,6 +418,34 @@ class SpeechService:
             duration_seconds=segment.duration_seconds,
             chunks=len(bounds),
         )
+
+    async def _recognize_as_task(
+        self,
+        segment: AudioSegment,
+        language: str,
+        on_progress: Callable[[Progress], Awaitable[None]] | None,
+        namespace: str | None,
+    ) -> Transcript:
+        from bot.services.jobs import Job
+        from bot.services.tasks.client import new_job_id, raise_failure
+
+        assert self.tasks is not None
+        wav = await asyncio.to_thread(audio.to_wav, segment)
+        job = Job(new_job_id(), "transcribe", "", owner=namespace or "shared", subject="audio")
+
+        async def report(meta: dict[str, Any]) -> None:
+            if on_progress is not None:
+                await on_progress(Progress(**meta))
+
+        result = await self.tasks.run(
+            "transcribe",
+            {"language": language, "filename": "audio.wav"},
+            job,
+            inputs={"audio": wav},
+            on_progress=report,
+        )
+        raise_failure(result)
+        return Transcript(**result.value["transcript"])
 
     async def _transcribe_piece(
         self, piece: AudioSegment, language: str, prefer: str | None

@@ -26,6 +26,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bot.services.datasets import DatasetStore
 from bot.services.files import FileService
@@ -66,6 +67,7 @@ class Tenants:
     jobs: JobRunner
     limits: TenantLimits
     samples_dir: Path = SAMPLES
+    tasks: Any = None  # a task runner (services/tasks) when work runs on workers
     _tenants: dict[str, Tenant] = field(default_factory=dict)
 
     def get(self, namespace: str) -> Tenant:
@@ -82,7 +84,12 @@ class Tenants:
                 namespace=namespace,
                 datasets=datasets,
                 models=ModelService(
-                    folder, datasets, self.jobs, self.limits.min_confidence, namespace=namespace
+                    folder,
+                    datasets,
+                    self.jobs,
+                    self.limits.min_confidence,
+                    namespace=namespace,
+                    tasks=self.tasks,
                 ),
                 files=FileService(
                     folder, self.limits.max_upload_bytes, samples_dir=self.samples_dir

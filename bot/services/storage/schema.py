@@ -9,7 +9,17 @@ and only `INTEGER PRIMARY KEY` is the row id that AUTOINCREMENT needs).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -102,6 +112,27 @@ blobs = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", Text, nullable=False),  # hex digest of data
     Column("updated_at", Text, nullable=False),  # ISO 8601, UTC
+)
+
+# Jobs (bot/services/tasks/jobstore.py): times are ISO 8601, UTC; `updated_at` is a heartbeat.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("namespace", Text),
+    Column("owner", Text),  # the user who started it
+    Column("kind", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("progress", Float),  # 0..1 while running, when the work can tell
+    Column("created_at", Text, nullable=False),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("updated_at", Text, nullable=False),
+    Column("error", Text),
+    Column("result_key", Text),  # the blob with its result, if any
+    Column("summary", Text),  # one line for people: what a finished job made
+    Index("jobs_by_namespace", "namespace", "created_at"),
 )
 
 # Tables with an id the database hands out (db copy moves their counters along).

@@ -1,0 +1,241 @@
+"""`TaskiqRunner`: tasks run on worker processes (`python -m bot worker`), through Redis.
+
+- The queue is a Redis stream read by a consumer group (taskiq-redis `RedisStreamBroker`): a
+  worker acknowledges a task only after its result is saved, and a task a worker took but
+  never acknowledged (it was killed) is claimed by another worker after
+  `WORKER_IDLE_TIMEOUT_SECONDS`. Delivery is at least once, so tasks are idempotent: the
+  task id is the job id, and a worker that finds the job's result already in the blob store
+  (`jobs/<id>/result.json`) returns it instead of working again.
+- Results and progress are kept in Redis (taskiq-redis result backend, JSON, never pickle).
+  The bot polls for them, never blocking its loop; it awaits one result per job, so a user
+  gets exactly one answer however often the task was delivered.
+- Bytes go by reference: inputs and outputs are blobs under `jobs/<job id>/` in the job's
+  namespace, in the database every process reaches (DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from taskiq import AsyncBroker, TaskiqResult
+from taskiq.depends.progress_tracker import TaskProgress, TaskState
+from taskiq.kicker import AsyncKicker
+from taskiq.serializers import JSONSerializer
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+from bot.services.jobs import Job
+from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.tasks.base import JOB_PREFIX, ProgressFn, TaskResult, job_key
+from bot.services.tasks.jobstore import JobStore
+from bot.services.tasks.local import finish, record
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "voicechat.run"
+QUEUE = "voicechat:tasks"
+GROUP = "voicechat-workers"
+RESULT_PREFIX = "voicechat:result"
+RESULT_SECONDS = 24 * 3600
+POLL_SECONDS = 0.25
+Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def make_broker(
+    url: str, *, idle_timeout_seconds: float = 600, concurrency: int = 1
+) -> RedisStreamBroker:
+    """The broker the bot and the workers share (same stream, group and result keys)."""
+    backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
+        url,
+        keep_results=True,
+        result_ex_time=RESULT_SECONDS,
+        prefix_str=RESULT_PREFIX,
+        serializer=JSONSerializer(),
+    )
+    broker = RedisStreamBroker(
+        url,
+        queue_name=QUEUE,
+        consumer_group_name=GROUP,
+        consumer_id="0",  # a group made late still sees tasks queued before it
+        idle_timeout=int(idle_timeout_seconds * 1000),
+        xread_count=concurrency,  # take no more than can run: the rest stay for other workers
+        xread_block=1000,
+    )
+    return broker.with_result_backend(backend)
+
+
+def register(broker: AsyncBroker, handler: Handler) -> None:
+    broker.register_task(handler, task_name=TASK_NAME)
+
+
+async def set_progress(broker: AsyncBroker, job_id: str, meta: dict[str, Any]) -> None:
+    progress: TaskProgress[Any] = TaskProgress(state=TaskState.STARTED, meta=meta)
+    await broker.result_backend.set_progress(job_id, progress)
+
+
+class TaskiqRunner:
+    remote = True
+
+    def __init__(
+        self,
+        broker: AsyncBroker,
+        blobs: DatabaseBlobs,
+        jobstore: JobStore | None = None,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.broker = broker
+        self.blobs = blobs
+        self.jobstore = jobstore
+        self.poll_seconds = poll_seconds
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.broker.startup()
+            self._started = True
+
+    async def run(
+        self,
+        task: str,
+        payload: Mapping[str, Any],
+        job: Job,
+        *,
+        inputs: Mapping[str, bytes] | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> TaskResult:
+        await self.start()
+        namespace = job.owner or ""
+        await record(self.jobstore, job)
+        try:
+            for name, data in (inputs or {}).items():
+                await self.blobs.put(namespace, job_key(job.id, name), data)
+            message = {**payload, "job_id": job.id, "namespace": namespace}
+            await self.kick(job.id, task, message)
+            value = await self.wait(job.id, on_progress)
+            outputs = {}
+            for name in value.get("outputs", []):
+                data = await self.blobs.get(namespace, job_key(job.id, str(name)))
+                if data is not None:
+                    outputs[str(name)] = data
+        finally:
+            await self._forget(namespace, job.id)
+        finish(job, value)
+        await record(self.jobstore, job)
+        return TaskResult(value, outputs)
+
+    async def kick(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
+        kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
+        await kicker.with_task_id(job_id).kiq(task, payload)
+
+    async def wait(self, job_id: str, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+        """The task's result, once a worker saved it; progress reports meanwhile."""
+        backend = self.broker.result_backend
+        seen: Any = None
+        while not await backend.is_result_ready(job_id):
+            if on_progress is not None:
+                progress = await backend.get_progress(job_id)
+                if progress is not None and progress.meta != seen:
+                    seen = progress.meta
+                    await on_progress(dict(seen))
+            await asyncio.sleep(self.poll_seconds)
+        result: TaskiqResult[Any] = await backend.get_result(job_id)
+        if result.is_err or not isinstance(result.return_value, dict):
+            log.error("task %s failed in the worker: %s", job_id, result.error)
+            return {"ok": False, "error": "The worker could not run the task.", "type": "Error"}
+        return result.return_value
+
+    async def _forget(self, namespace: str, job_id: str) -> None:
+        """Drop the job's blobs: inputs, outputs, and the stored result."""
+        try:
+            for info in await self.blobs.list(namespace, f"{JOB_PREFIX}{job_id}/"):
+                await self.blobs.delete(namespace, info.path)
+        except Exception:  # noqa: BLE001 - left-overs cost space, not correctness
+            log.warning("could not delete the blobs of job %s", job_id, exc_info=True)
+
+    async def record(self, job: Job) -> None:
+        """Save a job's state (for services that end a job after its task)."""
+        await record(self.jobstore, job)
+
+    async def close(self) -> None:
+        if self._started:
+            await self.broker.shutdown()
+            self._started = False
+
+
+# -- the worker's side -------------------------------------------------------------------------
+
+
+class WorkerContext:
+    """A task body's view from a worker: inputs and outputs are the job's blobs."""
+
+    def __init__(
+        self, broker: AsyncBroker, blobs: DatabaseBlobs, jobstore: JobStore, services: Any,
+        job_id: str, namespace: str,
+    ) -> None:  # fmt: skip
+        self.broker, self.blobs, self.jobstore = broker, blobs, jobstore
+        self.services = services
+        self.job_id, self.namespace = job_id, namespace
+        self.outputs: list[str] = []
+
+    async def input(self, name: str) -> bytes:
+        from bot.errors import InvalidInputError
+
+        data = await self.blobs.get(self.namespace, job_key(self.job_id, name))
+        if data is None:
+            raise InvalidInputError(f"The job's input `{name[:40]}` is missing.")
+        return data
+
+    async def output(self, name: str, data: bytes) -> None:
+        await self.blobs.put(self.namespace, job_key(self.job_id, name), data)
+        self.outputs.append(name)
+
+    async def progress(self, meta: dict[str, Any]) -> None:
+        await set_progress(self.broker, self.job_id, meta)
+        done, total = meta.get("done_seconds"), meta.get("total_seconds")
+        fraction = done / total if isinstance(done, float) and total else None
+        await self.jobstore.running(self.job_id, fraction)
+
+    async def fetch(self, url: str, max_bytes: int) -> bytes:
+        from bot.services.tasks.fetch import fetch_url
+
+        return await fetch_url(url, max_bytes)
+
+
+def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> Handler:
+    """The function workers run for every task: idempotent, keyed by the job id."""
+    from bot.services.tasks.work import failure, run_body
+
+    jobstore = JobStore(blobs.storage)
+
+    async def handle(task: str, payload: dict[str, Any]) -> dict[str, Any]:
+        job_id, namespace = str(payload.get("job_id", "")), str(payload.get("namespace", ""))
+        saved = await blobs.get(namespace, job_key(job_id, "result.json")) if job_id else None
+        if saved is not None:  # delivered again: the work is done, its result stands
+            log.info("task %s was delivered again; returning its saved result", job_id)
+            return json.loads(saved)
+        job = await jobstore.get(job_id) if job_id else None
+        if job is None or job.owner != namespace:
+            from bot.errors import NotFoundError
+
+            return failure(NotFoundError(f"Job {job_id[:20]!r} is unknown."))
+        if job.finished:  # its bot has its answer (and dropped the saved result)
+            log.info("task %s was delivered after its job ended; skipped", job_id)
+            return {"ok": False, "error": f"Job {job_id} has already ended.", "type": "Ended"}
+        started = datetime.now(UTC)
+        log.info("task %s (%s) started", job_id, task)
+        await jobstore.running(job_id)
+        ctx = WorkerContext(broker, blobs, jobstore, services, job_id, namespace)
+        value = await run_body(task, payload, ctx)
+        value["outputs"] = ctx.outputs
+        await blobs.put(namespace, job_key(job_id, "result.json"), json.dumps(value).encode())
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        log.info("task %s (%s) %s after %.2f s", job_id, task, "done" if value["ok"] else "failed",
+                 seconds)  # fmt: skip
+        return value
+
+    return handle

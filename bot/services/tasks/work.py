@@ -1,0 +1,127 @@
+"""The task bodies: what a worker (or the bot itself, with `LocalRunner`) does for each task.
+
+Each body is `async def body(payload, ctx) -> dict` and works only with its payload and
+`ctx` (inputs, outputs, progress, the process's engines): the same code runs in the bot and
+on a worker on another machine. Engines are the process's own, loaded once (`WorkServices`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.errors import InvalidInputError, UserFacingError
+from bot.services.jobs import JobRunner, short_reason
+from bot.services.speech import PartialTranscriptError, Progress, SpeechService
+from bot.services.tasks.base import TaskContext
+
+log = logging.getLogger(__name__)
+
+Body = Callable[[dict[str, Any], TaskContext], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class WorkServices:
+    """The engines and the process pool of the process that runs task bodies."""
+
+    speech: SpeechService
+    pool: JobRunner
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    """A task's error as a result: one clear message, never a traceback."""
+    value: dict[str, Any] = {"ok": False, "error": short_reason(exc), "type": type(exc).__name__}
+    if isinstance(exc, PartialTranscriptError):
+        value["partial"] = {"text": exc.text, "stopped_at": exc.stopped_at, "total": exc.total}
+    return value
+
+
+async def transcribe(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Decode and recognize audio given as input `audio` or by `url`; progress per chunk."""
+    speech: SpeechService = ctx.services.speech
+    if payload.get("url"):
+        data = await ctx.fetch(str(payload["url"]), speech.max_bytes)
+    else:
+        data = await ctx.input("audio")
+    segment = await speech.decode(data, str(payload.get("filename", "")))
+
+    async def report(progress: Progress) -> None:
+        await ctx.progress(asdict(progress))
+
+    transcript = await speech.recognize(
+        segment, str(payload.get("language", "en-US")), on_progress=report
+    )
+    return {"ok": True, "transcript": asdict(transcript)}
+
+
+def train_files(
+    files: dict[str, bytes], dataset: str, max_bytes: int, max_rows: int
+) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """Train `dataset` from its files (dataset, corrections) in a scratch folder; returns
+    (model bytes, manifest entry, TrainResult fields). Blocking: for a worker process."""
+    from bot.services.datasets import validate_name
+    from bot.services.models import MANIFEST_NAME, DatasetSource, train_model
+
+    validate_name(dataset)
+    with tempfile.TemporaryDirectory(prefix="train-") as scratch:
+        root = Path(scratch)
+        (root / "datasets").mkdir()
+        for name, data in files.items():
+            (root / "datasets" / Path(name).name).write_bytes(data)
+        source = DatasetSource(root, max_bytes, max_rows, None)
+        result = train_model(source, root / "models", dataset)
+        folder = root / "models" / dataset
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
+        entry = dict(manifest["versions"][result.version])
+        model = (folder / entry["file"]).read_bytes()
+    for made_by_store in ("file", "format", "sha256", "created_at"):
+        entry.pop(made_by_store, None)
+    fields = asdict(result)
+    fields["created_at"] = result.created_at.isoformat()
+    return model, entry, fields
+
+
+async def train(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Train from the dataset's files (inputs named in `files`); the model is output `model`."""
+    names = payload.get("files")
+    if not isinstance(names, list) or not names:
+        raise InvalidInputError("The training job names no dataset files.")
+    files = {str(name): await ctx.input(str(name)) for name in names}
+    pool: JobRunner = ctx.services.pool
+    model, entry, fields = await pool.run(
+        "train",
+        f"train:{ctx.namespace}:{payload['dataset']}",
+        train_files,
+        files,
+        str(payload["dataset"]),
+        int(payload["max_bytes"]),
+        int(payload["max_rows"]),
+    )
+    await ctx.output("model", model)
+    return {"ok": True, "entry": entry, "result": fields}
+
+
+BODIES: dict[str, Body] = {"transcribe": transcribe, "train": train}
+
+
+async def run_body(task: str, payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Run a task's body; every failure becomes one failure result."""
+    body = BODIES.get(task)
+    if body is None:
+        return failure(InvalidInputError(f"Unknown task {task[:40]!r}."))
+    try:
+        return await body(payload, ctx)
+    except UserFacingError as exc:
+        log.info("task %s (%s) failed: %s", ctx.job_id, task, exc.message)
+        return failure(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("task %s (%s) failed", ctx.job_id, task, exc_info=exc)
+        return failure(exc)
