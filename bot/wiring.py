@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
+from bot.services.login_turns import LoginTurns
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -95,3 +96,8 @@ async def build_services(settings: Settings) -> Services:
         jobs=jobs,
         tenants=Tenants(settings.data_dir, jobs, limits),
     )
+
+
+def build_login_turns(settings: Settings) -> LoginTurns | None:
+    """Login turns shared through Redis (REDIS_URL); None: discord.py paces this process."""
+    return LoginTurns(settings.redis_url) if settings.redis_url else None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -22,11 +23,29 @@ SANDBOX_TOKEN = "sandbox-token"  # the sandbox accepts any token
 
 @contextlib.asynccontextmanager
 async def sandboxed_bot(
-    settings: Settings, *, voice_out_dir: Path | None = None, ready_timeout: float = 20.0
+    settings: Settings,
+    *,
+    voice_out_dir: Path | None = None,
+    ready_timeout: float = 20.0,
+    **sandbox_options: Any,
 ) -> AsyncIterator[tuple[Sandbox, VoiceChatBot]]:
-    """Start the sandbox and the bot connected to it; stop both on exit."""
-    sandbox = Sandbox(admin_role=settings.admin_role, out_dir=voice_out_dir)
+    """Start the sandbox (with `sandbox_options`, e.g. `shard_count`) and the bot connected
+    to it; stop both on exit."""
+    sandbox = Sandbox(admin_role=settings.admin_role, out_dir=voice_out_dir, **sandbox_options)
     await sandbox.start()
+    try:
+        async with bot_on(sandbox, settings, ready_timeout=ready_timeout) as bot:
+            yield sandbox, bot
+    finally:
+        await sandbox.stop()
+
+
+@contextlib.asynccontextmanager
+async def bot_on(
+    sandbox: Sandbox, settings: Settings, *, ready_timeout: float = 20.0
+) -> AsyncIterator[VoiceChatBot]:
+    """The real bot connected to a running sandbox (several may share one, each with its
+    own shards and DATA_DIR); closed on exit."""
     bot: VoiceChatBot | None = None
     task: asyncio.Task[None] | None = None
     try:
@@ -46,11 +65,10 @@ async def sandboxed_bot(
             if loop.time() > deadline:
                 raise TimeoutError("the bot did not connect to the sandbox in time")
             await asyncio.sleep(0.02)
-        yield sandbox, bot
+        yield bot
     finally:
         if bot is not None:
             await bot.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
-        await sandbox.stop()
