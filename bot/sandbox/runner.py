@@ -14,7 +14,7 @@ import aiohttp
 from bot.app import VoiceChatBot, use_endpoints
 from bot.config import Settings
 from bot.sandbox.server import Sandbox
-from bot.wiring import build_services
+from bot.wiring import Services, build_services
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,20 @@ async def sandboxed_bot(
 
 @contextlib.asynccontextmanager
 async def bot_on(
-    sandbox: Sandbox, settings: Settings, *, ready_timeout: float = 20.0
+    sandbox: Sandbox,
+    settings: Settings,
+    *,
+    ready_timeout: float = 20.0,
+    services: Services | None = None,
 ) -> AsyncIterator[VoiceChatBot]:
     """The real bot connected to a running sandbox (several may share one, each with its
-    own shards and DATA_DIR); closed on exit."""
+    own shards and DATA_DIR); closed on exit. `services` built beforehand let several bots
+    connect at once (database migrations in one process run one at a time)."""
     bot: VoiceChatBot | None = None
     task: asyncio.Task[None] | None = None
     try:
         use_endpoints(sandbox.api_base, sandbox.gateway_url)
-        services = await build_services(settings)
+        services = services or await build_services(settings)
         # The sandbox's voice endpoint uses TLS with its own certificate authority; only
         # this client trusts it. Production keeps discord.py's default connector.
         connector = aiohttp.TCPConnector(limit=0, ssl=sandbox.voice.client_ssl_context)
