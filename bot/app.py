@@ -174,6 +174,10 @@ class VoiceChatBot(commands.AutoShardedBot):
         if self.services.jobs.pending:
             log.info("waiting for %d job(s) before stopping", self.services.jobs.pending)
         await self.services.jobs.close()
+        if not isinstance(self.loop, asyncio.AbstractEventLoop):
+            # Never logged in (tests that only load the extensions): AutoShardedClient.close
+            # needs the event queue that login's set-up creates.
+            await self._async_setup_hook()
         await super().close()
         await self.services.close()
         if self.login_turns is not None:
