@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
 from bot.services.listening.service import ListeningService
+from bot.services.login_turns import LoginTurns
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -127,3 +128,6 @@ def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Run
         settings.task_broker_url, idle_timeout_seconds=settings.worker_idle_timeout_seconds
     )
     return TaskiqRunner(broker, storage.blobs, jobstore)
+def build_login_turns(settings: Settings) -> LoginTurns | None:
+    """Login turns shared through Redis (REDIS_URL); None: discord.py paces this process."""
+    return LoginTurns(settings.redis_url) if settings.redis_url else None
