@@ -12,7 +12,7 @@ from bot.services.jobs import JobRunner, best_start_method
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
-from bot.services.tenancy import TenantLimits, Tenants, migrate_files
+from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ def storage_location(settings: Settings) -> str | Path:
 
 
 async def open_storage(settings: Settings) -> Storage:
-    """Open (and migrate) the database, then finish moving an older install's shared files
-    into their namespace; both steps are idempotent, so a crash is finished next time."""
+    """Open (and migrate) the database, finish moving an older install's shared files into
+    their namespace, and upload the local files that have no blob yet; each step is
+    idempotent, so a crash is finished next time."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage(storage_location(settings))
@@ -72,6 +73,9 @@ async def open_storage(settings: Settings) -> Storage:
         moved = await asyncio.to_thread(migrate_files, data_dir, target)
         if moved:
             log.info("moved %d shared data entries into namespace %s", moved, target)
+    uploaded = await adopt_local_files(storage.blobs, data_dir)
+    if uploaded:
+        log.info("uploaded %d local data files to the database", uploaded)
     return storage
 
 
@@ -93,5 +97,5 @@ async def build_services(settings: Settings) -> Services:
         synthesis=SynthesisService.from_settings(settings),
         speech=SpeechService.from_settings(settings, jobs),
         jobs=jobs,
-        tenants=Tenants(settings.data_dir, jobs, limits),
+        tenants=Tenants(settings.data_dir, jobs, limits, blobs=storage.blobs),
     )
