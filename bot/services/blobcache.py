@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 from bot.errors import InvalidInputError
 from bot.services.datasets import atomic_write, file_stamp
-from bot.services.files import path_parts
+from bot.services.files import PATH_REFUSED, path_parts
 from bot.services.storage.blobs import BlobCorruptError, BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,19 @@ def blob_path(path: str) -> str:
 
 
 def _sha256_of(path: Path) -> str | None:
-    digest = hashlib.sha256()
+    """The sha256 of a regular file; None for anything else (opened without following a
+    symlink or blocking on a FIFO)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        fd = os.open(path, flags)
+    except OSError:
         return None
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -97,8 +104,13 @@ class BlobCache:
         parts = path_parts(path)
         root = self.folder.resolve()
         target = self.folder.joinpath(*parts)
-        if not target.resolve().is_relative_to(root):
-            raise InvalidInputError("That path is not allowed.")
+        try:
+            real = target.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            raise InvalidInputError(PATH_REFUSED) from None
+        if not real.is_relative_to(root) or real == root:
+            raise InvalidInputError(PATH_REFUSED)
+        path_parts(real.relative_to(root).as_posix())  # a symlink to the database, .env, ...
         return target
 
     async def local_sha256(self, path: str) -> str | None:
@@ -240,11 +252,11 @@ class BlobCache:
         infos = []
         for info in listed:
             try:
-                blob_path(info.path)
+                if info.path != blob_path(info.path):
+                    raise InvalidInputError(PATH_REFUSED)
+                self.local(info.path)
             except InvalidInputError:
                 log.warning("ignoring blob %s/%r: not a valid path", self.namespace, info.path)
-                continue
-            if info.path != blob_path(info.path):
                 continue
             infos.append(info)
             await self._match(info)
