@@ -113,6 +113,14 @@ class BlobCache:
         path_parts(real.relative_to(root).as_posix())  # a symlink to the database, .env, ...
         return target
 
+    def _allowed(self, path: str) -> bool:
+        """Whether a file found in the folder may be a blob (the database file and anything
+        the path rules refuse are never uploaded nor deleted)."""
+        try:
+            return blob_path(path) == path and self.local(path) is not None
+        except InvalidInputError:
+            return False
+
     async def local_sha256(self, path: str) -> str | None:
         """The sha256 of the cached file, None when there is none (hashed in a thread; kept
         until the file changes)."""
@@ -166,9 +174,7 @@ class BlobCache:
         stored = {info.path for info in await self.blobs.list(self.namespace)}
         uploaded = 0
         for path in await asyncio.to_thread(_local_files, self.folder, ""):
-            try:
-                path = blob_path(path)
-            except InvalidInputError:
+            if not self._allowed(path):
                 continue
             if path not in stored:
                 data = await asyncio.to_thread(self.local(path).read_bytes)
@@ -263,7 +269,7 @@ class BlobCache:
         if self._adopted:
             stored = {info.path for info in infos}
             for path in await asyncio.to_thread(_local_files, self.folder, prefix):
-                if path not in stored:
+                if path not in stored and self._allowed(path):
                     await self._remove_local(path)
         return infos
 
