@@ -10,15 +10,18 @@ of them, so every process of the bot, on any machine, sees the same files:
   the blob's sha256, compared with the sha256 of the cached file (hashed in a thread, and again
   only when the file's size, time or inode change). A file that is missing or differs (changed
   by another process, or corrupt) is fetched again, its sha256 checked, and written atomically.
-- A cached file whose blob is gone was deleted by another process: it is deleted here too.
-- An install from before the blobs (files only in the folder) is adopted once: its files that
-  have no blob are uploaded (`adopt`), and a marker file says so, so that later a file without a
-  blob means "deleted elsewhere", not "never uploaded".
+- A file in the folder without a blob is either one this process saw in the blobs (same
+  sha256), so another process deleted it: it is deleted here too; or one that came from
+  elsewhere (an install from before the blobs, a file an operator put there by hand): it is
+  uploaded (`adopt` does that for the whole folder at start). A process that was down while
+  another deleted a file it had cached uploads it again: the only deletion today is a dataset
+  replaced in another format, whose CSV is read first anyway.
 
 Blob paths are relative to the namespace folder ("datasets/smalltalk.csv") and pass the same
-rules as a user's path (`files.path_parts`); hidden names (temporary files, locks, the marker)
-are never uploaded. Every method that reads or writes the cache runs under one lock per
-namespace, so a refresh never sees a write of this process half done.
+rules as a user's path (`files.path_parts`); hidden names (temporary files, locks, a
+training's private folder) are never uploaded. Callers hold one lock per namespace
+(`locked()`) around what reads or writes the cache, so a refresh never sees a write of this
+process half done.
 """
 
 from __future__ import annotations
@@ -39,9 +42,6 @@ from bot.services.files import PATH_REFUSED, path_parts
 from bot.services.storage.blobs import BlobCorruptError, BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
-
-# In the namespace folder: every local file of an older install has been uploaded.
-ADOPTED_MARKER = ".blobs-adopted"
 
 
 def blob_path(path: str) -> str:
@@ -96,6 +96,8 @@ class BlobCache:
         self._hashes: dict[str, tuple[tuple[Any, ...], str | None]] = {}
         self._lock = asyncio.Lock()
         self._adopted = False
+        # path -> the sha256 that the blob and the cached file had when last seen equal
+        self._synced: dict[str, str] = {}
 
     # -- paths and the local side ----------------------------------------------------------
 
@@ -135,20 +137,29 @@ class BlobCache:
 
     async def _write_local(self, path: str, data: bytes) -> None:
         target = self.local(path)
-        await asyncio.to_thread(self._write_file, target, data)
+        await asyncio.to_thread(atomic_write, target, data)
         self._hashes.pop(path, None)
-
-    def _write_file(self, target: Path, data: bytes) -> None:
-        atomic_write(target, data)
-        marker = self.folder / ADOPTED_MARKER
-        if self._adopted and not marker.exists():
-            marker.touch()  # this folder holds nothing that is not in the blobs
+        self._synced[path] = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
     async def _remove_local(self, path: str) -> None:
         target = self.local(path)
         await asyncio.to_thread(target.unlink, missing_ok=True)
         self._hashes.pop(path, None)
+        self._synced.pop(path, None)
         log.info("removed %s/%s from the cache: its blob is gone", self.namespace, path)
+
+    async def _without_blob(self, path: str) -> bool:
+        """A cached file has no blob: delete it if this process saw it in the blobs (deleted
+        elsewhere), else upload it (it came from elsewhere). True if it was uploaded."""
+        sha = await self.local_sha256(path)
+        if sha is None:
+            return False
+        if self._synced.get(path) == sha:
+            await self._remove_local(path)
+            return False
+        await self.push(path)
+        log.info("uploaded %s/%s, found only in the folder", self.namespace, path)
+        return True
 
     # -- the lock and adoption -------------------------------------------------------------
 
@@ -167,29 +178,13 @@ class BlobCache:
     async def _adopt(self) -> int:
         if self._adopted:
             return 0
-        marker = self.folder / ADOPTED_MARKER
-        if await asyncio.to_thread(marker.exists):
-            self._adopted = True
-            return 0
         stored = {info.path for info in await self.blobs.list(self.namespace)}
         uploaded = 0
         for path in await asyncio.to_thread(_local_files, self.folder, ""):
-            if not self._allowed(path):
-                continue
-            if path not in stored:
-                data = await asyncio.to_thread(self.local(path).read_bytes)
-                await self.blobs.put(self.namespace, path, data)
-                uploaded += 1
-        if uploaded or await asyncio.to_thread(self.folder.is_dir):
-            await asyncio.to_thread(self._mark_adopted, marker)
+            if path not in stored and self._allowed(path):
+                uploaded += await self._without_blob(path)
         self._adopted = True
-        if uploaded:
-            log.info("uploaded %d local files of %s to the blobs", uploaded, self.namespace)
         return uploaded
-
-    def _mark_adopted(self, marker: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        marker.touch()
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -212,7 +207,8 @@ class BlobCache:
         """Store the cached file at `path` (just written there) as its blob. Under `locked()`."""
         path = blob_path(path)
         data = await asyncio.to_thread(self.local(path).read_bytes)
-        await self.blobs.put(self.namespace, path, data)
+        info = await self.blobs.put(self.namespace, path, data)
+        self._synced[path] = info.sha256
 
     async def remove(self, path: str) -> None:
         """Delete the blob and the cached file. Under `locked()`."""
@@ -220,6 +216,7 @@ class BlobCache:
         await self.blobs.delete(self.namespace, path)
         await asyncio.to_thread(self.local(path).unlink, missing_ok=True)
         self._hashes.pop(path, None)
+        self._synced.pop(path, None)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -229,9 +226,10 @@ class BlobCache:
         data = await self.blobs.get(self.namespace, path)
         if data is None:
             return None
-        sha = hashlib.sha256(data).hexdigest()
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if await self.local_sha256(path) != sha:
             await self._write_local(path, data)
+        self._synced[path] = sha
         return data, sha
 
     async def fetch(self, path: str, expected_sha256: str | None = None) -> bool:
@@ -243,9 +241,7 @@ class BlobCache:
             return True
         info = await self.blobs.info(self.namespace, path)
         if info is None:
-            if self._adopted and await self.local_sha256(path) is not None:
-                await self._remove_local(path)
-            return False
+            return self._allowed(path) and await self._without_blob(path)
         await self._match(info)
         return True
 
@@ -266,15 +262,15 @@ class BlobCache:
                 continue
             infos.append(info)
             await self._match(info)
-        if self._adopted:
-            stored = {info.path for info in infos}
-            for path in await asyncio.to_thread(_local_files, self.folder, prefix):
-                if path not in stored and self._allowed(path):
-                    await self._remove_local(path)
+        stored = {info.path for info in infos}
+        for path in await asyncio.to_thread(_local_files, self.folder, prefix):
+            if path not in stored and self._allowed(path):
+                await self._without_blob(path)
         return infos
 
     async def _match(self, info: BlobInfo) -> None:
         if await self.local_sha256(info.path) == info.sha256:
+            self._synced[info.path] = info.sha256
             return
         try:
             data = await self.blobs.get(self.namespace, info.path)

@@ -161,22 +161,28 @@ async def test_an_archive_made_in_one_process_is_fetched_by_another(
     assert (name, data) == (archive.path_relative.split("/")[-1], archive.data)
 
 
-async def test_an_older_folder_is_uploaded_once(storage: Storage, tmp_path: Path) -> None:
+async def test_files_only_in_the_folder_are_uploaded_and_deleted_ones_go(
+    storage: Storage, tmp_path: Path
+) -> None:
     folder = tmp_path / "servers" / GUILD
     (folder / "datasets").mkdir(parents=True)
     (folder / "datasets" / "old.csv").write_bytes(b"text,label\n")
     (folder / "datasets" / ".old.csv.123.tmp").write_bytes(b"half")  # never uploaded
     cache = BlobCache(storage.blobs, GUILD, folder)
     assert await cache.adopt() == 1
+    assert await cache.adopt() == 0
     assert [b.path for b in await storage.blobs.list(GUILD)] == ["datasets/old.csv"]
 
-    # Once adopted, a cached file without a blob was deleted elsewhere: it goes here too.
+    # A file this process saw in the blobs and whose blob is gone was deleted elsewhere.
     await storage.blobs.delete(GUILD, "datasets/old.csv")
-    again = BlobCache(storage.blobs, GUILD, folder)
-    assert await again.adopt() == 0
-    async with again.locked():
-        assert await again.refresh("datasets/") == []
+    async with cache.locked():
+        assert await cache.refresh("datasets/") == []
     assert not (folder / "datasets" / "old.csv").exists()
+    # One put there by hand is uploaded on first use.
+    (folder / "datasets" / "hand.csv").write_bytes(b"text,label\n")
+    async with cache.locked():
+        assert await cache.fetch("datasets/hand.csv")
+    assert [b.path for b in await storage.blobs.list(GUILD)] == ["datasets/hand.csv"]
 
 
 @pytest.mark.parametrize("path", ["", ".", "bot.db", "datasets/.hidden", "../x", "/etc/passwd"])

@@ -18,7 +18,6 @@ from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy import table as sa_table
 
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.blobcache import ADOPTED_MARKER
 from bot.services.jobs import JobRunner
 from bot.services.models import NoModelError
 from bot.services.namespaces import (
@@ -153,11 +152,10 @@ def _unpack_legacy(tmp_path: Path) -> Path:
 
 
 def _inventory(data: Path) -> dict[str, str]:
-    """sha256 of every file under the data folder but the database and the blob cache's
-    marker, by relative path."""
+    """sha256 of every file under the data folder but the database, by relative path."""
     found = {}
     for path in sorted(data.rglob("*")):
-        if path.is_file() and not path.name.startswith(("bot.db", ADOPTED_MARKER)):
+        if path.is_file() and not path.name.startswith("bot.db"):
             found[path.relative_to(data).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
 
