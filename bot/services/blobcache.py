@@ -58,10 +58,11 @@ def _sha256_of(path: Path) -> str | None:
         fd = os.open(path, flags)
     except OSError:
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
     digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
