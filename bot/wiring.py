@@ -16,7 +16,7 @@ from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
-from bot.services.tenancy import TenantLimits, Tenants, migrate_files
+from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def storage_location(settings: Settings) -> str | Path:
 
 
 async def open_storage(settings: Settings) -> Storage:
-    """Open (and migrate) the database, then finish moving an older install's shared files
-    into their namespace; both steps are idempotent, so a crash is finished next time."""
+    """Open (and migrate) the database, finish moving an older install's shared files into
+    their namespace, and upload the local files that have no blob yet; each step is
+    idempotent, so a crash is finished next time."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage(storage_location(settings))
@@ -83,6 +84,9 @@ async def open_storage(settings: Settings) -> Storage:
         moved = await asyncio.to_thread(migrate_files, data_dir, target)
         if moved:
             log.info("moved %d shared data entries into namespace %s", moved, target)
+    uploaded = await adopt_local_files(storage.blobs, data_dir)
+    if uploaded:
+        log.info("uploaded %d local data files to the database", uploaded)
     return storage
 
 
@@ -110,7 +114,7 @@ async def build_services(settings: Settings) -> Services:
         synthesis=SynthesisService.from_settings(settings),
         speech=speech,
         jobs=jobs,
-        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks),
+        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks, blobs=storage.blobs),
         listening=ListeningService(speech, storage, default_language=settings.language),
         jobstore=jobstore,
         tasks=tasks,
