@@ -1118,6 +1118,7 @@ class ModelService:
             try:
                 if job.status == "done" and isinstance(job.result, TrainResult):
                     job.result = await self._publish_staged(dataset, staged, job.result)
+                    job.summary = job.result.summary()
             except Exception:
                 log.exception("storing the model trained by job %s failed", job.id)
                 job.status, job.error, job.result = "failed", STORE_FAILED, None
