@@ -4,13 +4,21 @@ captions them, answers wake words out loud and stops talking when interrupted.""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
+
+import numpy as np
 
 from bot.cogs._receiver import ListeningVoiceClient
 from bot.sandbox.server import Sandbox
+from bot.sandbox.voice_speak import encode_opus, encrypt_rtp
 from tests.e2e.conftest import E2E, eventually
 
 GUILD = Sandbox.GUILD_ID
+# One 20 ms Opus frame of a loud buzz: what a stranger's packets carry.
+TONE = encode_opus(
+    (np.sin(np.arange(960 * 2) * 0.05) * 20_000).astype(np.int16).repeat(2).tobytes()[: 960 * 4]
+)[0]
 
 
 async def speech(e2e: E2E, text: str) -> bytes:
@@ -61,3 +69,103 @@ async def test_a_sentence_is_captioned_with_the_speakers_name(e2e: E2E) -> None:
     await eventually(lambda: bool(captions(e2e, reply)), 30)
     caption = captions(e2e, reply)[0]
     assert caption.startswith("**owner:** ") and "weather" in caption.lower()
+
+
+async def test_two_overlapping_speakers_get_their_own_captions(e2e: E2E) -> None:
+    reply = await listen_on(e2e, "member")
+    first = await speech(e2e, "The weather is lovely today.")
+    second = await speech(e2e, "Seven green bottles are standing on the wall.")
+    await asyncio.gather(e2e.sandbox.speak("owner", first), e2e.sandbox.speak("member", second))
+    await eventually(lambda: len(captions(e2e, reply)) >= 2, 40)
+    by_name = {c.split(":**")[0]: c.lower() for c in captions(e2e, reply)}
+    assert "weather" in by_name["**owner"] and "bottle" not in by_name["**owner"]
+    assert "bottle" in by_name["**member"] and "weather" not in by_name["**member"]
+
+
+def audio_files(e2e: E2E) -> list[str]:
+    suffixes = {".wav", ".ogg", ".opus", ".pcm", ".mp3", ".flac", ".raw"}
+    data = e2e.bot.settings.data_dir
+    return [str(p) for p in data.rglob("*") if p.suffix.lower() in suffixes]
+
+
+async def test_an_opted_out_user_is_never_decoded_captioned_or_kept(e2e: E2E) -> None:
+    await e2e.ask_text("!listen optout", author="member")
+    reply = await listen_on(e2e, "member")
+    member, owner = e2e.sandbox.user("member").id, e2e.sandbox.user("owner").id
+    await e2e.sandbox.speak("member", await speech(e2e, "Please do not write this down."))
+    await e2e.sandbox.speak("owner", await speech(e2e, "Seven green bottles."))
+    await eventually(lambda: bool(captions(e2e, reply)), 30)
+    assert [c.split(":**")[0] for c in captions(e2e, reply)] == ["**owner"]
+    client = voice_client(e2e)
+    assert client.decoded_by_user.get(member, 0) == 0 and client.decoded_by_user[owner] > 0
+    assert client.receive_stats["unwanted"] > 0
+    assert audio_files(e2e) == []
+
+
+async def test_with_listening_off_nothing_is_decoded_or_captioned(e2e: E2E) -> None:
+    reply = await listen_on(e2e)
+    client = voice_client(e2e)
+    pipeline = client._pipeline
+    assert pipeline is not None
+    assert await e2e.ask_text("!listen off") == "I stopped listening."
+    await e2e.sandbox.speak("owner", await speech(e2e, "Is anybody listening to me?"))
+    await asyncio.sleep(1.5)  # more than an utterance's end and a recognition of it
+    assert pipeline.stats.get("decoded", 0) == 0 and pipeline.stats.get("datagrams", 0) == 0
+    assert client.receive_stats == {} and not client.receiving
+    assert captions(e2e, reply) == ["I stopped listening."]
+
+
+async def test_a_wake_word_gets_a_posted_and_a_spoken_answer(e2e: E2E, hear) -> None:
+    reply = await listen_on(e2e)
+    await e2e.sandbox.speak("owner", await speech(e2e, "Hey bot, how are you?"))
+    await eventually(lambda: len(captions(e2e, reply)) >= 2, 60)
+    caption, answer = captions(e2e, reply)[:2]
+    assert caption.lower().startswith("**owner:** hey") and "how are you" in caption.lower()
+    assert answer and not answer.startswith("**")
+    spoken = await e2e.sandbox.voice.wait_for_utterance(GUILD, timeout=60)
+    heard = await hear(spoken.mono16k_wav())
+    said = " ".join(answer.lower().replace(",", " ").replace(".", " ").split()[:2])
+    assert said and said in heard.replace(",", "").replace(".", ""), (answer, heard)
+
+
+LONG_TEXT = (
+    "Once upon a time there was a lighthouse keeper who lived alone on a small rocky island. "
+    "Every evening he climbed the long spiral staircase, polished the great glass lens and lit "
+    "the lamp, and every morning he wrote the weather in a thick leather book. Ships passed "
+    "far away on the horizon and none of them ever stopped, but he did not mind at all."
+)
+
+
+async def test_speaking_while_the_bot_talks_stops_its_speech(e2e: E2E) -> None:
+    await listen_on(e2e)
+    long_speech = await speech(e2e, LONG_TEXT)  # what the bot would say: the same voice
+    full = len(long_speech) / (22_050 * 2)  # piper speaks 22.05 kHz mono 16-bit
+    interruption = await speech(e2e, "Stop please, that is enough.")
+    await e2e.sandbox.send(f"!say {LONG_TEXT}")
+    await eventually(lambda: e2e.sandbox.voice.first_packet_time(GUILD) is not None, 30)
+    await asyncio.sleep(1.0)
+    await e2e.sandbox.speak("owner", interruption)
+    said = await e2e.sandbox.voice.wait_for_utterance(GUILD, timeout=30)
+    assert full > 15 and said.duration < full / 2, (said.duration, full)
+
+
+async def test_bad_packets_strangers_and_departed_users_do_not_stop_captions(e2e: E2E) -> None:
+    reply = await listen_on(e2e, "member", "moderator")
+    key = e2e.sandbox.voice.session_key(GUILD)
+    spoken = await e2e.sandbox.speak("moderator", await speech(e2e, "One two three."))
+    await e2e.sandbox.leave_voice("moderator")
+    for packet in (b"", b"\x80", os.urandom(200), bytes([0x80, 200]) + bytes(40)):
+        e2e.sandbox.voice.send_raw(GUILD, packet)
+    for ssrc in (999_999, spoken.ssrc):  # a stranger, and the user who left
+        for n in range(60):
+            packet = encrypt_rtp(
+                key, sequence=n, timestamp=960 * n, ssrc=ssrc, payload=TONE, nonce=500 + n
+            )
+            e2e.sandbox.voice.send_raw(GUILD, packet)
+    await e2e.sandbox.speak("member", await speech(e2e, "The weather is lovely today."))
+    await eventually(lambda: any("**member:**" in c for c in captions(e2e, reply)), 30)
+    names = [c.split(":**")[0] for c in captions(e2e, reply)]
+    assert sorted(names) == ["**member", "**moderator"]  # the one who left, by name
+    client = voice_client(e2e)
+    assert client.receive_stats.get("errors", 0) == 0
+    assert client.receive_stats.get("sink_errors", 0) == 0
