@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.cogs import _receiver as receiver
 from bot.cogs._receiver import ListeningVoiceClient
 from bot.sandbox.server import Sandbox
 from bot.sandbox.voice_speak import encode_opus, encrypt_rtp
@@ -169,3 +170,34 @@ async def test_bad_packets_strangers_and_departed_users_do_not_stop_captions(e2e
     client = voice_client(e2e)
     assert client.receive_stats.get("errors", 0) == 0
     assert client.receive_stats.get("sink_errors", 0) == 0
+
+
+GAP_SECONDS = 4.0  # stands for Discord's minute: the sandbox drops the route after 2 s
+
+
+async def quiet_then_speak(e2e: E2E, monkeypatch, keepalive: float) -> dict[str, Any]:
+    monkeypatch.setattr(receiver, "KEEPALIVE_SECONDS", keepalive)
+    monkeypatch.setattr(receiver, "KEEPALIVE_CHECK_SECONDS", 0.1)
+    e2e.sandbox.voice.route_timeout = GAP_SECONDS / 2
+    reply = await listen_on(e2e)
+    await e2e.sandbox.speak("owner", await speech(e2e, "Seven green bottles."))
+    await eventually(lambda: len(captions(e2e, reply)) == 1, 30)
+    later = await speech(e2e, "The weather is lovely today.")
+    await asyncio.sleep(GAP_SECONDS)
+    await e2e.sandbox.speak("owner", later)
+    return reply
+
+
+async def test_speech_after_a_long_silence_is_still_captioned(e2e: E2E, monkeypatch) -> None:
+    reply = await quiet_then_speak(e2e, monkeypatch, keepalive=0.5)
+    await eventually(lambda: len(captions(e2e, reply)) == 2, 30)
+    assert "weather" in captions(e2e, reply)[1].lower()
+    assert e2e.sandbox.voice.route_dropped(GUILD) == 0
+
+
+async def test_without_keepalive_frames_the_route_lapses(e2e: E2E, monkeypatch) -> None:
+    """What the keep-alive prevents: the voice server stops forwarding to a silent bot."""
+    reply = await quiet_then_speak(e2e, monkeypatch, keepalive=1_000)
+    await asyncio.sleep(1.5)
+    assert e2e.sandbox.voice.route_dropped(GUILD) > 0
+    assert len(captions(e2e, reply)) == 1
