@@ -201,3 +201,39 @@ async def test_without_keepalive_frames_the_route_lapses(e2e: E2E, monkeypatch) 
     await asyncio.sleep(1.5)
     assert e2e.sandbox.voice.route_dropped(GUILD) > 0
     assert len(captions(e2e, reply)) == 1
+
+
+MONOLOGUE = " ".join(
+    [
+        "Let me tell you about my garden, which I have looked after for many years.",
+        "In spring the tulips come up first, red and yellow, along the old stone wall.",
+        "Then the apple tree flowers and the bees arrive from the farm across the road.",
+        "In summer we grow beans, tomatoes, lettuce and far too many courgettes.",
+        "My neighbour takes the extra vegetables to the market every Saturday morning.",
+        "In autumn the leaves fall and I rake them into a big pile for the compost.",
+        "Winter is quiet, and I sit by the window planning what to plant next year.",
+        "Every season has its own work, and every season has its own small rewards.",
+        "If you ever visit, I will show you the pond where the frogs sing at night.",
+    ]
+)
+
+
+async def test_a_monologue_is_captioned_in_pieces_of_at_most_thirty_seconds(e2e: E2E) -> None:
+    reply = await listen_on(e2e)
+    listening = e2e.bot.services.listening
+    lengths: list[float] = []
+    transcribe = listening.transcribe
+
+    async def measured(guild_id: int, pcm48: bytes) -> str:
+        lengths.append(len(pcm48) / (48_000 * 2))
+        return await transcribe(guild_id, pcm48)
+
+    listening.transcribe = measured  # type: ignore[method-assign]
+    spoken = await e2e.sandbox.speak("owner", await speech(e2e, MONOLOGUE))
+    assert spoken.seconds > 32
+    await eventually(lambda: sum(lengths) > spoken.seconds - 2 and len(lengths) >= 2, 30)
+    await eventually(lambda: len(captions(e2e, reply)) >= 2, 30)
+    posted = captions(e2e, reply)
+    assert all(c.startswith("**owner:** ") for c in posted)
+    assert max(lengths) <= 30.0
+    assert "garden" in posted[0].lower() and "frog" in posted[-1].lower()
