@@ -96,7 +96,8 @@ async def spoken_after(sandbox: Sandbox, since: float) -> float:
         if later:
             return later[0].started_at
         await asyncio.sleep(0.01)
-    raise TimeoutError("the bot did not answer out loud")
+    said = [m["content"][:80] for m in sandbox.bot_messages()][-4:]
+    raise TimeoutError(f"the bot did not answer out loud; its last messages: {said}")
 
 
 def lag_ms(ticks: list[tuple[float, ...]], start: float, end: float) -> tuple[float, float]:
