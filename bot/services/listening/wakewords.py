@@ -4,9 +4,10 @@ Speech recognition spells a name the way it heard it: whisper tiny.en hears espe
 as "hey Matt" or "hey man" and "hello bot" as "hello, Matt". So both the wake phrase and the
 first words of an utterance become phonetic keys (letters grouped by where the mouth makes
 them: b/p/m are lips, t/d/n/th the tongue on the teeth, vowels dropped after the first
-letter, an r after a vowel silent), and a greeting in front ("hey", "hi", "hello", "ok") may be any greeting. The phrase
-matches when the keys of its name part and of the same number of heard words (joined, so
-"voice chat bot" and "VoiceChatBot" agree) are equal, or one edit apart for longer keys.
+letter, an r after a vowel silent), and a greeting in front ("hey", "hi", "hello", "ok") may
+be any greeting. The phrase matches when the keys of its name part and of the same number of
+heard words (joined, so "voice chat bot" and "VoiceChatBot" agree) are equal, or one edit
+apart for longer keys (or two-sound keys with the same first sound: "bot" and "Mark").
 """
 
 from __future__ import annotations
