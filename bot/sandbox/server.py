@@ -271,6 +271,10 @@ class Sandbox:
             "VOICE_STATE_UPDATE", self.world.voice_state(self.bot_user, guild, None)
         )
 
+    def bot_self_deaf(self, guild_id: int | None = None) -> bool:
+        """Whether the bot shows itself deafened in a server's voice (default: Sandbox)."""
+        return self.world.bot_self_deaf.get(guild_id or self.GUILD_ID, False)
+
     def bot_voice_channel(self, guild_id: int | None = None) -> int | None:
         """The bot's voice channel in a server (default: Sandbox), or None."""
         return self.world.bot_voice.get(guild_id or self.GUILD_ID)
@@ -534,7 +538,12 @@ class Sandbox:
     async def _bot_voice_state(self, data: dict[str, Any]) -> None:
         guild = self.world.guild_by_id(int(data["guild_id"]))
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
+        self.world.bot_self_deaf[guild.id] = bool(data.get("self_deaf"))
         state = self.world.voice_state(self.bot_user, guild, channel_id)
+        if channel_id is not None and self.world.bot_voice.get(guild.id) == channel_id:
+            # Same channel (deafening, muting): Discord only updates the voice state.
+            await self._publish("VOICE_STATE_UPDATE", state)
+            return
         if channel_id is None:
             self.world.bot_voice.pop(guild.id, None)
             self.voice.disconnect(guild.id)

@@ -118,6 +118,7 @@ class World:
         self.guilds = {g.key: g for g in GUILDS}
         self.voice_states: dict[int, int] = {}  # user id -> voice channel id (one at a time)
         self.bot_voice: dict[int, int] = {}  # guild id -> the bot's voice channel there
+        self.bot_self_deaf: dict[int, bool] = {}  # guild id -> the bot shows itself deafened
 
     # ----- lookups -----------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class World:
             "session_id": f"session-{user.id}",
             "deaf": False,
             "mute": False,
-            "self_deaf": False,
+            "self_deaf": user is self.bot_user and self.bot_self_deaf.get(guild.id, False),
             "self_mute": False,
             "self_video": False,
             "suppress": False,
