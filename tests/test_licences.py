@@ -142,6 +142,24 @@ def licence_is_unstated(meta: metadata.PackageMetadata) -> bool:
     return not stated and not classifiers
 
 
+def licence_file_title(dist: metadata.Distribution) -> str:
+    """The first line of the licence file a package ships in its dist-info ("MIT License"),
+    for packages whose metadata names none (taskiq-redis, taskiq-dependencies)."""
+    for file in dist.files or []:
+        parts = file.parts
+        if len(parts) >= 2 and parts[0].endswith(".dist-info"):
+            if re.match(r"(LICEN[CS]E|COPYING)", parts[-1], re.IGNORECASE):
+                text = (dist.read_text("/".join(parts[1:])) or "").strip()
+                if text:
+                    return text.splitlines()[0].strip()
+    return ""
+
+
+def file_is_gpl(dist: metadata.Distribution) -> bool:
+    title = licence_file_title(dist) if licence_is_unstated(dist.metadata) else ""
+    return bool(title and GPL_TEXT.search(title))
+
+
 def describe(meta: metadata.PackageMetadata) -> str:
     licence = meta.get("License-Expression") or next(
         iter((meta.get("License") or "").splitlines()), ""
@@ -160,8 +178,13 @@ def test_no_installed_dependency_is_gpl() -> None:
     names = {canonicalize_name(d.metadata["Name"]) for d in dists}
     assert {"discord-py", "numpy", "pynacl"} <= names  # the walk reaches extras of extras
     gpl = [describe(d.metadata) for d in dists if licence_is_gpl(d.metadata)]
+    gpl += [f"{d.metadata['Name']}: {licence_file_title(d)}" for d in dists if file_is_gpl(d)]
     assert not gpl, "GPL-licensed dependencies: " + "; ".join(gpl)
-    unstated = [describe(d.metadata) for d in dists if licence_is_unstated(d.metadata)]
+    unstated = [
+        describe(d.metadata)
+        for d in dists
+        if licence_is_unstated(d.metadata) and not licence_file_title(d)
+    ]
     assert not unstated, "dependencies that state no licence (check them by hand): " + "; ".join(
         unstated
     )
@@ -210,3 +233,18 @@ NUMPY_TEXT = "Copyright (c) 2005, NumPy Developers.\nlibgfortran: GPL-3.0 WITH G
 def test_licence_detection(fields: dict[str, str | list[str]], gpl: bool) -> None:
     assert licence_is_gpl(meta(**fields)) is gpl
     assert licence_is_unstated(meta(**fields)) is (not fields)
+
+
+def test_a_licence_file_speaks_when_the_metadata_is_silent(tmp_path: Path) -> None:
+    info = tmp_path / "example-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: example\nVersion: 1.0\n")
+    (info / "LICENSE").write_text("GNU GENERAL PUBLIC LICENSE\nVersion 3, 29 June 2007\n")
+    record = "".join(f"example-1.0.dist-info/{name},,\n" for name in ("METADATA", "LICENSE"))
+    (info / "RECORD").write_text(record)
+    dist = metadata.PathDistribution(info)
+    assert licence_file_title(dist) == "GNU GENERAL PUBLIC LICENSE"
+    assert file_is_gpl(dist)
+    (info / "LICENSE").write_text("MIT License\n\nCopyright (c) 2024\n")
+    assert licence_file_title(dist) == "MIT License"
+    assert not file_is_gpl(dist)

@@ -240,7 +240,10 @@ class Voice(commands.Cog):
 
     @idle_watch.before_loop
     async def _before_idle_watch(self) -> None:
-        await self.bot.wait_until_ready()
+        try:
+            await self.bot.wait_until_ready()
+        except RuntimeError:  # a bot that never logs in (built to load its extensions)
+            raise asyncio.CancelledError from None
 
     # ----- commands ---------------------------------------------------------------------
 
