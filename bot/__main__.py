@@ -1,7 +1,8 @@
 """Entry point: `python -m bot`.
 
 Reads the settings, sets up logging, builds the services and runs the bot: against
-Discord when DISCORD_TOKEN is set, otherwise against the local sandbox with a console.
+Discord when DISCORD_TOKEN is set, otherwise against the local sandbox with a console, or
+against the sandbox at SANDBOX_URL (`python -m bot.sandbox` runs one on its own).
 
 `python -m bot worker` runs tasks for the bot (bot/worker.py).
 `python -m bot db upgrade` migrates the database (DATABASE_URL, else DATA_DIR/bot.db) and
@@ -12,8 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bot.config import SettingsError, load_settings
 from bot.logs import setup_logging
@@ -29,6 +34,14 @@ async def run_discord(settings) -> None:  # type: ignore[no-untyped-def]
     services = await build_services(settings)
     async with VoiceChatBot(settings, services) as bot:
         await bot.start(settings.discord_token)
+
+
+async def until_terminated(main: Coroutine[Any, Any, None]) -> None:
+    """Run the bot; SIGTERM stops it as Ctrl-C does, closing it (jobs, connections) first."""
+    task = asyncio.ensure_future(main)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def db_parser() -> argparse.ArgumentParser:
@@ -121,14 +134,18 @@ def main() -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.data_dir / "logs", console=not settings.sandbox)
+    setup_logging(settings.log_level, settings.data_dir / "logs", console=not settings.console)
     try:
-        if settings.sandbox:
+        if settings.console:
             from bot.sandbox.console import run_console
 
             asyncio.run(run_console(settings))
+        elif settings.sandbox:
+            from bot.sandbox.runner import run_on_sandbox
+
+            asyncio.run(until_terminated(run_on_sandbox(settings)))
         else:
-            asyncio.run(run_discord(settings))
+            asyncio.run(until_terminated(run_discord(settings)))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # discord.LoginFailure and the like: one clear line

@@ -144,6 +144,12 @@ class VoiceChatBot(commands.AutoShardedBot):
     async def on_shard_ready(self, shard_id: int) -> None:
         log.info("shard %d of %s is ready", shard_id, self.shard_count)
 
+    async def on_command_completion(self, ctx: VoiceContext) -> None:
+        # Which process served which server: for operators of several (and the cluster tests).
+        name = ctx.command.qualified_name if ctx.command else "?"
+        where = f"server {ctx.guild.id} (shard {ctx.guild.shard_id})" if ctx.guild else "a DM"
+        log.debug("ran %s in %s", name, where)
+
     async def record_reply(
         self,
         ctx: VoiceContext,

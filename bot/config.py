@@ -153,6 +153,13 @@ _DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://", "s
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
+def _http_url(raw: str) -> str | None:
+    value = _url(raw)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 def _database_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
@@ -251,6 +258,13 @@ class Settings:
     )
     discord_gateway_url: str | None = _setting(
         "", _url, "Gateway URL (empty: Discord's own). For a gateway proxy or a stand-in."
+    )
+    sandbox_url: str | None = _setting(
+        "",
+        _http_url,
+        "A sandbox running as its own process (`python -m bot.sandbox`, e.g. "
+        "http://127.0.0.1:8765): with no DISCORD_TOKEN, connect to it instead of starting one "
+        "with a console (scripts/cluster.sh).",
     )
     bot_owner_ids: tuple[int, ...] = _setting(
         "", _ids, "Comma-separated user ids that are admins besides the application owner."
@@ -376,6 +390,11 @@ class Settings:
         """True when no token is set: the bot runs against the local Discord stand-in."""
         return self.discord_token is None
 
+    @property
+    def console(self) -> bool:
+        """True when the bot starts its own sandbox with a console in this terminal."""
+        return self.sandbox and self.sandbox_url is None
+
     def __repr__(self) -> str:  # never show the token
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if shown["discord_token"]:
@@ -414,6 +433,8 @@ def load_settings(
             problems.append(f"{name}: {reason} (got {_shown(raw)})")
     if not problems:
         problems = _shard_problems(values)
+    if values.get("sandbox_url") and values.get("discord_token"):
+        problems.append("SANDBOX_URL: only without DISCORD_TOKEN (it stands in for Discord)")
     if problems:
         raise SettingsError(problems)
     return Settings(**values)

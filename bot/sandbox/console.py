@@ -1,6 +1,7 @@
 """A terminal chat with the bot through the sandbox, as a user in #general.
 
-Started by `python -m bot` when no DISCORD_TOKEN is set. A plain line is a message;
+Started by `python -m bot` when no DISCORD_TOKEN is set, or by `python -m bot.sandbox` with
+the bots in other processes (SANDBOX_URL). A plain line is a message;
 lines starting with `/` are console commands (see HELP); `//` runs the bot's own `/`
 commands, `/menu` its context menus and `/modal` answers the form it opened. Answers only
 the user sees (ephemeral) are marked "(only you)".
@@ -9,8 +10,10 @@ the user sees (ephemeral) are marked "(only you)".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,8 @@ HELP = """Sandbox console: you are {user} in #general of {server}, on a local st
 
 
 class Console:
-    def __init__(self, sandbox: Sandbox, bot: VoiceChatBot, out_dir: Path) -> None:
+    def __init__(self, sandbox: Sandbox, bot: VoiceChatBot | None, out_dir: Path) -> None:
+        """`bot` is None when the bots run in other processes."""
         self.sandbox = sandbox
         self.bot = bot
         self.out_dir = out_dir
@@ -64,9 +68,12 @@ class Console:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while loop.time() < deadline and (
-            self.bot.services.jobs.pending or loop.time() - self.last_event < quiet
+            self._jobs_pending() or loop.time() - self.last_event < quiet
         ):
             await asyncio.sleep(0.1)
+
+    def _jobs_pending(self) -> int:
+        return self.bot.services.jobs.pending if self.bot is not None else 0
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
         self.last_event = asyncio.get_running_loop().time()
@@ -314,7 +321,24 @@ def _read_file(name: str) -> tuple[str, bytes]:
 
 
 async def read_line() -> str | None:
-    line = await asyncio.to_thread(sys.stdin.readline)
+    """The next line of the terminal; None at the end of input (Ctrl-D).
+
+    Read in a daemon thread, not the loop's executor: on Ctrl-C the process ends at once
+    instead of waiting for the executor's thread to finish its blocked read (an Enter)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not future.done():
+            future.set_result(line)
+
+    def read() -> None:
+        line = sys.stdin.readline()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    line = await future
     return line.rstrip("\n") if line else None  # "" means end of input (Ctrl-D)
 
 
@@ -323,14 +347,18 @@ async def run_console(settings: Settings) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     print("Starting the bot against the local sandbox (no DISCORD_TOKEN set)...", flush=True)
     async with sandboxed_bot(settings, voice_out_dir=out_dir) as (sandbox, bot):
-        console = Console(sandbox, bot, out_dir)
-        console.say(console.help())
-        while (line := await read_line()) is not None:
-            try:
-                if not await console.handle(line):
-                    break
-            except ValueError as exc:
-                console.say(f"  {exc}")
-        else:
-            await console.settle()
-        console.say("Bye.")
+        await chat(Console(sandbox, bot, out_dir))
+
+
+async def chat(console: Console) -> None:
+    """Read lines from the terminal until Ctrl-D or /quit; piped input waits for the answers."""
+    console.say(console.help())
+    while (line := await read_line()) is not None:
+        try:
+            if not await console.handle(line):
+                break
+        except ValueError as exc:
+            console.say(f"  {exc}")
+    else:
+        await console.settle()
+    console.say("Bye.")

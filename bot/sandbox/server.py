@@ -38,6 +38,8 @@ from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World,
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
+# The certificate authority of the voice endpoint's TLS, for bots in other processes.
+CA_PATH = "/sandbox/ca.pem"
 VOICE_FLAG = 1 << 13  # MessageFlags.voice
 HEARTBEAT_MS = 41_250
 # discord.py's keep-alive thread records when it sent a heartbeat only after the send has
@@ -94,6 +96,7 @@ class Sandbox:
         self,
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         admin_role: str = "Bot Admin",
         out_dir: Path | None = None,
         heartbeat_interval: int = HEARTBEAT_MS,
@@ -103,7 +106,8 @@ class Sandbox:
     ) -> None:
         """`heartbeat_interval` (ms) and `heartbeat_ack_delay` (s) are shortened by tests.
         `shard_count` is the count `GET /gateway/bot` recommends (and the least a session
-        may use); `max_concurrency` how many logins may start per 5 s."""
+        may use); `max_concurrency` how many logins may start per 5 s. `port` 0 takes a
+        free one."""
         self.host = host
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ack_delay = heartbeat_ack_delay
@@ -127,7 +131,7 @@ class Sandbox:
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # (event, data)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -136,7 +140,7 @@ class Sandbox:
         app.add_routes(self._routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         await self.voice.start()
@@ -581,6 +585,7 @@ class Sandbox:
                 self._add_reaction,
             ),
             web.get("/attachments/{attachment_id}/{filename}", self._download),
+            web.get(CA_PATH, self._voice_ca),
             *Endpoints(self.interactions).routes(p),
             web.route("*", p + "/{tail:.*}", self._not_found),
         ]
@@ -710,6 +715,11 @@ class Sandbox:
         if sent is None:
             return web.Response(status=404)
         return web.Response(body=sent.data, headers={"Content-Type": sent.content_type})
+
+    async def _voice_ca(self, request: web.Request) -> web.Response:
+        """The voice endpoint's CA (PEM): a bot in another process (SANDBOX_URL) trusts it.
+        Served over plain loopback HTTP, like everything of the sandbox but voice."""
+        return web.Response(body=self.voice.ca_pem, content_type="application/x-pem-file")
 
     async def _not_found(self, request: web.Request) -> web.Response:
         log.warning("sandbox has no route for %s %s", request.method, request.path)

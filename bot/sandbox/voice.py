@@ -262,6 +262,11 @@ class VoiceServer:
         """An SSL context that trusts this server's certificate (sandbox clients only)."""
         return self._client_ssl
 
+    @property
+    def ca_pem(self) -> bytes:
+        """The certificate authority of this server's TLS certificate, as PEM."""
+        return self._ca.cert_pem.bytes()
+
     # ----- what the sandbox gateway calls ---------------------------------------------
 
     def expect(self, *, guild_id: int, user_id: int, session_id: str, token: str) -> None:
