@@ -230,7 +230,7 @@ class Model(commands.Cog):
         saved, job = await self._save_and_start(ctx, name, file)
         queued = (
             " It is queued behind another training of this dataset."
-            if job.status == "queued"
+            if self.tenant_of(ctx).models.queued_behind(job)
             else ""
         )
         await ctx.answer(f"{saved}Model training started. Job ID: {job.id}{queued}")

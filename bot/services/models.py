@@ -952,6 +952,9 @@ class ModelService:
         # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
         self.tasks = tasks
         self._background: set[asyncio.Task[None]] = set()
+        # Trainings sent to workers, by dataset: one dataset's trainings run one at a time.
+        self._trainings: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # ids of those that wait for the one before
         self.datasets = datasets
         self.jobs = jobs
         self.min_confidence = min_confidence
@@ -1007,12 +1010,30 @@ class ModelService:
             "max_rows": self.datasets.max_rows,
         }
         await self.tasks.record(job)
+        before = self._trainings.get(dataset)
+        if before is not None and before.done():
+            before = None
         task = asyncio.get_running_loop().create_task(
-            self._train_as_task(job, payload, files, on_done)
+            self._train_as_task(job, payload, files, on_done, before)
         )
+        self._trainings[dataset] = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if before is not None:
+            self._waiting.add(job.id)
         return job
+
+    def queued_behind(self, job: Job) -> bool:
+        """Whether a new training waits for another training of its dataset."""
+        if self.tasks is not None:
+            return job.id in self._waiting
+        return job.status == "queued"
+
+    async def close(self) -> None:
+        """Stop waiting for trainings on workers (their rows end as interrupted)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def _dataset_files(self, dataset: str) -> dict[str, bytes]:
         path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
@@ -1027,7 +1048,11 @@ class ModelService:
         payload: dict[str, Any],
         files: dict[str, bytes],
         on_done: Callable[[Job], Awaitable[None]] | None,
+        before: asyncio.Task[None] | None = None,
     ) -> None:
+        if before is not None:  # the previous training of the dataset ends first
+            await asyncio.gather(before, return_exceptions=True)
+            self._waiting.discard(job.id)
         try:
             result = await self.tasks.run("train", payload, job, inputs=files)
             if result.ok:

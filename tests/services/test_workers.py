@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,32 +19,12 @@ from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
 from tests.redis_server import redis_url  # noqa: F401 - a fixture
+from tests.worker_process import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 IDLE_TIMEOUT = 3
 NAMESPACE = "1100000000000000001"
-
-
-class Worker:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "worker"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if "worker ready" in line:
-                return
-        raise AssertionError(f"the worker did not start (exit {self.process.wait()})")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 @pytest.fixture

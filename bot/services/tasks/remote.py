@@ -124,9 +124,17 @@ class TaskiqRunner:
                     outputs[str(name)] = data
         finally:
             await self._forget(namespace, job.id)
+        await self._started_at(job)
         finish(job, value)
         await record(self.jobstore, job)
         return TaskResult(value, outputs)
+
+    async def _started_at(self, job: Job) -> None:
+        """When the worker started the job (it wrote it in the job's row)."""
+        if self.jobstore is not None and job.started_at is None:
+            stored = await self.jobstore.get(job.id)
+            if stored is not None:
+                job.started_at = stored.started_at
 
     async def kick(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
         kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
