@@ -8,12 +8,13 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.config import Settings
 from bot.sandbox.runner import sandboxed_bot
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, eventually
 from tests.e2e.test_model import MENU, chat, job_report, job_report_pattern, start_training
 from tests.e2e.test_transcribe import assert_heard, fixture, long_speech_wav
 from tests.redis_server import redis_url  # noqa: F401 - a fixture
@@ -44,15 +45,35 @@ def worker(tmp_path: Path, redis_url: str, shared_db: str) -> Iterator[Worker]: 
 
 
 @pytest.fixture
-async def bot_with_worker(
+def with_worker(
     make_settings: Callable[..., Settings],
-    redis_url: str,
+    redis_url: str,  # noqa: F811
     shared_db: str,
-    worker: Worker,  # noqa: F811
-) -> AsyncIterator[E2E]:
-    settings = make_settings(TASK_BROKER_URL=redis_url, DATABASE_URL=shared_db)
-    async with sandboxed_bot(settings) as (sandbox, bot):
-        yield E2E(sandbox, bot)
+    worker: Worker,
+) -> Callable[..., Any]:
+    """with_worker(**settings): the bot in the sandbox, its tasks going to `worker`."""
+
+    def start(**env: str) -> Any:
+        settings = make_settings(TASK_BROKER_URL=redis_url, DATABASE_URL=shared_db, **env)
+        return sandboxed_bot(settings)
+
+    return start
+
+
+@pytest.fixture
+async def bot_with_worker(with_worker: Callable[..., Any]) -> AsyncIterator[E2E]:
+    async with with_worker() as (sandbox, bot):
+        env = E2E(sandbox, bot)
+        env.job_blobs = []  # type: ignore[attr-defined]
+        blobs = bot.services.tasks.blobs
+        put = blobs.put
+
+        async def noted_put(namespace: str, path: str, data: bytes) -> None:
+            env.job_blobs.append(path)  # type: ignore[attr-defined]
+            await put(namespace, path, data)
+
+        blobs.put = noted_put
+        yield env
 
 
 def worker_ran(worker: Worker, kind: str) -> list[str]:
@@ -93,6 +114,32 @@ async def test_voice_messages_are_transcribed_by_the_worker(
     assert len(jobs) == 2
     listed = await env.ask_text("!jobs")
     assert all(f"Job `{job_id}` (transcribe" in listed for job_id in jobs), listed
+    # The audio went by its attachment's URL: the bot put none of it in the database.
+    assert env.job_blobs == []  # type: ignore[attr-defined]
+
+
+async def test_audio_over_the_allowance_is_refused_and_its_worker_stops(
+    with_worker: Callable[..., Any], worker: Worker
+) -> None:
+    settings = {"TRANSCRIBE_BUDGET_SECONDS": "30", "TRANSCRIBE_WINDOW_SECONDS": "600"}
+    async with with_worker(**settings) as (sandbox, bot):
+        env = E2E(sandbox, bot)
+        first = await env.ask(files=[("hello.ogg", fixture("hello.ogg"))], author="member",
+                              voice_message=True, timeout=120)  # fmt: skip
+        assert_heard(first["content"])
+        # A file declares no length: the worker finds it, and the bot refuses it then.
+        refused = await env.ask(files=[("long.wav", long_speech_wav(75))], author="member",
+                                timeout=120)  # fmt: skip
+        assert re.fullmatch(
+            r"That would go over your transcription allowance of 30 s of audio per 10 min; "
+            r"try again in \d+ min( \d+ s)?\.",
+            refused["content"],
+        ), refused["content"]
+        listed = (await env.ask_text("!jobs")).splitlines()
+        assert re.match(r"Job `([0-9a-f]+)` \(transcribe `audio`\): \*\*failed\*\*", listed[0])
+        stopped = re.match(r"Job `([0-9a-f]+)`", listed[0])[1]  # type: ignore[index]
+        await eventually(lambda: f"task {stopped} (transcribe) failed" in worker.log(), 120)
+        assert f"task {stopped} (transcribe) done" not in worker.log()
 
 
 async def test_training_runs_on_the_worker_and_its_model_answers(

@@ -28,10 +28,10 @@ from taskiq.kicker import AsyncKicker
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
-from bot.services.jobs import Job
+from bot.services.jobs import Job, short_reason
 from bot.services.storage.blobs import DatabaseBlobs
-from bot.services.tasks.base import JOB_PREFIX, ProgressFn, TaskResult, job_key
-from bot.services.tasks.jobstore import JobStore
+from bot.services.tasks.base import JOB_PREFIX, JobEndedError, ProgressFn, TaskResult, job_key
+from bot.services.tasks.jobstore import INTERRUPTED, JobStore
 from bot.services.tasks.local import finish, record
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,28 @@ class TaskiqRunner:
                 data = await self.blobs.get(namespace, job_key(job.id, str(name)))
                 if data is not None:
                     outputs[str(name)] = data
+        except BaseException as exc:
+            await self._abandon(job, exc)
+            raise
         finally:
             await self._forget(namespace, job.id)
         await self._started_at(job)
         finish(job, value)
         await record(self.jobstore, job)
         return TaskResult(value, outputs)
+
+    async def _abandon(self, job: Job, exc: BaseException) -> None:
+        """The bot stops waiting (a refusal in on_progress, a shutdown): the job ends here,
+        and its worker stops at its next progress report (`JobEndedError`)."""
+        job.finished_at = datetime.now(UTC)
+        if isinstance(exc, asyncio.CancelledError):
+            job.status, job.error = "interrupted", INTERRUPTED
+        else:
+            job.status, job.error = "failed", short_reason(exc)
+        try:
+            await record(self.jobstore, job)
+        except Exception:  # noqa: BLE001 - the row then ends as interrupted when it goes stale
+            log.warning("could not record the end of job %s", job.id, exc_info=True)
 
     async def _started_at(self, job: Job) -> None:
         """When the worker started the job (it wrote it in the job's row)."""
@@ -203,10 +219,11 @@ class WorkerContext:
         self.outputs.append(name)
 
     async def progress(self, meta: dict[str, Any]) -> None:
-        await set_progress(self.broker, self.job_id, meta)
         done, total = meta.get("done_seconds"), meta.get("total_seconds")
         fraction = done / total if isinstance(done, float) and total else None
-        await self.jobstore.running(self.job_id, fraction)
+        if not await self.jobstore.running(self.job_id, fraction):
+            raise JobEndedError(f"Job {self.job_id} has ended; its task stops.")
+        await set_progress(self.broker, self.job_id, meta)
 
     async def fetch(self, url: str, max_bytes: int) -> bytes:
         from bot.services.tasks.fetch import fetch_url
@@ -240,7 +257,8 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
         ctx = WorkerContext(broker, blobs, jobstore, services, job_id, namespace)
         value = await run_body(task, payload, ctx)
         value["outputs"] = ctx.outputs
-        await blobs.put(namespace, job_key(job_id, "result.json"), json.dumps(value).encode())
+        if value.get("type") != JobEndedError.__name__:  # nobody waits for it: keep nothing
+            await blobs.put(namespace, job_key(job_id, "result.json"), json.dumps(value).encode())
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("task %s (%s) %s after %.2f s", job_id, task, "done" if value["ok"] else "failed",
                  seconds)  # fmt: skip

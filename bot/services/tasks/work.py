@@ -50,6 +50,8 @@ async def transcribe(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any
     else:
         data = await ctx.input("audio")
     segment = await speech.decode(data, str(payload.get("filename", "")))
+    # The length, before recognition: the bot charges it (or stops the job) and shows it.
+    await ctx.progress(asdict(Progress("", 0.0, segment.duration_seconds)))
 
     async def report(progress: Progress) -> None:
         await ctx.progress(asdict(progress))
