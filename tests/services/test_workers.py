@@ -128,7 +128,11 @@ async def test_a_worker_trains_a_model_from_a_dataset_blob(
     assert result.outputs["model"][:2] == b"PK"  # an .npz of arrays
     assert result.value["result"]["labels"] == 3
     assert (await runner.jobstore.get(job.id)).status == "done"  # type: ignore[union-attr]
-    # Its blobs are gone once the bot has the result.
+    # Its blobs are gone soon after the bot has the result.
+    for _ in range(200):
+        if await runner.blobs.list(NAMESPACE, f"jobs/{job.id}/") == []:
+            break
+        await asyncio.sleep(0.05)
     assert await runner.blobs.list(NAMESPACE, f"jobs/{job.id}/") == []
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,9 @@ QUEUE = "voicechat:tasks"
 GROUP = "voicechat-workers"
 RESULT_PREFIX = "voicechat:result"
 RESULT_SECONDS = 24 * 3600
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25  # progress is read this often, and the result at least this often
+MIN_CHECK_SECONDS = 0.01
+ROW_SECONDS = 1.0  # a worker writes a job's progress in its row at most this often
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -93,6 +96,7 @@ class TaskiqRunner:
         self.jobstore = jobstore
         self.poll_seconds = poll_seconds
         self._started = False
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if not self._started:
@@ -125,12 +129,17 @@ class TaskiqRunner:
         except BaseException as exc:
             await self._abandon(job, exc)
             raise
-        finally:
-            await self._forget(namespace, job.id)
+        finally:  # the job's blobs go after the answer: nobody waits for that
+            self._spawn(self._forget(namespace, job.id))
         await self._started_at(job)
         finish(job, value)
         await record(self.jobstore, job)
         return TaskResult(value, outputs)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def _abandon(self, job: Job, exc: BaseException) -> None:
         """The bot stops waiting (a refusal in on_progress, a shutdown): the job ends here,
@@ -152,6 +161,12 @@ class TaskiqRunner:
             if stored is not None:
                 job.started_at = stored.started_at
 
+    def check_interval(self, waited: float) -> float:
+        """How long to wait before asking for the result again: a tenth of the time waited
+        so far, between MIN_CHECK_SECONDS and `poll_seconds`. A short task is seen done
+        within milliseconds; a long one costs Redis a few reads a second."""
+        return min(self.poll_seconds, max(MIN_CHECK_SECONDS, waited / 10))
+
     async def kick(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
         kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
         await kicker.with_task_id(job_id).kiq(task, payload)
@@ -160,13 +175,17 @@ class TaskiqRunner:
         """The task's result, once a worker saved it; progress reports meanwhile."""
         backend = self.broker.result_backend
         seen: Any = None
+        loop = asyncio.get_running_loop()
+        started = next_progress = loop.time()
         while not await backend.is_result_ready(job_id):
-            if on_progress is not None:
+            now = loop.time()
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + self.poll_seconds
                 progress = await backend.get_progress(job_id)
                 if progress is not None and progress.meta != seen:
                     seen = progress.meta
                     await on_progress(dict(seen))
-            await asyncio.sleep(self.poll_seconds)
+            await asyncio.sleep(self.check_interval(now - started))
         result: TaskiqResult[Any] = await backend.get_result(job_id)
         if result.is_err or not isinstance(result.return_value, dict):
             log.error("task %s failed in the worker: %s", job_id, result.error)
@@ -186,6 +205,7 @@ class TaskiqRunner:
         await record(self.jobstore, job)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
         if self._started:
             await self.broker.shutdown()
             self._started = False
@@ -205,6 +225,7 @@ class WorkerContext:
         self.services = services
         self.job_id, self.namespace = job_id, namespace
         self.outputs: list[str] = []
+        self._row_written = time.monotonic()  # the handler has just marked the job running
 
     async def input(self, name: str) -> bytes:
         from bot.errors import InvalidInputError
@@ -221,8 +242,12 @@ class WorkerContext:
     async def progress(self, meta: dict[str, Any]) -> None:
         done, total = meta.get("done_seconds"), meta.get("total_seconds")
         fraction = done / total if isinstance(done, float) and total else None
-        if not await self.jobstore.running(self.job_id, fraction):
-            raise JobEndedError(f"Job {self.job_id} has ended; its task stops.")
+        # The row (and whether the job still lives) at most every ROW_SECONDS: a database
+        # write per report would cost a short task more than its recognition.
+        if time.monotonic() - self._row_written >= ROW_SECONDS:
+            self._row_written = time.monotonic()
+            if not await self.jobstore.running(self.job_id, fraction):
+                raise JobEndedError(f"Job {self.job_id} has ended; its task stops.")
         await set_progress(self.broker, self.job_id, meta)
 
     async def fetch(self, url: str, max_bytes: int) -> bytes:
