@@ -490,7 +490,9 @@ class Model(commands.Cog):
             items = parse_test_data(data)
         dataset = await self.dataset_for(ctx.guild)
         try:
-            evaluation = await self.tenant_of(ctx).models.evaluate(dataset, items)
+            evaluation = await self.tenant_of(ctx).models.evaluate(
+                dataset, items, on_worker=file is not None
+            )
         except NoModelError as exc:
             raise NoModelError(f"{exc.message} Then try `!test` again.") from None
         chunks = split_message(format_evaluation(items, evaluation))

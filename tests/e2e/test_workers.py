@@ -142,7 +142,7 @@ async def test_audio_over_the_allowance_is_refused_and_its_worker_stops(
         assert f"task {stopped} (transcribe) done" not in worker.log()
 
 
-async def test_training_runs_on_the_worker_and_its_model_answers(
+async def test_training_and_test_files_run_on_the_worker_and_its_model_answers(
     bot_with_worker: E2E, worker: Worker
 ) -> None:
     env = bot_with_worker
@@ -159,6 +159,14 @@ async def test_training_runs_on_the_worker_and_its_model_answers(
     assert await chat(env, "what food do you have") == "Pizza is on the menu."
     jobs = await env.ask_text("!jobs")
     assert re.match(rf"Job `{job_id}` \(train `menu`\): \*\*done\*\*", jobs), jobs
+
+    # A test file is scored on the worker too.
+    check = b"text,label\nwhat can i eat,food\ni am thirsty,drink\n"
+    tested = await env.ask("!test", files=[("check.csv", check)], timeout=60)
+    assert "%** on 2 labelled items" in tested["content"], tested["content"]
+    assert "`i am thirsty` → **" in tested["content"]
+    assert tested["attachments"][0]["filename"] == "confusion_matrix.png"
+    assert len(worker_ran(worker, "evaluate")) == 1
 
     # Two trainings of one dataset: the second waits for the first, as without workers.
     first, _, first_id = await start_training(env, "!train menu")
