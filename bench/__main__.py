@@ -20,6 +20,7 @@ BENCHMARKS = (
     "loop",
     "first_reply",
     "memory",
+    "listen",
     "workers",
 )
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"

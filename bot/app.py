@@ -1,4 +1,9 @@
-"""The bot: a `commands.Bot` that owns the services and loads the cogs as extensions."""
+"""The bot: a `commands.AutoShardedBot` that owns the services and loads the cogs as extensions.
+
+It runs the shards SHARD_IDS of SHARD_COUNT (default: every shard of the count Discord
+recommends); several processes with disjoint slices together serve every server once, and
+take turns logging in through Redis when REDIS_URL is set (`services/login_turns.py`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from discord.ext import commands
 from bot.cogs._context import VoiceContext
 from bot.cogs.help import HelpCommand
 from bot.config import Settings
-from bot.wiring import Services
+from bot.services.login_turns import LoginTurns
+from bot.wiring import Services, build_login_turns
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,11 @@ def intents() -> discord.Intents:
     return wanted
 
 
-class VoiceChatBot(commands.Bot):
+class VoiceChatBot(commands.AutoShardedBot):
     def __init__(self, settings: Settings, services: Services, **options: Any) -> None:
         super().__init__(
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
             command_prefix=settings.command_prefix,
             intents=intents(),
             help_command=HelpCommand(),
@@ -69,6 +77,36 @@ class VoiceChatBot(commands.Bot):
         self.settings = settings
         self.services = services
         self.warming: asyncio.Task[None] | None = None
+        self.login_turns: LoginTurns | None = build_login_turns(settings)
+        self.max_concurrency = 1  # logins per 5 s, from GET /gateway/bot when it matters
+
+    @property
+    def runs_first_shard(self) -> bool:
+        """Shard 0 gets the DMs; its process does the once-per-bot work (command sync)."""
+        return self.shard_ids is None or 0 in self.shard_ids
+
+    async def launch_shards(self) -> None:
+        """Ask `GET /gateway/bot` once for the recommended count (when SHARD_COUNT is unset)
+        and `max_concurrency` (for REDIS_URL's login turns), then connect the shards.
+
+        With the count known, discord.py connects to its DEFAULT_GATEWAY, so a configured
+        DISCORD_GATEWAY_URL is kept rather than the URL the endpoint returns."""
+        if self.shard_count is None or self.login_turns is not None:
+            count, _url, limits = await self.http.get_bot_gateway()
+            self.shard_count = self.shard_count or count
+            self.max_concurrency = max(int(limits.get("max_concurrency", 1)), 1)
+        slice_ = self.shard_ids if self.shard_ids is not None else range(self.shard_count)
+        log.info("running shard(s) %s of %d", _shown_ids(slice_), self.shard_count)
+        await super().launch_shards()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's login turn: through Redis across processes when REDIS_URL
+        is set, else discord.py's own pacing within this process."""
+        if self.login_turns is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+            return
+        assert self.user is not None  # logged in over REST before any shard connects
+        await self.login_turns.wait_turn(self.user.id, shard_id or 0, self.max_concurrency)
 
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
@@ -93,7 +131,18 @@ class VoiceChatBot(commands.Bot):
         return await super().get_context(origin, cls=cls)
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (id %s) to %d servers", self.user, self.user.id, len(self.guilds))
+        shards = _shown_ids(sorted(self.shards))
+        log.info(
+            "connected as %s (id %s) to %d servers on shard(s) %s of %s",
+            self.user,
+            self.user.id,
+            len(self.guilds),
+            shards,
+            self.shard_count,
+        )
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("shard %d of %s is ready", shard_id, self.shard_count)
 
     async def record_reply(
         self,
@@ -126,5 +175,19 @@ class VoiceChatBot(commands.Bot):
         if self.services.jobs.pending:
             log.info("waiting for %d job(s) before stopping", self.services.jobs.pending)
         await self.services.jobs.close()
+        if not isinstance(self.loop, asyncio.AbstractEventLoop):
+            # Never logged in (tests that only load the extensions): AutoShardedClient.close
+            # needs the event queue that login's set-up creates.
+            await self._async_setup_hook()
         await super().close()
         await self.services.close()
+        if self.login_turns is not None:
+            await self.login_turns.close()
+
+
+def _shown_ids(ids: Any) -> str:
+    """`0-3` for a run of ids, `0, 2` otherwise."""
+    ids = list(ids)
+    if len(ids) > 2 and ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(map(str, ids))

@@ -175,8 +175,49 @@ def _broker_url(raw: str) -> str | None:
 
 
 def hide_password(url: str) -> str:
-    """A database URL with its password replaced by ***."""
+    """A database (or Redis) URL with its password replaced by ***."""
     return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Discord allows at most 2,500 servers per shard; no bot needs more shards than this.
+MAX_SHARDS = 100_000
+
+
+def _redis_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(_REDIS_SCHEMES) or "\x00" in value:
+        raise ValueError("must start with redis://, rediss:// or unix:// (or be empty)")
+    return value
+
+
+def _optional_count(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    return _int_range(1, MAX_SHARDS)(raw)
+
+
+def parse_shard_ids(raw: str) -> tuple[int, ...] | None:
+    """`0-3`, `0,2`, `5` or a mix (`0-1,4`) as sorted shard ids; empty: None (every shard)."""
+    value = raw.strip()
+    if not value:
+        return None
+    ids: set[int] = set()
+    for part in (p.strip() for p in value.split(",")):
+        low, dash, high = part.partition("-")
+        bounds = [low.strip(), high.strip()] if dash else [low.strip()]
+        if not all(b.isascii() and b.isdigit() and len(b) <= 6 for b in bounds):
+            raise ValueError("must be shard ids like 0-3, 0,2 or 5")
+        first, last = int(bounds[0]), int(bounds[-1])
+        if first > last:
+            raise ValueError(f"the range {part} runs backwards; write {last}-{first}")
+        named = set(range(first, last + 1))
+        if ids & named:
+            raise ValueError(f"names shard {min(ids & named)} twice")
+        ids |= named
+    return tuple(sorted(ids))
 
 
 def _setting(default: str, parse: Callable[[str], Any], doc: str) -> Any:
@@ -220,6 +261,24 @@ class Settings:
         _optional_id,
         "Register the / commands in this one server only, instantly (for development; "
         "empty: everywhere).",
+    )
+    # Scaling out: shards
+    shard_count: int | None = _setting(
+        "",
+        _optional_count,
+        "Shards of the whole bot (all processes together); empty: the count Discord "
+        "recommends (the sandbox's: 1), all in this process.",
+    )
+    shard_ids: tuple[int, ...] | None = _setting(
+        "",
+        parse_shard_ids,
+        "The shards this process runs, e.g. 0-3, 0,2 or 5 (needs SHARD_COUNT); empty: all.",
+    )
+    redis_url: str | None = _setting(
+        "",
+        _redis_url,
+        "Redis that the processes share to take turns logging in (redis://host:6379/0); "
+        "empty: each process paces only its own logins.",
     )
     # Speech to text
     stt_engines: tuple[str, ...] = _setting(
@@ -321,10 +380,9 @@ class Settings:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         if shown["discord_token"]:
             shown["discord_token"] = "***"
-        if shown["database_url"]:
-            shown["database_url"] = hide_password(shown["database_url"])
-        if shown["task_broker_url"]:
-            shown["task_broker_url"] = hide_password(shown["task_broker_url"])
+        for url in ("database_url", "redis_url", "task_broker_url"):
+            if shown[url]:
+                shown[url] = hide_password(shown[url])
         return f"Settings({shown})"
 
 
@@ -354,9 +412,27 @@ def load_settings(
             if "invalid literal" in reason or "could not convert" in reason:
                 reason = "is not a number"
             problems.append(f"{name}: {reason} (got {_shown(raw)})")
+    if not problems:
+        problems = _shard_problems(values)
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
+
+
+def _shard_problems(values: Mapping[str, Any]) -> list[str]:
+    """SHARD_IDS only makes sense with SHARD_COUNT, and every id must be below it."""
+    count, ids = values["shard_count"], values["shard_ids"]
+    if ids is None:
+        return []
+    if count is None:
+        return ["SHARD_IDS: needs SHARD_COUNT, the number of shards of all processes together"]
+    outside = [i for i in ids if i >= count]
+    if outside:
+        return [
+            f"SHARD_IDS: shard {outside[0]} does not exist with SHARD_COUNT={count} "
+            f"(ids run from 0 to {count - 1})"
+        ]
+    return []
 
 
 def _shown(raw: str) -> str:

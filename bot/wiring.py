@@ -10,12 +10,13 @@ from pathlib import Path
 from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
 from bot.services.listening.service import ListeningService
+from bot.services.login_turns import LoginTurns
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
-from bot.services.tenancy import TenantLimits, Tenants, migrate_files
+from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ def storage_location(settings: Settings) -> str | Path:
 
 
 async def open_storage(settings: Settings) -> Storage:
-    """Open (and migrate) the database, then finish moving an older install's shared files
-    into their namespace; both steps are idempotent, so a crash is finished next time."""
+    """Open (and migrate) the database, finish moving an older install's shared files into
+    their namespace, and upload the local files that have no blob yet; each step is
+    idempotent, so a crash is finished next time."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = Storage(storage_location(settings))
@@ -83,6 +85,9 @@ async def open_storage(settings: Settings) -> Storage:
         moved = await asyncio.to_thread(migrate_files, data_dir, target)
         if moved:
             log.info("moved %d shared data entries into namespace %s", moved, target)
+    uploaded = await adopt_local_files(storage.blobs, data_dir)
+    if uploaded:
+        log.info("uploaded %d local data files to the database", uploaded)
     return storage
 
 
@@ -110,7 +115,7 @@ async def build_services(settings: Settings) -> Services:
         synthesis=SynthesisService.from_settings(settings),
         speech=speech,
         jobs=jobs,
-        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks),
+        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks, blobs=storage.blobs),
         listening=ListeningService(speech, storage, default_language=settings.language),
         jobstore=jobstore,
         tasks=tasks,
@@ -128,3 +133,6 @@ def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Run
         settings.task_broker_url, idle_timeout_seconds=settings.worker_idle_timeout_seconds
     )
     return TaskiqRunner(broker, storage.blobs, jobstore)
+def build_login_turns(settings: Settings) -> LoginTurns | None:
+    """Login turns shared through Redis (REDIS_URL); None: discord.py paces this process."""
+    return LoginTurns(settings.redis_url) if settings.redis_url else None

@@ -25,6 +25,15 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
     || echo "Could not install postgresql; the storage tests will say how to install it." >&2
 fi
 
+# redis-server: the shard and worker tests run against a real one they start themselves
+# (tests/redis_server.py). The bot itself needs none unless REDIS_URL is set.
+if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  echo "Installing redis-server (for the shard tests)..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+    || echo "Could not install redis-server; the shard tests will say how to install it." >&2
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.installed
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)

@@ -22,5 +22,6 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-# A real PostgreSQL server for the storage tests: tests/postgres.py.
-pytest_plugins = ["tests.postgres"]
+# Real PostgreSQL and Redis servers for the tests that need them: tests/postgres.py,
+# tests/redis_server.py.
+pytest_plugins = ["tests.postgres", "tests.redis_server"]

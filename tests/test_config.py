@@ -73,3 +73,45 @@ def test_database_url_picks_postgresql_and_never_shows_its_password() -> None:
         load_settings({"DATABASE_URL": "mysql://x:y@h/db"}, env_file=None)
     [problem] = info.value.problems
     assert problem.startswith("DATABASE_URL: must start with postgresql://")
+
+
+def test_shards_default_to_every_shard_in_one_process() -> None:
+    s = load_settings({}, env_file=None)
+    assert (s.shard_count, s.shard_ids, s.redis_url) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ids"),
+    [("0-3", (0, 1, 2, 3)), ("0,2", (0, 2)), ("5", (5,)), (" 3, 0-1 ", (0, 1, 3)), ("2-2", (2,))],
+)
+def test_shard_ids_take_ranges_lists_and_single_ids(raw: str, ids: tuple[int, ...]) -> None:
+    s = load_settings({"SHARD_COUNT": "8", "SHARD_IDS": raw}, env_file=None)
+    assert s.shard_count == 8 and s.shard_ids == ids
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"SHARD_IDS": "0-1"}, "SHARD_IDS: needs SHARD_COUNT"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": "0-2"}, "SHARD_IDS: shard 2 does not exist with"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "3-1"}, "SHARD_IDS: the range 3-1 runs backwards"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0-2,1"}, "SHARD_IDS: names shard 1 twice"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "one"}, "SHARD_IDS: must be shard ids like"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "-1"}, "SHARD_IDS: must be shard ids like"),
+        ({"SHARD_COUNT": "4", "SHARD_IDS": "0,,1"}, "SHARD_IDS: must be shard ids like"),
+        ({"SHARD_COUNT": "0"}, "SHARD_COUNT: must be between 1 and"),
+        ({"SHARD_COUNT": "two"}, "SHARD_COUNT: is not a number"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL: must start with redis://"),
+    ],
+)
+def test_bad_shard_settings_get_one_clear_line(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env, env_file=None)
+    [reported] = info.value.problems
+    assert reported.startswith(problem), reported
+
+
+def test_redis_url_never_shows_its_password() -> None:
+    s = load_settings({"REDIS_URL": "redis://:hunter2@cache.internal:6379/0"}, env_file=None)
+    assert s.redis_url == "redis://:hunter2@cache.internal:6379/0"
+    assert "hunter2" not in repr(s) and "redis://:***@cache.internal:6379/0" in repr(s)

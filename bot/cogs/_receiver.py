@@ -13,6 +13,11 @@ tests/test_discord_internals.py pins (it fails loudly, naming the internal, when
 The receive path itself lives in `bot.services.receive.pipeline.ReceivePipeline` (no discord
 import). The SSRC map is kept even while not receiving, because SPEAKING is sent once per
 speaker and session, possibly long before `start_receiving`.
+
+What the voice websocket tells the pipeline (SPEAKING, a user left, a new session) goes to it
+on a one-thread executor, in order: those calls may decode held packets and call the sink,
+and the sink's contract (bot/services/listening/sink.py) is that it is never called from the
+event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import discord
@@ -49,6 +56,7 @@ class ListeningVoiceClient(discord.VoiceClient):
         self._pipeline: ReceivePipeline | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._last_sent = 0.0
+        self._control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-control")
         super().__init__(client, channel)
 
     def create_connection_state(self) -> VoiceConnectionState:
@@ -94,12 +102,20 @@ class ListeningVoiceClient(discord.VoiceClient):
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
-        pipeline.reset()
+        self._off_loop(pipeline.reset)
         log.info("Stopped receiving voice in guild %s", self.guild.id)
 
     def cleanup(self) -> None:
         self.stop_receiving()
+        self._control.shutdown(wait=False)
         super().cleanup()
+
+    def _off_loop(self, call: Callable[..., None], *args: Any) -> None:
+        """Run a pipeline call that may reach the sink on the control thread, in order."""
+        try:
+            self._control.submit(call, *args)
+        except RuntimeError:  # shut down: the connection is gone, nothing to tell
+            log.debug("voice control call after cleanup: %s", call)
 
     # ----- UDP (socket-reader thread) ---------------------------------------------------
 
@@ -124,7 +140,7 @@ class ListeningVoiceClient(discord.VoiceClient):
         if op == DiscordVoiceWebSocket.READY:
             self._ssrc_users.clear()
             if self._pipeline is not None:
-                self._pipeline.reset()
+                self._off_loop(self._pipeline.reset)
         elif op == DiscordVoiceWebSocket.SESSION_DESCRIPTION:
             if self._pipeline is not None:
                 self._load_key(self._pipeline)
@@ -144,13 +160,13 @@ class ListeningVoiceClient(discord.VoiceClient):
             del self._ssrc_users[other]
         self._ssrc_users[ssrc] = user_id
         if self._pipeline is not None:
-            self._pipeline.speaking(user_id, ssrc, flags)
+            self._off_loop(self._pipeline.speaking, user_id, ssrc, flags)
 
     def _user_left(self, user_id: int) -> None:
         for ssrc in [s for s, uid in self._ssrc_users.items() if uid == user_id]:
             del self._ssrc_users[ssrc]
         if self._pipeline is not None:
-            self._pipeline.user_left(user_id)
+            self._off_loop(self._pipeline.user_left, user_id)
 
     def _load_key(self, pipeline: ReceivePipeline) -> None:
         key, mode = self._connection.secret_key, self._connection.mode

@@ -6,7 +6,6 @@ both defer at once, since reading or zipping a large file takes a while.
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import discord
@@ -139,7 +138,7 @@ class Files(commands.Cog):
         self, interaction: discord.Interaction[VoiceChatBot], current: str
     ) -> list[str]:
         tenant = self.tenants.get(await namespace_asked(interaction))
-        names = matching(await asyncio.to_thread(tenant.datasets.names), current)
+        names = matching(await tenant.datasets.names_async(), current)
         return names + await tenant.files.suggest_paths(current, folders=True)
 
     @getfile_slash.autocomplete("server")

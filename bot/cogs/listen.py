@@ -53,6 +53,9 @@ class Listen(commands.Cog):
         self.bot = bot
         self.listening = listening
         self._last_caption: dict[tuple[int, int], discord.Message] = {}
+        # Names of the people heard: someone who said something and left the channel at once
+        # is no longer in the member cache when their caption is posted.
+        self._names: dict[tuple[int, int], str] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -112,7 +115,10 @@ class Listen(commands.Cog):
         client = guild.voice_client
         if client is not None and getattr(client, "receiving", False):
             client.stop_receiving()  # type: ignore[attr-defined]
-        return await self.listening.stop(guild.id)
+        stopped = await self.listening.stop(guild.id)
+        for key in [k for k in self._names if k[0] == guild.id]:
+            del self._names[key]
+        return stopped
 
     def _bot_names(self, guild: discord.Guild) -> tuple[str, ...]:
         names = {guild.me.display_name} if guild.me is not None else set()
@@ -120,9 +126,10 @@ class Listen(commands.Cog):
             names.add(self.bot.user.name)
         return tuple(sorted(names))
 
-    @staticmethod
-    def _update_members(session: ListeningSession, channel: VoiceChannel) -> None:
+    def _update_members(self, session: ListeningSession, channel: VoiceChannel) -> None:
         members = channel.members
+        for member in members:
+            self._names[(channel.guild.id, member.id)] = member.display_name
         session.set_members(
             humans={m.id for m in members if not m.bot}, bots={m.id for m in members if m.bot}
         )
@@ -179,7 +186,8 @@ class Listen(commands.Cog):
             log.warning("guild %s has no caption channel; caption dropped", guild_id)
             return
         member = guild.get_member(user_id)
-        name = discord.utils.escape_markdown(member.display_name if member else f"User {user_id}")
+        shown = member.display_name if member else self._names.get((guild_id, user_id))
+        name = discord.utils.escape_markdown(shown or f"User {user_id}")
         sent = None
         for chunk in split_message(f"**{name}:** {text}"):
             sent = await channel.send(chunk, allowed_mentions=discord.AllowedMentions.none())

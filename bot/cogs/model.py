@@ -421,7 +421,7 @@ class Model(commands.Cog):
         self, interaction: discord.Interaction[VoiceChatBot], current: str
     ) -> list[str]:
         tenant = self.tenants.get(await namespace_asked(interaction))
-        return matching(await asyncio.to_thread(tenant.datasets.names), current)
+        return matching(await tenant.datasets.names_async(), current)
 
     @select_dataset.autocomplete("name")
     @suggest

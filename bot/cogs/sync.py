@@ -119,6 +119,8 @@ class Sync(commands.Cog):
     async def _sync_at_start(self) -> None:
         try:
             await self.bot.wait_until_ready()  # every extension is loaded by then
+            if not self.bot.runs_first_shard:  # one process per bot syncs: shard 0's
+                return
             await self.syncer.sync()
         except discord.HTTPException as exc:
             log.error("Discord refused the / commands (%s); keeping the ones it has", exc)

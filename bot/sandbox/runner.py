@@ -7,13 +7,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from bot.app import VoiceChatBot, use_endpoints
 from bot.config import Settings
 from bot.sandbox.server import Sandbox
-from bot.wiring import build_services
+from bot.wiring import Services, build_services
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +23,39 @@ SANDBOX_TOKEN = "sandbox-token"  # the sandbox accepts any token
 
 @contextlib.asynccontextmanager
 async def sandboxed_bot(
-    settings: Settings, *, voice_out_dir: Path | None = None, ready_timeout: float = 20.0
+    settings: Settings,
+    *,
+    voice_out_dir: Path | None = None,
+    ready_timeout: float = 20.0,
+    **sandbox_options: Any,
 ) -> AsyncIterator[tuple[Sandbox, VoiceChatBot]]:
-    """Start the sandbox and the bot connected to it; stop both on exit."""
-    sandbox = Sandbox(admin_role=settings.admin_role, out_dir=voice_out_dir)
+    """Start the sandbox (with `sandbox_options`, e.g. `shard_count`) and the bot connected
+    to it; stop both on exit."""
+    sandbox = Sandbox(admin_role=settings.admin_role, out_dir=voice_out_dir, **sandbox_options)
     await sandbox.start()
+    try:
+        async with bot_on(sandbox, settings, ready_timeout=ready_timeout) as bot:
+            yield sandbox, bot
+    finally:
+        await sandbox.stop()
+
+
+@contextlib.asynccontextmanager
+async def bot_on(
+    sandbox: Sandbox,
+    settings: Settings,
+    *,
+    ready_timeout: float = 20.0,
+    services: Services | None = None,
+) -> AsyncIterator[VoiceChatBot]:
+    """The real bot connected to a running sandbox (several may share one, each with its
+    own shards and DATA_DIR); closed on exit. `services` built beforehand let several bots
+    connect at once (database migrations in one process run one at a time)."""
     bot: VoiceChatBot | None = None
     task: asyncio.Task[None] | None = None
     try:
         use_endpoints(sandbox.api_base, sandbox.gateway_url)
-        services = await build_services(settings)
+        services = services or await build_services(settings)
         # The sandbox's voice endpoint uses TLS with its own certificate authority; only
         # this client trusts it. Production keeps discord.py's default connector.
         connector = aiohttp.TCPConnector(limit=0, ssl=sandbox.voice.client_ssl_context)
@@ -46,11 +70,10 @@ async def sandboxed_bot(
             if loop.time() > deadline:
                 raise TimeoutError("the bot did not connect to the sandbox in time")
             await asyncio.sleep(0.02)
-        yield sandbox, bot
+        yield bot
     finally:
         if bot is not None:
             await bot.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
-        await sandbox.stop()

@@ -2,8 +2,10 @@
 
 It serves the REST calls the bot makes, the gateway (HELLO, IDENTIFY, READY, GUILD_CREATE,
 MESSAGE_CREATE/UPDATE/DELETE, VOICE_STATE_UPDATE) and, through `VoiceServer`, the voice
-gateway and UDP audio. Two servers, each with #general and a voice channel and its own
-people (see `world.py`): Sandbox (owner, moderator, member) and Second (alice, bob).
+gateway and UDP audio. Four servers, each with #general and a voice channel and its own
+people (see `world.py`): Sandbox (owner, moderator, member), Second (alice, bob), Third
+(carol, dave) and Fourth (erin, frank). Shards and logins are metered as Discord does
+(`sharding.py`): each session gets the events of its shard's servers only.
 
 Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
 ...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
@@ -29,6 +31,7 @@ from aiohttp import WSMsgType, web
 
 from bot.sandbox.interactions import InteractionRecord, Interactions
 from bot.sandbox.responses import Endpoints
+from bot.sandbox.sharding import Logins, Shard, ShardRefused, guild_of_event, owns
 from bot.sandbox.voice import Spoken, VoiceServer
 from bot.sandbox.world import SANDBOX, SECOND, SandboxGuild, SandboxUser, World, now_iso
 
@@ -57,6 +60,7 @@ class _GatewayClient:
     seq: int = 0
     ready: bool = False
     session_id: str = ""
+    shard: Shard = (0, 1)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     acks: set[asyncio.Task[None]] = field(default_factory=set)  # heartbeat ACKs on their way
 
@@ -94,8 +98,12 @@ class Sandbox:
         out_dir: Path | None = None,
         heartbeat_interval: int = HEARTBEAT_MS,
         heartbeat_ack_delay: float = HEARTBEAT_ACK_DELAY,
+        shard_count: int = 1,
+        max_concurrency: int = 1,
     ) -> None:
-        """`heartbeat_interval` (ms) and `heartbeat_ack_delay` (s) are shortened by tests."""
+        """`heartbeat_interval` (ms) and `heartbeat_ack_delay` (s) are shortened by tests.
+        `shard_count` is the count `GET /gateway/bot` recommends (and the least a session
+        may use); `max_concurrency` how many logins may start per 5 s."""
         self.host = host
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ack_delay = heartbeat_ack_delay
@@ -114,6 +122,8 @@ class Sandbox:
         self._next_id = _snowflakes(1)
         self.interactions = Interactions(self)
         self._clients: list[_GatewayClient] = []
+        self.logins = Logins(shard_count=shard_count, max_concurrency=max_concurrency)
+        self._sessions: dict[str, Shard] = {}  # session id -> its shard, for RESUME
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # (event, data)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -161,6 +171,11 @@ class Sandbox:
     @property
     def connected(self) -> bool:
         return any(c.ready for c in self._clients)
+
+    @property
+    def ready_shards(self) -> list[Shard]:
+        """The `(id, count)` of every session that is ready, in the order they logged in."""
+        return [c.shard for c in self._clients if c.ready]
 
     # ----- acting as a user ------------------------------------------------------------
 
@@ -255,6 +270,10 @@ class Sandbox:
         await self._publish(
             "VOICE_STATE_UPDATE", self.world.voice_state(self.bot_user, guild, None)
         )
+
+    def bot_self_deaf(self, guild_id: int | None = None) -> bool:
+        """Whether the bot shows itself deafened in a server's voice (default: Sandbox)."""
+        return self.world.bot_self_deaf.get(guild_id or self.GUILD_ID, False)
 
     def bot_voice_channel(self, guild_id: int | None = None) -> int | None:
         """The bot's voice channel in a server (default: Sandbox), or None."""
@@ -417,8 +436,9 @@ class Sandbox:
     async def _publish(self, event: str, data: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(event, data)
+        guild_id = guild_of_event(data)
         for client in list(self._clients):
-            if client.ready:
+            if client.ready and owns(client.shard, guild_id):
                 await self._dispatch(client, event, data)
         async with self._changed:
             self._changed.notify_all()
@@ -456,8 +476,10 @@ class Sandbox:
             ack = asyncio.create_task(self._ack_heartbeat(client))
             client.acks.add(ack)
             ack.add_done_callback(client.acks.discard)
-        elif op in (2, 6):  # identify / resume: always start a fresh session
-            await self._identify(client)
+        elif op == 2:
+            await self._identify(client, data if isinstance(data, dict) else {})
+        elif op == 6:
+            await self._resume(client, data if isinstance(data, dict) else {})
         elif op == 4:  # voice state update from the bot
             await self._bot_voice_state(data)
 
@@ -470,21 +492,44 @@ class Sandbox:
         except ConnectionError:
             log.debug("gateway client gone before its heartbeat ACK")
 
-    async def _identify(self, client: _GatewayClient) -> None:
+    async def _identify(self, client: _GatewayClient, identify: dict[str, Any]) -> None:
+        try:
+            client.shard = self.logins.shard_of(identify)
+        except ShardRefused as refused:
+            await client.ws.close(code=refused.code, message=refused.reason.encode())
+            return
+        if not self.logins.admit(client.shard):  # its login bucket is taken: op 9, as Discord
+            await client.ws.send_str(json.dumps({"op": 9, "d": False}))
+            return
+        await self._start_session(client)
+
+    async def _resume(self, client: _GatewayClient, resume: dict[str, Any]) -> None:
+        """A RESUME starts a fresh session of the same shard; it is no login, as on Discord.
+        An unknown session gets op 9 (identify again)."""
+        shard = self._sessions.get(str(resume.get("session_id")))
+        if shard is None:
+            await client.ws.send_str(json.dumps({"op": 9, "d": False}))
+            return
+        client.shard = shard
+        await self._start_session(client)
+
+    async def _start_session(self, client: _GatewayClient) -> None:
         client.session_id = f"sandbox-{self._next_id()}"
+        self._sessions[client.session_id] = client.shard
+        guilds = [g for g in self.world.guilds.values() if owns(client.shard, g.id)]
         ready = {
             "v": 10,
             "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.world.guilds.values()],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": client.session_id,
             "resume_gateway_url": self.gateway_url,
             "private_channels": [],
             "relationships": [],
             "application": {"id": str(self.APPLICATION_ID), "flags": 0},
-            "shard": [0, 1],
+            "shard": list(client.shard),
         }
         await self._dispatch(client, "READY", ready)
-        for guild in self.world.guilds.values():
+        for guild in guilds:
             await self._dispatch(client, "GUILD_CREATE", self.world.guild_payload(guild))
         client.ready = True
         async with self._changed:
@@ -493,7 +538,12 @@ class Sandbox:
     async def _bot_voice_state(self, data: dict[str, Any]) -> None:
         guild = self.world.guild_by_id(int(data["guild_id"]))
         channel_id = int(data["channel_id"]) if data.get("channel_id") else None
+        self.world.bot_self_deaf[guild.id] = bool(data.get("self_deaf"))
         state = self.world.voice_state(self.bot_user, guild, channel_id)
+        if channel_id is not None and self.world.bot_voice.get(guild.id) == channel_id:
+            # Same channel (deafening, muting): Discord only updates the voice state.
+            await self._publish("VOICE_STATE_UPDATE", state)
+            return
         if channel_id is None:
             self.world.bot_voice.pop(guild.id, None)
             self.voice.disconnect(guild.id)
@@ -515,7 +565,7 @@ class Sandbox:
         return [
             web.get("/gateway", self._gateway),
             web.get(p + "/gateway", self._get_gateway),
-            web.get(p + "/gateway/bot", self._get_gateway),
+            web.get(p + "/gateway/bot", self._get_gateway_bot),
             web.get(p + "/users/@me", self._get_me),
             web.get(p + "/oauth2/applications/@me", self._get_application),
             web.get(p + "/applications/@me", self._get_application),
@@ -536,8 +586,10 @@ class Sandbox:
         ]
 
     async def _get_gateway(self, request: web.Request) -> web.Response:
-        limits = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limits})
+        return _json({"url": self.gateway_url})
+
+    async def _get_gateway_bot(self, request: web.Request) -> web.Response:
+        return _json(self.logins.gateway_bot(self.gateway_url))
 
     async def _get_me(self, request: web.Request) -> web.Response:
         return _json({**self.bot_user.payload(), "verified": True, "mfa_enabled": False})

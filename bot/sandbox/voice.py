@@ -33,6 +33,7 @@ import os
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,9 @@ class _Session:
     transport: TransportDecryptor | None = None
     stream: BotStream | None = None
     user_ssrcs: dict[int, int] = field(default_factory=dict)  # user id -> SSRC they speak with
+    user_streams: dict[int, RtpStream] = field(default_factory=dict)  # sequence goes on
+    last_heard: float = 0.0  # monotonic time of the bot's last datagram
+    dropped: int = 0  # datagrams not forwarded because the route had lapsed
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -165,6 +169,9 @@ class VoiceServer:
         self.hearing = Hearing(out_dir, idle_timeout=idle_timeout)
         # Whether a user is in the bot's voice channel of a guild; the sandbox sets it.
         self.in_voice: Callable[[int, int], bool] | None = None
+        # Discord stops forwarding to a client that sent nothing for about a minute; with
+        # `route_timeout` set (seconds), the sandbox does the same (None: never).
+        self.route_timeout: float | None = None
 
         self._ca = trustme.CA()
         identities = dict.fromkeys((host, "127.0.0.1", "localhost"))
@@ -312,7 +319,9 @@ class VoiceServer:
         frames = await asyncio.to_thread(opus_frames, audio)
         ssrc = ssrc if ssrc is not None else session.user_ssrcs.get(user_id) or next(self._ssrcs)
         session.user_ssrcs[user_id] = ssrc
-        stream = RtpStream(session.key, ssrc)
+        stream = session.user_streams.get(user_id)
+        if stream is None or stream.ssrc != ssrc:  # a client's sequence goes on between turns
+            stream = session.user_streams[user_id] = RtpStream(session.key, ssrc)
         await self._send_ws(
             session, OP_SPEAKING, {"user_id": str(user_id), "ssrc": ssrc, "speaking": 1}
         )
@@ -335,6 +344,11 @@ class VoiceServer:
         """The transport key of the guild's voice session (to forge packets in fault tests)."""
         return self._ready_session(guild_id).key
 
+    def route_dropped(self, guild_id: int) -> int:
+        """Datagrams for the bot dropped because it had been silent past `route_timeout`."""
+        session = self._sessions.get(guild_id)
+        return session.dropped if session is not None else 0
+
     def send_raw(self, guild_id: int, packet: bytes) -> None:
         """Send any datagram to the bot's voice socket (malformed packets, unknown SSRCs)."""
         self._send_udp(self._ready_session(guild_id), packet)
@@ -345,6 +359,7 @@ class VoiceServer:
         if session is None or session.ws is None:
             return
         session.user_ssrcs.pop(user_id, None)
+        session.user_streams.pop(user_id, None)
         await self._send_ws(session, OP_CLIENT_DISCONNECT, {"user_id": str(user_id)})
 
     def _ready_session(self, guild_id: int) -> _Session:
@@ -360,6 +375,10 @@ class VoiceServer:
             await session.ws.send_str(_dumps(op, data, session.next_seq()))
 
     def _send_udp(self, session: _Session, packet: bytes) -> None:
+        lapsed = time.monotonic() - session.last_heard
+        if self.route_timeout is not None and lapsed > self.route_timeout:
+            session.dropped += 1
+            return
         if self._transport is not None and session.client_address is not None:
             self._transport.sendto(packet, session.client_address)
 
@@ -522,6 +541,9 @@ class VoiceServer:
 
     def _answer_discovery(self, request: bytes, addr: tuple[str, int]) -> None:
         (ssrc,) = struct.unpack_from(">I", request, 4)
+        session = self._by_ssrc.get(ssrc)
+        if session is not None:
+            session.last_heard = time.monotonic()
         answer = bytearray(DISCOVERY_LENGTH)
         struct.pack_into(">HHI", answer, 0, DISCOVERY_RESPONSE, DISCOVERY_LENGTH - 4, ssrc)
         ip = addr[0].encode("ascii")[:63]
@@ -538,6 +560,7 @@ class VoiceServer:
         if session is None or session.transport is None or session.stream is None:
             log.debug("Dropping RTP for unknown or unkeyed ssrc %s", ssrc)
             return
+        session.last_heard = time.monotonic()
         packet_in = session.transport.decrypt(packet)
         if packet_in is None:
             log.debug("Dropping an RTP packet for ssrc %s that does not decrypt", ssrc)

@@ -1,10 +1,16 @@
 """Who and what exists in the sandbox: users, servers, their channels and voice states.
 
-Two servers, each with a text and a voice channel and its own people:
+Four servers, each with a text and a voice channel and its own people:
 
 - **Sandbox**: `owner` (the application's owner and the server's owner), `moderator` (holds
   the admin role) and `member`;
-- **Second**: `alice` (the server's owner, holds the admin role) and `bob`.
+- **Second**: `alice` (the server's owner, holds the admin role) and `bob`;
+- **Third**: `carol` (owner and admin) and `dave`;
+- **Fourth**: `erin` (owner and admin) and `frank`.
+
+Their ids spread them over shards (`(id >> 22) % count`): with 2 shards, Third and Fourth are
+on shard 0 and Sandbox and Second on shard 1; with 4 shards each has its own (Third 0, Second
+1, Fourth 2, Sandbox 3).
 
 The payload builders give what Discord sends for these things (GUILD_CREATE, members, voice
 states), with ids as strings as Discord sends them.
@@ -82,6 +88,14 @@ SANDBOX = _guild(
 SECOND = _guild(
     "second", "Second", 1_200_000_000_000_000_000, "alice", ("alice", "bob"), ("alice",)
 )
+THIRD = _guild("third", "Third", 1_300_000_000_000_000_000, "carol", ("carol", "dave"), ("carol",))
+FOURTH = _guild("fourth", "Fourth", 1_400_000_000_000_000_000, "erin", ("erin", "frank"), ("erin",))
+GUILDS = (SANDBOX, SECOND, THIRD, FOURTH)
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard that carries a server, as Discord computes it."""
+    return (guild_id >> 22) % shard_count
 
 
 class World:
@@ -96,10 +110,15 @@ class World:
             "member": SandboxUser(1_100_000_000_000_000_203, "member"),
             "alice": SandboxUser(1_200_000_000_000_000_201, "alice"),
             "bob": SandboxUser(1_200_000_000_000_000_202, "bob"),
+            "carol": SandboxUser(1_300_000_000_000_000_201, "carol"),
+            "dave": SandboxUser(1_300_000_000_000_000_202, "dave"),
+            "erin": SandboxUser(1_400_000_000_000_000_201, "erin"),
+            "frank": SandboxUser(1_400_000_000_000_000_202, "frank"),
         }
-        self.guilds = {g.key: g for g in (SANDBOX, SECOND)}
+        self.guilds = {g.key: g for g in GUILDS}
         self.voice_states: dict[int, int] = {}  # user id -> voice channel id (one at a time)
         self.bot_voice: dict[int, int] = {}  # guild id -> the bot's voice channel there
+        self.bot_self_deaf: dict[int, bool] = {}  # guild id -> the bot shows itself deafened
 
     # ----- lookups -----------------------------------------------------------------------
 
@@ -168,7 +187,7 @@ class World:
             "session_id": f"session-{user.id}",
             "deaf": False,
             "mute": False,
-            "self_deaf": False,
+            "self_deaf": user is self.bot_user and self.bot_self_deaf.get(guild.id, False),
             "self_mute": False,
             "self_video": False,
             "suppress": False,

@@ -28,14 +28,18 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
 from bot.services import safejson
 from bot.services.text import unencodable, unencodable_problem
 
+if TYPE_CHECKING:
+    from bot.services.blobcache import BlobCache
+
 log = logging.getLogger(__name__)
 
+DATASETS_DIR = "datasets"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 FORMATS = (".csv", ".json", ".jsonl")
 CORRECTIONS_SUFFIX = ".corrections.csv"
@@ -458,12 +462,24 @@ class DatasetStore:
     `samples_dir` holds read-only sample datasets (`<name>.csv`) that every store can read: a
     sample is used when the store has no dataset of that name, and `save` never writes there
     (its corrections go beside the store's own datasets).
+
+    With a `cache` (services/blobcache.py) the folder is a cache of the namespace's blobs:
+    the async twins bring it up to date first, and writes go to the blobs before they return.
+    The blocking methods use the folder as it is (a training worker reads what the bot
+    fetched for it).
     """
 
     def __init__(
-        self, data_dir: Path, max_bytes: int, max_rows: int, *, samples_dir: Path | None = None
+        self,
+        data_dir: Path,
+        max_bytes: int,
+        max_rows: int,
+        *,
+        samples_dir: Path | None = None,
+        cache: BlobCache | None = None,
     ) -> None:
-        self.root = Path(data_dir) / "datasets"
+        self.root = Path(data_dir) / DATASETS_DIR
+        self.cache = cache
         self.samples_dir = Path(samples_dir) if samples_dir is not None else None
         self.max_bytes = max_bytes
         self.max_rows = max_rows
@@ -547,6 +563,18 @@ class DatasetStore:
 
         Replaces a dataset of the same name; its corrections are kept.
         """
+        data = self._prepared(name, rows, filename)
+        with self._write_lock:
+            atomic_write(self.root / f"{name}.csv", data)
+            for ext in FORMATS:
+                if ext != ".csv":
+                    (self.root / f"{name}{ext}").unlink(missing_ok=True)
+        return self.info(name)
+
+    def _prepared(
+        self, name: str, rows: Sequence[Row] | bytes, filename: str | None = None
+    ) -> bytes:
+        """The CSV bytes `save` stores, after validating the name and the rows."""
         validate_name(name)
         if isinstance(rows, bytes | bytearray):
             if filename is None:
@@ -560,14 +588,8 @@ class DatasetStore:
             records = [(i, _make_row(i, *row)) for i, row in enumerate(rows, start=1)]
             _check_labels(records)
             parsed = [row for _, row in records]
-        target = self.root / f"{name}.csv"
-        with self._write_lock:
-            atomic_write(target, rows_to_csv(parsed))
-            for ext in FORMATS:
-                if ext != ".csv":
-                    (self.root / f"{name}{ext}").unlink(missing_ok=True)
-        log.info("saved dataset %s (%d rows)", name, len(parsed))
-        return self.info(name)
+        log.info("saving dataset %s (%d rows)", name, len(parsed))
+        return rows_to_csv(parsed)
 
     def load(self, name: str) -> list[Row]:
         """The rows to train on: the dataset's rows, then its corrections.
@@ -637,28 +659,67 @@ class DatasetStore:
 
     # -- async twins -----------------------------------------------------------------------
 
+    async def refresh(self) -> None:
+        """Bring the folder up to date with the blobs (one query when nothing changed)."""
+        if self.cache is not None:
+            async with self.cache.locked():
+                await self.cache.refresh(f"{DATASETS_DIR}/")
+
     async def list_async(self) -> list[DatasetInfo]:
+        await self.refresh()
         return await asyncio.to_thread(self.list)
 
+    async def names_async(self) -> list[str]:
+        await self.refresh()
+        return await asyncio.to_thread(self.names)
+
     async def info_async(self, name: str) -> DatasetInfo:
+        await self.refresh()
         return await asyncio.to_thread(self.info, name)
 
     async def exists_async(self, name: str) -> bool:
+        await self.refresh()
         return await asyncio.to_thread(self.exists, name)
 
     async def save_async(
         self, name: str, rows: Sequence[Row] | bytes, filename: str | None = None
     ) -> DatasetInfo:
-        return await asyncio.to_thread(self.save, name, rows, filename)
+        if self.cache is None:
+            return await asyncio.to_thread(self.save, name, rows, filename)
+        data = await asyncio.to_thread(self._prepared, name, rows, filename)
+        async with self.cache.locked():
+            await self.cache.put(f"{DATASETS_DIR}/{name}.csv", data)
+            for ext in FORMATS:
+                if ext != ".csv":
+                    await self.cache.remove(f"{DATASETS_DIR}/{name}{ext}")
+        return await asyncio.to_thread(self.info, name)
 
     async def load_async(self, name: str) -> list[Row]:
+        await self.refresh()
         return await asyncio.to_thread(self.load, name)
 
     async def add_correction_async(self, name: str, user_text: str, reply: str) -> Row:
-        return await asyncio.to_thread(self.add_correction, name, user_text, reply)
+        if self.cache is None:
+            return await asyncio.to_thread(self.add_correction, name, user_text, reply)
+        async with self.cache.locked():
+            await self.cache.refresh(f"{DATASETS_DIR}/")
+            row = await asyncio.to_thread(self.add_correction, name, user_text, reply)
+            await self.cache.push(self._corrections_blob(name))
+        return row
 
     async def remove_correction_async(self, name: str, user_text: str, reply: str) -> int:
-        return await asyncio.to_thread(self.remove_correction, name, user_text, reply)
+        if self.cache is None:
+            return await asyncio.to_thread(self.remove_correction, name, user_text, reply)
+        async with self.cache.locked():
+            await self.cache.refresh(f"{DATASETS_DIR}/")
+            removed = await asyncio.to_thread(self.remove_correction, name, user_text, reply)
+            if removed:
+                await self.cache.push(self._corrections_blob(name))
+        return removed
+
+    @staticmethod
+    def _corrections_blob(name: str) -> str:
+        return f"{DATASETS_DIR}/{validate_name(name)}{CORRECTIONS_SUFFIX}"
 
 
 def file_stamp(path: Path) -> tuple[Any, ...]:

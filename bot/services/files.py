@@ -27,10 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
+
+if TYPE_CHECKING:
+    from bot.services.blobcache import BlobCache
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +125,32 @@ def _name_allowed(name: str, protected: frozenset[str]) -> bool:
     )
 
 
+def path_parts(user_path: str, protected: Sequence[str] = DEFAULT_PROTECTED) -> list[str]:
+    """The components of a relative path that the path rules allow (the text checks and the
+    name rules of `FileService.resolve`, without looking at the disk); InvalidInputError
+    (PATH_REFUSED) otherwise. Blob paths (services/blobcache.py) go through it too."""
+    _check_text(user_path)
+    if user_path.startswith(("/", "\\")):
+        raise _refuse()
+    parts = [p for p in re.split(r"[/\\]", user_path) if p not in ("", ".")]
+    names = frozenset(name.casefold() for name in protected)
+    if not parts or not all(_name_allowed(p, names) for p in parts):
+        raise _refuse()
+    return parts
+
+
 def _safe_stem(name: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")[:80]
     return stem or "data"
 
 
 class FileService:
-    """Read and archive files under `data_dir` for users, refusing everything else."""
+    """Read and archive files under `data_dir` for users, refusing everything else.
+
+    With a `cache` (services/blobcache.py) `data_dir` caches the namespace's blobs: a file is
+    fetched before it is read or archived, suggestions list the blobs too, and an archive is
+    stored as a blob before it is reported.
+    """
 
     def __init__(
         self,
@@ -137,8 +159,10 @@ class FileService:
         protected: Sequence[str] = DEFAULT_PROTECTED,
         *,
         samples_dir: Path | None = None,
+        cache: BlobCache | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.cache = cache
         # Read-only sample datasets: `!archive NAME` of a sample zips the shipped file.
         self.samples_dir = Path(samples_dir) if samples_dir is not None else None
         self.max_upload_bytes = max_upload_bytes
@@ -204,6 +228,10 @@ class FileService:
 
     async def read_for_upload(self, user_path: str) -> tuple[str, bytes]:
         """(file name, bytes) of a regular file under data_dir no larger than the cap."""
+        if self.cache is not None:
+            parts = path_parts(user_path, tuple(self._protected))
+            async with self.cache.locked():
+                await self.cache.fetch("/".join(parts))
         return await asyncio.to_thread(self._read_for_upload, user_path)
 
     def _read_for_upload(self, user_path: str) -> tuple[str, bytes]:
@@ -229,11 +257,37 @@ class FileService:
     ) -> list[str]:
         """Paths under data_dir that `read_for_upload` (or, with `folders`, `archive`) would
         accept and that contain `typed`: those starting with it first. Walks at most
-        SUGGEST_MAX_ENTRIES entries, follows no symlink and shows no refused name."""
-        return await asyncio.to_thread(self._suggest_paths, typed, folders, limit)
+        SUGGEST_MAX_ENTRIES entries, follows no symlink and shows no refused name. With a
+        cache, the blobs' paths too (listed, not fetched)."""
+        stored = await self._blob_paths() if self.cache is not None else []
+        return await asyncio.to_thread(self._suggest_paths, typed, folders, limit, stored)
 
-    def _suggest_paths(self, typed: str, folders: bool, limit: int) -> list[str]:
+    async def _blob_paths(self) -> list[str]:
+        assert self.cache is not None
+        paths = []
+        for info in await self.cache.blobs.list(self.cache.namespace):
+            try:
+                paths.append("/".join(path_parts(info.path, tuple(self._protected))))
+            except InvalidInputError:
+                continue
+        return paths
+
+    def _suggest_paths(
+        self, typed: str, folders: bool, limit: int, stored: Sequence[str] = ()
+    ) -> list[str]:
         needle = typed.strip().replace("\\", "/").lstrip("/").lower()
+        found = self._local_paths(folders)
+        for path in stored[:SUGGEST_MAX_ENTRIES]:
+            parents = path.split("/")[:-1]
+            if not folders:
+                found.append(path)
+            elif parents and parents[0] != ARCHIVES_DIR:
+                found += ["/".join(parents[: i + 1]) for i in range(len(parents))]
+        matches = sorted({p for p in found if needle in p.lower()})
+        matches.sort(key=lambda p: (not p.lower().startswith(needle), p.count("/"), p))
+        return matches[:limit]
+
+    def _local_paths(self, folders: bool) -> list[str]:
         root = self._root
         if not root.is_dir():
             return []
@@ -257,9 +311,7 @@ class FileService:
                         found.append(relative)
                 elif not folders and entry.is_file(follow_symlinks=False):
                     found.append(relative)
-        matches = [p for p in found if needle in p.lower()]
-        matches.sort(key=lambda p: (not p.lower().startswith(needle), p.count("/"), p))
-        return matches[:limit]
+        return found
 
     # !archive
 
@@ -267,9 +319,31 @@ class FileService:
         """Zip a dataset (datasets/NAME.*), or a folder or file under data_dir.
 
         The zip goes to data_dir/archives/<name>-<UTC time>.zip, written atomically; its
-        bytes are returned too when it fits under the upload cap.
+        bytes are returned too when it fits under the upload cap. With a cache, what it zips
+        is fetched first and the zip is stored as a blob before this returns.
         """
-        return await asyncio.to_thread(self._archive, name, datasets_dir_name)
+        if self.cache is None:
+            return await asyncio.to_thread(self._archive, name, datasets_dir_name)
+        async with self.cache.locked():
+            await self._fetch_for_archive(name, datasets_dir_name)
+            archive = await asyncio.to_thread(self._archive, name, datasets_dir_name)
+            await self.cache.push(archive.path_relative)
+        return archive
+
+    async def _fetch_for_archive(self, name: str, datasets_dir_name: str) -> None:
+        """Bring what `_archive` may zip into the cache: the datasets, and the file or the
+        folder that `name` names (the whole namespace for ".")."""
+        assert self.cache is not None
+        await self.cache.refresh(f"{datasets_dir_name}/")
+        if name.strip().strip("/\\") in ("", "."):
+            await self.cache.refresh("")
+            return
+        try:
+            path = "/".join(path_parts(name, tuple(self._protected)))
+        except InvalidInputError:
+            return  # `_archive` refuses it with the usual message
+        if path.split("/")[0] != ARCHIVES_DIR and not await self.cache.fetch(path):
+            await self.cache.refresh(f"{path}/")
 
     def _archive(self, name: str, datasets_dir_name: str) -> Archive:
         members = self._dataset_members(name, datasets_dir_name)

@@ -407,14 +407,19 @@ class JobRunner:
             log.exception("could not record the state of job %s", job.id)
 
     async def _finish(self, entry: _Entry) -> None:
-        if entry.job.id in self._recorded and self.recorder is not None:
-            await self._save(entry.job, self.recorder, replace(entry.job))
+        recorded = entry.job.id in self._recorded and self.recorder is not None
+        saved = replace(entry.job)
+        if recorded:
+            await self._save(entry.job, self.recorder, saved)
         try:
             if entry.on_done is not None:
                 await entry.on_done(entry.job)
         except Exception:
             log.exception("on_done callback of job %s failed", entry.job.id)
         finally:
+            if recorded and replace(entry.job) != saved:
+                # on_done may finish the work (a trained model stored as its real version)
+                await self._save(entry.job, self.recorder, replace(entry.job))
             entry.on_done = None
             entry.ended.set()
             self._recorded.discard(entry.job.id)

@@ -66,11 +66,14 @@ importing this module is cheap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
 import logging
 import re
+import secrets
+import shutil
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -103,6 +106,8 @@ except ImportError:  # not on Windows: the manifest lock is then a no-op
 if TYPE_CHECKING:
     import numpy as np
 
+    from bot.services.blobcache import BlobCache
+
 log = logging.getLogger(__name__)
 
 # 2: arrays in an .npz (term keys, idf, coefficients) and JSON; 1: a joblib pickle of
@@ -121,6 +126,10 @@ MAX_TYPO_LOOKUPS = 8
 # With more distinct characters than this in the vocabulary (a non-alphabetic script), a typo
 # is looked for as an extra or swapped letter only, not a missing or wrong one.
 MAX_TYPO_ALPHABET = 64
+MODELS_DIR = "models"
+# Writers of one manifest in other processes: how often to re-read it and try again.
+MANIFEST_TRIES = 20
+STORE_FAILED = "The new model could not be stored, so the previous one stays active."
 _VERSION = re.compile(r"v([1-9][0-9]{0,5})")
 _MODEL_FILE = re.compile(r"v([1-9][0-9]{0,5})\.(?:npz|joblib)")
 
@@ -297,19 +306,27 @@ def store_version(
         if first_only and manifest["versions"]:
             return None
         version = _next_version(manifest, folder)
-        name = f"{version}{MODEL_SUFFIX}"
-        atomic_write(folder / name, data)
-        created_at = datetime.now(UTC)
-        manifest["versions"][version] = {
-            "file": name,
-            "format": MODEL_FORMAT,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "created_at": created_at.isoformat(),
-            **entry,
-        }
+        recorded = _version_entry(version, hashlib.sha256(data).hexdigest(), entry)
+        atomic_write(folder / recorded["file"], data)
+        manifest["versions"][version] = recorded
         manifest["active"] = version
         _write_manifest(folder, manifest)
-    return version, created_at
+    return version, datetime.fromisoformat(recorded["created_at"])
+
+
+# What `_version_entry` records itself; the rest of an entry comes from the training.
+_OWN_FIELDS = ("file", "format", "sha256", "created_at")
+
+
+def _version_entry(version: str, sha256: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A manifest entry: the version's file, format, sha256 and creation time, then `entry`."""
+    return {
+        "file": f"{version}{MODEL_SUFFIX}",
+        "format": MODEL_FORMAT,
+        "sha256": sha256,
+        "created_at": datetime.now(UTC).isoformat(),
+        **{key: value for key, value in entry.items() if key not in _OWN_FIELDS},
+    }
 
 
 def check_compiled(data: bytes, fitted: Any, texts: Sequence[str]) -> None:
@@ -343,14 +360,24 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest, or None if there is none; an unreadable one is logged and ignored."""
     path = folder / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         log.warning("ignoring unreadable model manifest %s: %s", path, exc)
         return None
+    return _parse_manifest(data, path)
+
+
+def _parse_manifest(data: bytes, where: object) -> dict[str, Any] | None:
+    """A manifest from its bytes; None (logged) when they are not one."""
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        log.warning("ignoring unreadable model manifest %s: %s", where, exc)
+        return None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("versions"), dict):
-        log.warning("ignoring malformed model manifest %s", path)
+        log.warning("ignoring malformed model manifest %s", where)
         return None
     manifest["versions"] = {
         version: entry
@@ -362,8 +389,12 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
     return manifest
 
 
+def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return json.dumps(manifest, indent=2).encode("utf-8")
+
+
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    atomic_write(folder / MANIFEST_NAME, json.dumps(manifest, indent=2).encode("utf-8"))
+    atomic_write(folder / MANIFEST_NAME, _manifest_bytes(manifest))
 
 
 @contextmanager
@@ -950,7 +981,17 @@ def _evaluate(model: _LoadedModel, items: Sequence[TestItem], min_confidence: fl
 
 
 class ModelService:
-    """Train, store, select and use the chat models of the datasets."""
+    """Train, store, select and use the chat models of the datasets.
+
+    Shared storage: with a `cache` (services/blobcache.py), the namespace's blobs are where
+    versions and manifests live, so every process of the bot sees the same models. Each use
+    asks for the manifest's sha256 (one small query) and fetches it when another process
+    changed it (a new version, a rollback); a version file is fetched when it is not cached
+    with the sha256 that the manifest records. A training's worker writes into a private
+    folder; the bot then stores the version (a blob that only the first writer of a name
+    gets) and records it in the manifest with a compare-and-swap, so trainings and rollbacks
+    in several processes never lose each other's changes. Then the user hears of it.
+    """
 
     def __init__(
         self,
@@ -962,6 +1003,7 @@ class ModelService:
         train_fn: Callable[..., TrainResult] = train_model,
         namespace: str | None = None,
         tasks: Any = None,
+        cache: BlobCache | None = None,
     ) -> None:
         self.namespace = namespace
         # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
@@ -970,6 +1012,9 @@ class ModelService:
         # Trainings sent to workers, by dataset: one dataset's trainings run one at a time.
         self._trainings: dict[str, asyncio.Task[None]] = {}
         self._waiting: set[str] = set()  # ids of those that wait for the one before
+        # With a cache, the blobs hold the versions and manifests and the folder caches them
+        # ("Shared storage" in the class docstring).
+        self.cache = cache
         self.datasets = datasets
         self.jobs = jobs
         self.min_confidence = min_confidence
@@ -996,14 +1041,19 @@ class ModelService:
             raise NotFoundError(f"Dataset '{dataset}' not found.")
         if self.tasks is not None:
             return await self._start_training_task(dataset, on_done)
+        out_dir, finish = self.models_dir, on_done
+        if self.cache is not None:
+            # The worker writes into a folder of its own (hidden: never a blob, never listed).
+            out_dir = self.models_dir / f".training-{secrets.token_hex(6)}"
+            finish = self._publisher(dataset, out_dir, on_done)
         return self.jobs.submit(
             "train",
             f"train:{self.namespace}:{dataset}",
             self._train_fn,
             DatasetSource.of(self.datasets),
-            self.models_dir,
+            out_dir,
             dataset,
-            on_done=on_done,
+            on_done=finish,
             owner=self.namespace,
             subject=dataset,
         )
@@ -1086,14 +1136,91 @@ class ModelService:
 
     async def _install_trained(self, dataset: str, result: Any) -> TrainResult:
         fields = dict(result.value["result"])
-        stored = await asyncio.to_thread(
-            store_version, self.models_dir / dataset, dataset, result.outputs["model"],
-            dict(result.value["entry"]),
-        )  # fmt: skip
+        data, entry = result.outputs["model"], dict(result.value["entry"])
+        if self.cache is not None:
+            version = await self._publish(dataset, data, entry)
+            stored = (version, datetime.now(UTC)) if version is not None else None
+        else:
+            stored = await asyncio.to_thread(
+                store_version, self.models_dir / dataset, dataset, data, entry
+            )
         assert stored is not None
         fields["version"], fields["created_at"] = stored
         self._manifests.pop(dataset, None)
         return TrainResult(**fields)
+
+    def _publisher(
+        self, dataset: str, staged: Path, on_done: Callable[[Job], Awaitable[None]] | None
+    ) -> Callable[[Job], Awaitable[None]]:
+        """An on_done that stores the trained version in the blobs, then calls `on_done`."""
+
+        async def publish(job: Job) -> None:
+            try:
+                if job.status == "done" and isinstance(job.result, TrainResult):
+                    job.result = await self._publish_staged(dataset, staged, job.result)
+                    job.summary = job.result.summary()
+            except Exception:
+                log.exception("storing the model trained by job %s failed", job.id)
+                job.status, job.error, job.result = "failed", STORE_FAILED, None
+            finally:
+                await asyncio.to_thread(shutil.rmtree, staged, ignore_errors=True)
+            if on_done is not None:
+                await on_done(job)
+
+        return publish
+
+    async def _publish_staged(self, dataset: str, staged: Path, result: TrainResult) -> TrainResult:
+        folder = staged / dataset
+        manifest = await asyncio.to_thread(_read_manifest, folder)
+        if manifest is None or result.version not in manifest["versions"]:
+            raise RuntimeError("the training left no model version")
+        entry = manifest["versions"][result.version]
+        data = await asyncio.to_thread(_read_verified, folder, dataset, result.version, entry)
+        version = await self._publish(dataset, data, entry)
+        assert version is not None
+        log.info("dataset %s: stored trained model %s in the blobs", dataset, version)
+        return dataclasses.replace(result, version=version)
+
+    async def _publish(
+        self, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
+    ) -> str | None:
+        """Store `data` as the next version of the dataset's model in the blobs, record it in
+        the manifest and make it active; the version, or None with `first_only` when the
+        manifest already has one. Safe against other processes doing the same."""
+        assert self.cache is not None
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        folder = f"{MODELS_DIR}/{dataset}"
+        taken: set[int] = set()
+        async with self.cache.locked():
+            for _ in range(MANIFEST_TRIES):
+                manifest, manifest_sha = await self._blob_manifest(dataset)
+                if first_only and manifest["versions"]:
+                    return None
+                numbers = {_version_number(v) for v in manifest["versions"]} | taken
+                version = f"v{max(numbers, default=0) + 1}"
+                recorded = _version_entry(version, sha256, entry)
+                if not await self.cache.put_if(f"{folder}/{recorded['file']}", data, None):
+                    taken.add(_version_number(version))  # a file nobody recorded: skip it
+                    continue
+                manifest["versions"][version] = recorded
+                manifest["active"] = version
+                path = f"{folder}/{MANIFEST_NAME}"
+                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
+                    self._manifests.pop(dataset, None)
+                    return version
+                taken.add(_version_number(version))
+        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
+
+    async def _blob_manifest(self, dataset: str) -> tuple[dict[str, Any], str | None]:
+        """The manifest in the blobs (a new one if there is none) and its sha256, for a
+        compare-and-swap. Under the cache's lock."""
+        assert self.cache is not None
+        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
+        found = await self.cache.read(path)
+        if found is None:
+            return _new_manifest(dataset), None
+        manifest = _parse_manifest(found[0], f"{self.namespace}/{path}")
+        return manifest or _new_manifest(dataset), found[1]
 
     # -- answering -------------------------------------------------------------------------
 
@@ -1135,6 +1262,9 @@ class ModelService:
         from bot.services.tasks.client import new_job_id, raise_failure
 
         folder = self.models_dir / dataset
+        if self.cache is not None:  # the folder is a cache of the blobs: have the file there
+            async with self.cache.locked():
+                await self._fetch_version(dataset, model.version, entry)
         data = await asyncio.to_thread(_read_verified, folder, dataset, model.version, entry)
         job = Job(new_job_id(), "test", f"test:{self.namespace}:{dataset}")
         job.owner, job.subject = self.namespace, dataset
@@ -1176,10 +1306,38 @@ class ModelService:
         if manifest is None or wanted not in manifest["versions"]:
             raise NotFoundError(f"Model version {version.strip()} not found for dataset {dataset}.")
         folder = self.models_dir / dataset
-        await asyncio.to_thread(self._activate, folder, dataset, wanted)
+        if self.cache is None:
+            await asyncio.to_thread(self._activate, folder, dataset, wanted)
+        else:
+            await self._activate_shared(dataset, wanted, manifest["versions"][wanted])
         self._manifests.pop(dataset, None)
         log.info("dataset %s now uses model %s", dataset, wanted)
         return next(v for v in await self.list_versions(dataset) if v.version == wanted)
+
+    async def _activate_shared(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
+        """Verify the version's file (fetched if need be), then make it the active one in the
+        manifest of the blobs, with a compare-and-swap."""
+        assert self.cache is not None
+        folder = self.models_dir / dataset
+        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
+        async with self.cache.locked():
+            await self._fetch_version(dataset, version, entry)
+            await asyncio.to_thread(_read_verified, folder, dataset, version, entry)
+            for _ in range(MANIFEST_TRIES):
+                manifest, manifest_sha = await self._blob_manifest(dataset)
+                if manifest["versions"].get(version, {}).get("sha256") != entry["sha256"]:
+                    raise NotFoundError(f"Model version {version} not found for dataset {dataset}.")
+                manifest["active"] = version
+                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
+                    return
+        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
+
+    async def _fetch_version(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
+        """Have the version's file in the cache with the sha256 the manifest records (a
+        missing or corrupt copy is fetched again). Under the cache's lock."""
+        assert self.cache is not None
+        name = _model_path(self.models_dir / dataset, version, entry).name
+        await self.cache.fetch(f"{MODELS_DIR}/{dataset}/{name}", str(entry["sha256"]))
 
     @staticmethod
     def _activate(folder: Path, dataset: str, version: str) -> None:
@@ -1194,9 +1352,13 @@ class ModelService:
     # -- loading ---------------------------------------------------------------------------
 
     async def _manifest(self, dataset: str) -> dict[str, Any] | None:
-        """The dataset's manifest, re-read only when the file changed (one stat per call)."""
+        """The dataset's manifest, re-read only when the file changed (one stat per call;
+        with a cache, one small query first: has another process changed it?)."""
         validate_name(dataset)
         folder = self.models_dir / dataset
+        if self.cache is not None:
+            async with self.cache.locked():
+                await self.cache.fetch(f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}")
         key = file_stamp(folder / MANIFEST_NAME)
         cached = self._manifests.get(dataset)
         if cached is not None and cached[0] == key:
@@ -1226,6 +1388,9 @@ class ModelService:
             model = self._loaded.get(dataset)
             if model is None or model.version != version or model.sha256 != sha256:
                 folder = self.models_dir / dataset
+                if self.cache is not None:
+                    async with self.cache.locked():
+                        await self._fetch_version(dataset, version, entry)
                 converted = None
                 if _is_format_1(folder, version, entry):  # unpickled in a worker, not here
                     converted = await self.jobs.run(
@@ -1246,7 +1411,17 @@ class ModelService:
         if self.datasets.samples_dir is None:
             return False
         lock = self._load_locks.setdefault(dataset, asyncio.Lock())
+        if self.cache is None:
+            async with lock:
+                return await asyncio.to_thread(
+                    sample_models.install, self.datasets, self.models_dir, dataset
+                )
+        await self.datasets.refresh()  # its corrections may have been made elsewhere
         async with lock:
-            return await asyncio.to_thread(
-                sample_models.install, self.datasets, self.models_dir, dataset
-            )
+            shipped = await asyncio.to_thread(sample_models.shipped_version, self.datasets, dataset)
+            if shipped is None:
+                return False
+            version = await self._publish(dataset, *shipped, first_only=True)
+            if version is not None:
+                log.info("installed the shipped model of sample %s as %s", dataset, version)
+            return True

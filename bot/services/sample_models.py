@@ -74,24 +74,34 @@ def shipped_bytes(samples_dir: Path, store: DatasetStore, dataset: str) -> bytes
     return data
 
 
-def install(store: DatasetStore, models_dir: Path, dataset: str) -> bool:
-    """Give the namespace of `store` its own copy of the shipped model of sample `dataset`,
-    as its first version. False (nothing done) when the dataset is not a sample here, the
-    namespace has corrections of it, or no current shipped model exists. Blocking."""
+def shipped_version(store: DatasetStore, dataset: str) -> tuple[bytes, dict[str, Any]] | None:
+    """The bytes of the shipped model of sample `dataset` and the manifest entry to record
+    for them, when the namespace of `store` should get them: the dataset is a sample here,
+    the namespace has no corrections of it, and the shipped model is current. Blocking."""
     samples_dir = store.samples_dir
     try:
         if samples_dir is None or not store.is_sample(dataset):
-            return False
+            return None
     except NotFoundError:
-        return False
+        return None
     if store.corrections_path(dataset).exists():
-        return False
+        return None
     data = shipped_bytes(samples_dir, store, dataset)
     if data is None:
-        return False
+        return None
     record = records(samples_dir)[dataset]
     entry = {key: record.get(key) for key in _RECORDED if key not in ("sha256", "format")}
     entry.update(duration_seconds=0.0, source="shipped sample model")
+    return data, entry
+
+
+def install(store: DatasetStore, models_dir: Path, dataset: str) -> bool:
+    """Give the namespace of `store` its own copy of the shipped model of sample `dataset`,
+    as its first version. False (nothing done) when `shipped_version` has none. Blocking."""
+    shipped = shipped_version(store, dataset)
+    if shipped is None:
+        return False
+    data, entry = shipped
     stored = store_version(Path(models_dir) / dataset, dataset, data, entry, first_only=True)
     if stored is not None:
         log.info("installed the shipped model of sample %s as %s", dataset, stored[0])

@@ -9,9 +9,13 @@ and archives, and the rows of the database tagged with the same name. A namespac
 - `"legacy"` for what an older install kept that belongs to no known server.
 
 `Tenants` hands out the services of one namespace (`tenants.get(ns).datasets`, `.models`,
-`.files`), each confined to that namespace's folder. The one exception is the shipped sample
-datasets (`bot/samples/`), which every namespace can read but none can change; each namespace
-trains its own model of them.
+`.files`), each confined to that namespace's folder. Given the database's blobs, the folder is
+only a cache: the bytes live in the blobs, where every process of the bot reaches them
+(services/blobcache.py), and `adopt_local_files` uploads an older install's files once.
+
+The one exception is the shipped sample datasets (`bot/samples/`), which every namespace can
+read but none can change (never copied into the blobs); each namespace trains its own model
+of them.
 
 `migrate_files` moves an older install's shared `datasets/`, `models/` and `archives/` into
 the namespace chosen by the database migration (the only server the install knew, else
@@ -28,11 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.services.blobcache import BlobCache
 from bot.services.datasets import DatasetStore
 from bot.services.files import FileService
 from bot.services.jobs import JobRunner
 from bot.services.models import ModelService
 from bot.services.namespaces import LEGACY, known_namespaces, namespace_dir
+from bot.services.storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,7 @@ class Tenant:
     datasets: DatasetStore
     models: ModelService
     files: FileService
+    cache: BlobCache | None = None
 
 
 @dataclass
@@ -61,40 +68,44 @@ class TenantLimits:
 
 @dataclass
 class Tenants:
-    """Builds and keeps the services of each namespace (cheap until used)."""
+    """Builds and keeps the services of each namespace (cheap until used).
+
+    With `blobs` (the database's, `storage.blobs`), each namespace's folder caches its blobs;
+    without, the folder is all there is (one process, one disk)."""
 
     data_dir: Path
     jobs: JobRunner
     limits: TenantLimits
     samples_dir: Path = SAMPLES
     tasks: Any = None  # a task runner (services/tasks) when work runs on workers
+    blobs: BlobStore | None = None
     _tenants: dict[str, Tenant] = field(default_factory=dict)
 
     def get(self, namespace: str) -> Tenant:
         tenant = self._tenants.get(namespace)
         if tenant is None:
             folder = namespace_dir(self.data_dir, namespace)
+            cache = None if self.blobs is None else BlobCache(self.blobs, namespace, folder)
             datasets = DatasetStore(
                 folder,
                 self.limits.train_max_bytes,
                 self.limits.train_max_rows,
                 samples_dir=self.samples_dir,
+                cache=cache,
             )
-            tenant = Tenant(
+            models = ModelService(
+                folder,
+                datasets,
+                self.jobs,
+                self.limits.min_confidence,
                 namespace=namespace,
-                datasets=datasets,
-                models=ModelService(
-                    folder,
-                    datasets,
-                    self.jobs,
-                    self.limits.min_confidence,
-                    namespace=namespace,
-                    tasks=self.tasks,
-                ),
-                files=FileService(
-                    folder, self.limits.max_upload_bytes, samples_dir=self.samples_dir
-                ),
+                tasks=self.tasks,
+                cache=cache,
             )
+            files = FileService(
+                folder, self.limits.max_upload_bytes, samples_dir=self.samples_dir, cache=cache
+            )
+            tenant = Tenant(namespace, datasets, models, files, cache)
             self._tenants[namespace] = tenant
         return tenant
 
@@ -106,6 +117,16 @@ class Tenants:
     def namespaces(self) -> list[str]:
         """Every namespace with data, for an owner's bot-wide view."""
         return known_namespaces(self.data_dir)
+
+
+async def adopt_local_files(blobs: BlobStore, data_dir: Path) -> int:
+    """Upload the files of every namespace folder that have no blob yet (an install from
+    before the blobs); once per folder (a marker file records it). Returns how many."""
+    uploaded = 0
+    for namespace in known_namespaces(data_dir):
+        folder = namespace_dir(data_dir, namespace)
+        uploaded += await BlobCache(blobs, namespace, folder).adopt()
+    return uploaded
 
 
 # -- moving an older install's shared folders into a namespace -----------------------------

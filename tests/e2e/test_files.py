@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.cogs._checks import NO_PERMISSION
+from bot.config import Settings
+from bot.sandbox.runner import sandboxed_bot
+from bot.sandbox.server import Sandbox
 from bot.services.files import IS_FOLDER, PATH_REFUSED
+from bot.services.storage import Storage
 from tests.e2e.conftest import E2E
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree
 
@@ -94,3 +99,21 @@ async def test_non_admin_is_refused(e2e: E2E, data_dir: Path, command: str) -> N
     # the admin role makes a member an admin
     reply = await e2e.ask(f"!{command}", author="moderator")
     assert reply["attachments"]
+
+
+async def test_a_file_kept_only_in_the_database_is_sent_by_a_fresh_process(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Another process of the bot (another machine) stored a dataset; this one starts with an
+    empty DATA_DIR on the same database and still lists and sends it."""
+    database = f"sqlite:///{tmp_path / 'shared' / 'bot.db'}"
+    async with Storage(database) as storage:
+        await storage.blobs.put(str(Sandbox.GUILD_ID), "datasets/greet.csv", CSV.encode())
+    settings = make_settings(DATA_DIR=str(tmp_path / "fresh"), DATABASE_URL=database)
+    async with sandboxed_bot(settings) as (sandbox, bot):
+        e2e = E2E(sandbox, bot)
+        reply = await e2e.ask("!getfile datasets/greet.csv")
+        assert reply["attachments"][0]["filename"] == "greet.csv"
+        assert e2e.sandbox.file(reply["attachments"][0]).decode() == CSV
+        assert "greet" in await e2e.ask_text("!datasets")
+        assert await e2e.ask_text("!getfile datasets/../../shared/bot.db") == PATH_REFUSED

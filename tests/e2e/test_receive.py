@@ -29,6 +29,7 @@ class RecordingSink:
         self.silences: list[int] = []
         self.left: list[int] = []
         self.bad_frames = 0
+        self.threads: set[int] = set()  # the threads that called in
         self._lock = threading.Lock()
 
     def wants(self, user_id: int) -> bool:
@@ -41,10 +42,12 @@ class RecordingSink:
 
     def on_silence(self, user_id: int) -> None:
         with self._lock:
+            self.threads.add(threading.get_ident())
             self.silences.append(user_id)
 
     def on_speaker_left(self, user_id: int) -> None:
         with self._lock:
+            self.threads.add(threading.get_ident())
             self.left.append(user_id)
 
     def frames(self, user_id: int) -> int:
@@ -141,6 +144,7 @@ async def test_bad_packets_unknown_ssrcs_and_departed_users_are_ignored(e2e: E2E
     assert sink.frames(owner) == heard
     assert client.receive_stats.get("rtcp") == 1
     assert client.receive_stats.get("errors", 0) == 0
+    assert threading.get_ident() not in sink.threads  # never called on the event loop
 
 
 async def test_a_user_the_sink_does_not_want_is_never_decoded(e2e: E2E) -> None:

@@ -62,3 +62,14 @@ async def test_writers_in_other_processes_see_each_others_blobs(location: Locati
         )
         assert sorted(b.size for b in await second.blobs.list("100")) == list(range(10))
         assert await second.blobs.get("100", "datasets/3.csv") == b"xxx"
+
+
+async def test_put_if_writes_only_over_the_expected_bytes(storage: Storage) -> None:
+    store = storage.blobs
+    first = await store.put_if("100", "models/m/manifest.json", b"one", None)
+    assert first is not None
+    assert await store.put_if("100", "models/m/manifest.json", b"two", None) is None  # taken
+    assert await store.put_if("100", "models/m/manifest.json", b"two", "0" * 64) is None
+    assert await store.get("100", "models/m/manifest.json") == b"one"
+    assert await store.put_if("100", "models/m/manifest.json", b"two", first.sha256)
+    assert await store.get("100", "models/m/manifest.json") == b"two"

@@ -231,6 +231,14 @@ async def _check_upgraded(
         assert corrections[777].namespace == LEGACY  # no server, no logged reply
         assert corrections[901].dataset_namespace == str(GUILD)  # where its lesson now lives
         assert (await storage.get_reply(900)).namespace == str(GUILD)
+        # Every file of the install is now also a blob, byte for byte.
+        stored = {
+            f"servers/{namespace}/{info.path}": info.sha256
+            for namespace in (str(GUILD), LEGACY, "dm-203")
+            for info in await storage.blobs.list(namespace)
+        }
+        assert stored == {p: sha for p, sha in after.items() if "/." not in p}  # not locks
+        await _check_served_from_blobs(storage, data.parent / "fresh")
 
     runner = JobRunner(1)
     try:
@@ -241,6 +249,20 @@ async def _check_upgraded(
             await tenant.models.predict(dataset, "hello")  # loads only if the sha256 matches
         assert (await tenant.datasets.info_async("weather")).corrections == 1
         assert (await tenant.datasets.info_async("smalltalk")).corrections == 1
+    finally:
+        await runner.close()
+
+
+async def _check_served_from_blobs(storage: Storage, fresh_dir: Path) -> None:
+    """A process with an empty DATA_DIR on the same database has the upgraded data."""
+    runner = JobRunner(1)
+    try:
+        tenant = Tenants(fresh_dir, runner, LIMITS, blobs=storage.blobs).get(str(GUILD))
+        assert {"smalltalk", "weather"} <= {d.name for d in await tenant.datasets.list_async()}
+        assert (await tenant.datasets.info_async("weather")).corrections == 1
+        [version] = await tenant.models.list_versions("weather")
+        assert version.active
+        assert (await tenant.models.predict("weather", "hello")).reply
     finally:
         await runner.close()
 

@@ -18,7 +18,6 @@ from bot.services.storage import Storage
 from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
-from tests.redis_server import redis_url  # noqa: F401 - a fixture
 from tests.worker_process import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +27,7 @@ NAMESPACE = "1100000000000000001"
 
 
 @pytest.fixture
-def worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:  # noqa: F811
+def worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
     env.update(
         TASK_BROKER_URL=redis_url,

@@ -1,9 +1,10 @@
 """The seam between receiving voice and listening to it.
 
-A receiver (bot.cogs._receiver.ListeningVoiceClient) calls these methods from its socket-reader
-thread, never from the event loop, so an implementation must be thread-safe and quick (no I/O,
-no waiting): it may append to buffers under a lock and hand finished work to the loop with
-`loop.call_soon_threadsafe`.
+A receiver (bot.cogs._receiver.ListeningVoiceClient) calls these methods from its threads,
+never from the event loop: audio from the socket-reader thread, and what the voice websocket
+announces (a speaker went silent or left) from a control thread. So an implementation must be
+thread-safe and quick (no I/O, no waiting): it may append to buffers under a lock and hand
+finished work to the loop with `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Speech recognition spells a name the way it heard it: whisper tiny.en hears espe
 as "hey Matt" or "hey man" and "hello bot" as "hello, Matt". So both the wake phrase and the
 first words of an utterance become phonetic keys (letters grouped by where the mouth makes
 them: b/p/m are lips, t/d/n/th the tongue on the teeth, vowels dropped after the first
-letter), and a greeting in front ("hey", "hi", "hello", "ok") may be any greeting. The phrase
-matches when the keys of its name part and of the same number of heard words (joined, so
-"voice chat bot" and "VoiceChatBot" agree) are equal, or one edit apart for longer keys.
+letter, an r after a vowel silent), and a greeting in front ("hey", "hi", "hello", "ok") may
+be any greeting. The phrase matches when the keys of its name part and of the same number of
+heard words (joined, so "voice chat bot" and "VoiceChatBot" agree) are equal, or one edit
+apart for longer keys (or two-sound keys with the same first sound: "bot" and "Mark").
 """
 
 from __future__ import annotations
@@ -50,10 +51,18 @@ def phonetic_key(word: str) -> str:
             if index == 0:
                 key.append("V")
             continue
+        if letter == "r" and _silent_r(text, index):
+            continue
         group = _GROUPS.get(letter, letter.upper())
         if not key or key[-1] != group:
             key.append(group)
     return "".join(key)
+
+
+def _silent_r(text: str, index: int) -> bool:
+    """An r after a vowel and before a consonant or the end is not sounded ("Mark" ~ "Mack")."""
+    after = text[index + 1 : index + 2]
+    return index > 0 and text[index - 1] in _VOWELS and (not after or after not in _VOWELS)
 
 
 def _distance(a: str, b: str) -> int:
@@ -72,7 +81,10 @@ def _sounds_alike(a: str, b: str) -> bool:
     key_a, key_b = phonetic_key(a), phonetic_key(b)
     if not key_a or not key_b:
         return normalise(a) == normalise(b)
-    allowed = 1 if min(len(key_a), len(key_b)) >= 3 else 0
+    # Short keys may differ in their last sound only: whisper hears espeak's "bot" as
+    # "Matt", "man" or "Mark" (the same lips, then a stop), never as "Sarah".
+    same_onset = len(key_a) == len(key_b) == 2 and key_a[0] == key_b[0]
+    allowed = 1 if min(len(key_a), len(key_b)) >= 3 or same_onset else 0
     return _distance(key_a, key_b) <= allowed
 
 

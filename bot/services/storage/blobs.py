@@ -15,9 +15,10 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.services.storage.schema import blobs
 from bot.services.storage.store import Storage, upsert
@@ -47,6 +48,13 @@ class BlobStore(Protocol):
         match their sha256."""
         ...
 
+    async def put_if(
+        self, namespace: str, path: str, data: bytes, expected_sha256: str | None
+    ) -> BlobInfo | None:
+        """Store `data` only if the blob's sha256 is still `expected_sha256` (None: only if
+        there is no blob there yet); None when another writer got there first."""
+        ...
+
     async def info(self, namespace: str, path: str) -> BlobInfo | None: ...
 
     async def list(self, namespace: str, prefix: str = "") -> list[BlobInfo]:
@@ -72,6 +80,34 @@ class DatabaseBlobs:
         self.storage = storage
 
     async def put(self, namespace: str, path: str, data: bytes) -> BlobInfo:
+        info, row = await self._row(namespace, path, data)
+        async with self.storage.transaction() as conn:
+            await conn.execute(upsert(conn, blobs, row))
+        return info
+
+    async def put_if(
+        self, namespace: str, path: str, data: bytes, expected_sha256: str | None
+    ) -> BlobInfo | None:
+        info, row = await self._row(namespace, path, data)
+        async with self.storage.transaction() as conn:
+            if expected_sha256 is None:
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                statement: Any = dialect.insert(blobs).values(row).on_conflict_do_nothing()
+            else:
+                statement = (
+                    update(blobs)
+                    .where(
+                        blobs.c.namespace == namespace,
+                        blobs.c.path == path,
+                        blobs.c.sha256 == expected_sha256,
+                    )
+                    .values(row)
+                )
+            result = await conn.execute(statement)
+        return info if result.rowcount == 1 else None
+
+    @staticmethod
+    async def _row(namespace: str, path: str, data: bytes) -> tuple[BlobInfo, dict[str, Any]]:
         data = bytes(data)
         info = BlobInfo(
             namespace=namespace,
@@ -80,10 +116,7 @@ class DatabaseBlobs:
             sha256=await asyncio.to_thread(_sha256, data),
             updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        row = {**info.__dict__, "data": data}
-        async with self.storage.transaction() as conn:
-            await conn.execute(upsert(conn, blobs, row))
-        return info
+        return info, {**info.__dict__, "data": data}
 
     async def get(self, namespace: str, path: str) -> bytes | None:
         rows = await self.storage._rows(

@@ -41,6 +41,14 @@ channel_settings = Table(
     Column("value", Text, nullable=False),  # JSON
 )
 
+user_settings = Table(
+    "user_settings",
+    metadata,
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+)
+
 feedback = Table(
     "feedback",
     metadata,

@@ -43,6 +43,7 @@ from bot.services.storage.schema import (
     guild_settings,
     meta,
     reply_log,
+    user_settings,
 )
 
 if TYPE_CHECKING:
@@ -54,12 +55,8 @@ log = logging.getLogger(__name__)
 _SETTINGS_TABLES = {
     "guild": (guild_settings, guild_settings.c.guild_id),
     "channel": (channel_settings, channel_settings.c.channel_id),
+    "user": (user_settings, user_settings.c.user_id),  # a user's own, in every server
 }
-
-# A user's own settings hold in every server, so they have no server of their own: they live in
-# guild_settings under this id (no server has it), each key as "user:<user id>:<key>".
-USER_SETTINGS_ID = 0
-USER_KEY_PREFIX = "user:"
 
 # A spreadsheet runs a cell that starts with one of these as a formula.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -119,16 +116,6 @@ def _now() -> str:
 def _in_namespace(table: Table, namespace: str | None) -> ColumnElement[bool] | bool:
     """A namespace filter: None (an owner's bot-wide view) matches every row."""
     return True if namespace is None else table.c.namespace == namespace
-
-
-def _user_key(user_id: int, key: str) -> str:
-    return f"{USER_KEY_PREFIX}{user_id}:{key}"
-
-
-def _user_settings(user_id: int) -> ColumnElement[bool]:
-    return (guild_settings.c.guild_id == USER_SETTINGS_ID) & guild_settings.c.key.like(
-        f"{USER_KEY_PREFIX}{user_id}:%"
-    )
 
 
 def _about_user(user_id: int) -> ColumnElement[bool]:
@@ -330,31 +317,22 @@ class Storage:
 
     async def get_user_setting(self, user_id: int, key: str, default: Any = None) -> Any:
         """A setting of the user that holds in every server (like the listening opt-out)."""
-        return await self._get_setting("guild", USER_SETTINGS_ID, _user_key(user_id, key), default)
+        return await self._get_setting("user", user_id, key, default)
 
     async def set_user_setting(self, user_id: int, key: str, value: Any) -> None:
         """Store any JSON-serializable value; None removes the key (the default applies)."""
-        await self._set_setting("guild", USER_SETTINGS_ID, _user_key(user_id, key), value)
+        await self._set_setting("user", user_id, key, value)
 
     async def users_with_setting(self, key: str) -> dict[int, Any]:
         """Every user who has `key` set, with its value."""
-        table = guild_settings
         rows = await self._rows(
-            select(table.c.key, table.c.value).where(
-                table.c.guild_id == USER_SETTINGS_ID,
-                table.c.key.like(f"{USER_KEY_PREFIX}%:{key}"),
-            )
+            select(user_settings.c.user_id, user_settings.c.value).where(user_settings.c.key == key)
         )
-        found: dict[int, Any] = {}
-        for row in rows:
-            _prefix, user, stored_key = row["key"].split(":", 2)
-            if stored_key == key and user.isdigit():
-                found[int(user)] = json.loads(row["value"])
-        return found
+        return {int(row["user_id"]): json.loads(row["value"]) for row in rows}
 
     async def forget_user_settings(self, user_id: int) -> int:
         """Delete every setting of the user's own; return how many there were."""
-        result = await self._write(delete(guild_settings).where(_user_settings(user_id)))
+        result = await self._write(delete(user_settings).where(user_settings.c.user_id == user_id))
         return int(result.rowcount)
 
     # Meta: facts about the database itself (see migration 0004).

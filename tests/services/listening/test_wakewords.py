@@ -15,6 +15,8 @@ PHRASES = ["hey bot", "voicechatbot"]
         ("hey bot what time is it", "what time is it"),
         ("Hey Matt, what time is it?", "what time is it?"),  # whisper tiny.en on espeak
         ("Hey man, tell me a joke.", "tell me a joke."),
+        ("Hey, Mark, how are you?", "how are you?"),  # whisper tiny.en on espeak, too
+        ("Hey, but how are you?", "how are you?"),  # whisper tiny.en on piper
         ("Hello, Matt. How are you?", "How are you?"),  # "hello bot", any greeting
         ("Hi bot! Good morning", "Good morning"),
         ("Hey, bot!", ""),  # the phrase alone: nothing to answer yet
