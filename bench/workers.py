@@ -37,7 +37,7 @@ from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, make_broker
 from bot.services.tasks.work import WorkServices
 from tests.fixtures import speech as samples
-from tests.redis_server import start_redis
+from tests.redis_server import RedisServer
 from tests.worker_process import Worker
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,11 @@ async def latencies(runner: Any, clips: Clips) -> list[float]:
 
 async def _run() -> str:
     clips_data, audio_seconds = await asyncio.to_thread(make_clips)
-    with tempfile.TemporaryDirectory(prefix="bench-workers-") as scratch, start_redis() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-workers-") as scratch,
+        RedisServer.start() as redis,
+    ):
+        url = redis.url()
         folder = Path(scratch)
         env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
         env.update(
