@@ -21,6 +21,7 @@ BENCHMARKS = (
     "first_reply",
     "memory",
     "listen",
+    "workers",
 )
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 

@@ -57,6 +57,7 @@ class Services:
 
     async def close(self) -> None:
         await self.listening.close()
+        await self.tenants.close()
         await self.speech.close()
         await self.synthesis.close()
         await self.jobs.close()

@@ -230,7 +230,7 @@ class Model(commands.Cog):
         saved, job = await self._save_and_start(ctx, name, file)
         queued = (
             " It is queued behind another training of this dataset."
-            if job.status == "queued"
+            if self.tenant_of(ctx).models.queued_behind(job)
             else ""
         )
         await ctx.answer(f"{saved}Model training started. Job ID: {job.id}{queued}")
@@ -490,7 +490,9 @@ class Model(commands.Cog):
             items = parse_test_data(data)
         dataset = await self.dataset_for(ctx.guild)
         try:
-            evaluation = await self.tenant_of(ctx).models.evaluate(dataset, items)
+            evaluation = await self.tenant_of(ctx).models.evaluate(
+                dataset, items, on_worker=file is not None
+            )
         except NoModelError as exc:
             raise NoModelError(f"{exc.message} Then try `!test` again.") from None
         chunks = split_message(format_evaluation(items, evaluation))

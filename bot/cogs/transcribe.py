@@ -33,8 +33,8 @@ from bot.config import parse_language
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.audio import format_clock
 from bot.services.languages import matching_languages
-from bot.services.limits import InArrivalOrder, WindowBudget, format_span
-from bot.services.speech import PartialTranscriptError, Progress, SpeechService
+from bot.services.limits import FREE, InArrivalOrder, WindowBudget, format_span
+from bot.services.speech import AudioSource, PartialTranscriptError, Progress, SpeechService
 from bot.services.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -169,28 +169,39 @@ class Transcribe(commands.Cog):
         if not exempt:  # a voice message declares its length; other files are checked for any
             self.budget.check(user, attachment.duration or 0.0)
         live: LiveTranscript | None = None
-        async with ctx.typing():
-            data = await attachment.read()
-            segment = await self.speech.decode(data, attachment.filename)
-            language = await self.guild_language(source.guild)
-            if segment.duration_seconds > STREAM_AFTER_SECONDS:
-                live = LiveTranscript(ctx, segment.duration_seconds)
+        charge = FREE
+
+        async def on_length(seconds: float) -> None:
+            """The real length, known once decoded: charged before recognition (given back
+            if it fails); long audio gets a reply that grows as it is transcribed."""
+            nonlocal charge, live
+            charge = FREE if exempt else self.budget.take(user, seconds)
+            if seconds > STREAM_AFTER_SECONDS:
+                live = LiveTranscript(ctx, seconds)
                 await live.start()
+
+        async def on_progress(progress: Progress) -> None:
+            if live is not None:
+                await live.update(progress)
+
+        async with ctx.typing():
+            language = await self.guild_language(source.guild)
             try:
-                # The real length is charged before recognition and given back if it fails.
-                with self.budget.spending(user, segment.duration_seconds, exempt=exempt):
-                    transcript = await self.speech.recognize(
-                        segment,
-                        language,
-                        on_progress=live.update if live else None,
-                        namespace=namespace_of(source.guild, ctx.author),
-                    )
+                transcript = await self.speech.transcribe_source(
+                    AudioSource(attachment.url, attachment.filename, attachment.read),
+                    language,
+                    on_length=on_length,
+                    on_progress=on_progress,
+                    namespace=namespace_of(source.guild, ctx.author),
+                )
             except PartialTranscriptError as exc:  # keep what was transcribed
+                charge.give_back()
                 stopped = f"up to {format_clock(exc.stopped_at)} of {format_clock(exc.total)}"
                 await self._send(ctx, live, *_shown(exc.text, stopped, f"\n-# {exc.message}"))
                 return
-            except Exception as exc:
-                if live is None:
+            except BaseException as exc:
+                charge.give_back()
+                if live is None or not isinstance(exc, Exception):
                     raise
                 # The growing reply becomes the one answer: it never stays "transcribing".
                 await live.finish(error_text(exc, ctx.message.id), None)

@@ -945,6 +945,21 @@ def _load_model(
 # -- evaluation ----------------------------------------------------------------------------
 
 
+def evaluate_model_bytes(
+    data: bytes, sha256: str, items: list[list[str | None]], min_confidence: float
+) -> Evaluation:
+    """`!test` on a worker: score `items` ([text, label or None]) with the model `data`
+    (format 2, checked against `sha256`). Blocking: for a worker's process pool."""
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InvalidInputError("The model sent for the test does not match its record.")
+    try:
+        model = read_artifact(data)
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile):
+        raise InvalidInputError("The model sent for the test can't be read.") from None
+    tests = [TestItem(str(text), None if label is None else str(label)) for text, label in items]
+    return _evaluate(model, tests, min_confidence)
+
+
 def _evaluate(model: _LoadedModel, items: Sequence[TestItem], min_confidence: float) -> Evaluation:
     predictions = []
     for item in items:
@@ -994,6 +1009,9 @@ class ModelService:
         # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
         self.tasks = tasks
         self._background: set[asyncio.Task[None]] = set()
+        # Trainings sent to workers, by dataset: one dataset's trainings run one at a time.
+        self._trainings: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # ids of those that wait for the one before
         # With a cache, the blobs hold the versions and manifests and the folder caches them
         # ("Shared storage" in the class docstring).
         self.cache = cache
@@ -1057,12 +1075,30 @@ class ModelService:
             "max_rows": self.datasets.max_rows,
         }
         await self.tasks.record(job)
+        before = self._trainings.get(dataset)
+        if before is not None and before.done():
+            before = None
         task = asyncio.get_running_loop().create_task(
-            self._train_as_task(job, payload, files, on_done)
+            self._train_as_task(job, payload, files, on_done, before)
         )
+        self._trainings[dataset] = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if before is not None:
+            self._waiting.add(job.id)
         return job
+
+    def queued_behind(self, job: Job) -> bool:
+        """Whether a new training waits for another training of its dataset."""
+        if self.tasks is not None:
+            return job.id in self._waiting
+        return job.status == "queued"
+
+    async def close(self) -> None:
+        """Stop waiting for trainings on workers (their rows end as interrupted)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def _dataset_files(self, dataset: str) -> dict[str, bytes]:
         path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
@@ -1077,7 +1113,11 @@ class ModelService:
         payload: dict[str, Any],
         files: dict[str, bytes],
         on_done: Callable[[Job], Awaitable[None]] | None,
+        before: asyncio.Task[None] | None = None,
     ) -> None:
+        if before is not None:  # the previous training of the dataset ends first
+            await asyncio.gather(before, return_exceptions=True)
+            self._waiting.discard(job.id)
         try:
             result = await self.tasks.run("train", payload, job, inputs=files)
             if result.ok:
@@ -1197,12 +1237,51 @@ class ModelService:
         sure = confidence >= self.min_confidence
         return Prediction(label, model.reply_for(label), confidence, sure, exact)
 
-    async def evaluate(self, dataset: str, items: Sequence[TestItem]) -> Evaluation:
-        """Predictions for test items; with labels also accuracy, a report and a PNG."""
+    async def evaluate(
+        self, dataset: str, items: Sequence[TestItem], *, on_worker: bool = False
+    ) -> Evaluation:
+        """Predictions for test items; with labels also accuracy, a report and a PNG.
+
+        `on_worker` (a test file, up to MAX_TEST_ITEMS): with a task runner the scoring and
+        the picture are an `evaluate` task on a worker; a few inline items stay here."""
         if not items:
             raise InvalidInputError("There is nothing to test.")
         model = await self._active_model(dataset)
+        if on_worker and self.tasks is not None and model.version:
+            folder = self.models_dir / dataset
+            entry = (await self._manifest(dataset) or {}).get("versions", {}).get(model.version)
+            if entry is not None and not _is_format_1(folder, model.version, entry):
+                return await self._evaluate_as_task(dataset, model, entry, items)
         return await asyncio.to_thread(_evaluate, model, list(items), self.min_confidence)
+
+    async def _evaluate_as_task(
+        self, dataset: str, model: _LoadedModel, entry: dict[str, Any], items: Sequence[TestItem]
+    ) -> Evaluation:
+        """`!test` scored on a worker: the model's bytes and the items go as the job's inputs;
+        the worker sends back the predictions, the report and the picture."""
+        from bot.services.tasks.client import new_job_id, raise_failure
+
+        folder = self.models_dir / dataset
+        if self.cache is not None:  # the folder is a cache of the blobs: have the file there
+            async with self.cache.locked():
+                await self._fetch_version(dataset, model.version, entry)
+        data = await asyncio.to_thread(_read_verified, folder, dataset, model.version, entry)
+        job = Job(new_job_id(), "test", f"test:{self.namespace}:{dataset}")
+        job.owner, job.subject = self.namespace, dataset
+        rows = json.dumps([[item.text, item.label] for item in items]).encode()
+        payload = {"sha256": model.sha256, "min_confidence": self.min_confidence}
+        result = await self.tasks.run(
+            "evaluate", payload, job, inputs={"model": data, "items.json": rows}
+        )
+        raise_failure(result)
+        value = result.value
+        return Evaluation(
+            [Prediction(**p) for p in value["predictions"]],
+            value["accuracy"],
+            value["report"],
+            result.outputs.get("confusion.png"),
+            int(value["labeled"]),
+        )
 
     # -- versions --------------------------------------------------------------------------
 

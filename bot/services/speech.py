@@ -108,6 +108,21 @@ class Transcript:
     chunks: int
 
 
+@dataclass(frozen=True)
+class AudioSource:
+    """Audio not yet downloaded: where it is (an attachment's URL) and how to read it here.
+
+    With workers the URL goes in the task and a worker downloads it; without, `read()` does.
+    """
+
+    url: str
+    filename: str
+    read: Callable[[], Awaitable[bytes]]
+
+
+LengthFn = Callable[[float], Awaitable[None]]
+
+
 def _pcm16(wav: bytes) -> tuple[bytes, int]:
     """(16-bit mono samples, sample rate) of a WAV file."""
     segment = audio.from_wav(wav).set_channels(1).set_sample_width(2)
@@ -361,6 +376,30 @@ class SpeechService:
         """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
         return await self.recognize(await self.decode(data, filename), language)
 
+    async def transcribe_source(
+        self,
+        source: AudioSource,
+        language: str = "en-US",
+        *,
+        on_length: LengthFn | None = None,
+        on_progress: Callable[[Progress], Awaitable[None]] | None = None,
+        namespace: str | None = None,
+    ) -> Transcript:
+        """Transcribe audio by reference: download, decode, recognize, wherever that runs.
+
+        `on_length` is awaited with the audio's real length once it is decoded and before
+        recognition (a caller charges it there, or refuses by raising: then the work stops).
+        With a task runner a worker downloads the audio by its URL: the bot never holds it.
+        """
+        if self.tasks is not None:
+            return await self._transcribe_url_as_task(
+                source, language, on_length, on_progress, namespace
+            )
+        segment = await self.decode(await source.read(), source.filename)
+        if on_length is not None:
+            await on_length(segment.duration_seconds)
+        return await self.recognize(segment, language, on_progress)
+
     async def decode(self, data: bytes, filename: str = "") -> AudioSegment:
         """Decode an uploaded file; the first step of `transcribe`.
 
@@ -446,6 +485,44 @@ class SpeechService:
         )
         raise_failure(result)
         return Transcript(**result.value["transcript"])
+
+    async def _transcribe_url_as_task(
+        self,
+        source: AudioSource,
+        language: str,
+        on_length: LengthFn | None,
+        on_progress: Callable[[Progress], Awaitable[None]] | None,
+        namespace: str | None,
+    ) -> Transcript:
+        """A `transcribe` task with the audio's URL. The worker's first report (after it
+        decoded) gives the length; a result that comes before any report gives it then."""
+        from bot.services.jobs import Job
+        from bot.services.tasks.client import new_job_id, raise_failure
+
+        assert self.tasks is not None
+        job = Job(new_job_id(), "transcribe", "", owner=namespace or "shared", subject="audio")
+        known = False
+
+        async def length(seconds: float) -> None:
+            nonlocal known
+            known = True
+            if on_length is not None:
+                await on_length(seconds)
+
+        async def report(meta: dict[str, Any]) -> None:
+            progress = Progress(**meta)
+            if not known:
+                await length(progress.total_seconds)
+            if progress.done_seconds > 0 and on_progress is not None:
+                await on_progress(progress)
+
+        payload = {"url": source.url, "filename": source.filename, "language": language}
+        result = await self.tasks.run("transcribe", payload, job, on_progress=report)
+        raise_failure(result)
+        transcript = Transcript(**result.value["transcript"])
+        if not known:
+            await length(transcript.duration_seconds)
+        return transcript
 
     async def _transcribe_piece(
         self, piece: AudioSegment, language: str, prefer: str | None

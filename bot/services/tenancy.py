@@ -109,6 +109,11 @@ class Tenants:
             self._tenants[namespace] = tenant
         return tenant
 
+    async def close(self) -> None:
+        """Stop what the namespaces' services wait for (trainings on workers)."""
+        for tenant in self._tenants.values():
+            await tenant.models.close()
+
     def namespaces(self) -> list[str]:
         """Every namespace with data, for an owner's bot-wide view."""
         return known_namespaces(self.data_dir)

@@ -25,7 +25,7 @@ FIRST_TRAINING = re.compile(
     r"One moment: I'm learning dataset `[\w-]+` for the first time \(job `[0-9a-f]{6}`\)\. "
     r"I'll answer as soon as it's done\."
 )
-JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6})")
+JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6,8})\b")
 # greeting, weather and goodbye, 10 rows each
 THREE_LABELS = Path(__file__).resolve().parents[1] / "fixtures" / "three_labels.csv"
 

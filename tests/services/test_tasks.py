@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from bot.services.tasks.client import raise_failure
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
-from bot.services.tasks.work import WorkServices
+from bot.services.tasks.work import WorkServices, train_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -84,3 +86,47 @@ async def test_a_job_whose_bot_stopped_shows_as_interrupted(storage: Storage) ->
     assert found is not None and found.status == "interrupted"
     assert (await later.list(owner=job.owner))[0].status == "interrupted"
     assert await later.list(owner="another-server") == []
+
+
+@pytest.fixture(scope="module")
+def three_labels_model() -> tuple[bytes, str]:
+    """(model bytes, sha256) trained from the three-label fixture."""
+    model, _entry, _fields = train_files(
+        {"three_labels.csv": (FIXTURES / "three_labels.csv").read_bytes()},
+        "three_labels", 5_000_000, 200_000,
+    )  # fmt: skip
+    return model, hashlib.sha256(model).hexdigest()
+
+
+async def test_test_items_are_scored_on_either_runner(runner, three_labels_model) -> None:  # type: ignore[no-untyped-def]
+    model, sha256 = three_labels_model
+    items = [["hello there", "greeting"], ["goodbye", "goodbye"], ["is it raining", None]]
+    result = await runner.run(
+        "evaluate", {"sha256": sha256, "min_confidence": 0.3}, a_job(),
+        inputs={"model": model, "items.json": json.dumps(items).encode()},
+    )  # fmt: skip
+    assert result.ok, result.value
+    assert [p["label"] for p in result.value["predictions"]] == ["greeting", "goodbye", "weather"]
+    assert result.value["labeled"] == 2 and result.value["accuracy"] == 1.0
+    assert "precision" in result.value["report"]
+    assert result.outputs["confusion.png"].startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("sha256", "items", "error"),
+    [
+        ("0" * 64, [["hi", None]], "The model sent for the test does not match its record."),
+        (None, b"[[", "The test items are not valid JSON."),
+        (None, [["hi"]], "The test items must be [text, label] pairs."),
+    ],
+)
+async def test_bad_test_inputs_get_one_clear_error(  # type: ignore[no-untyped-def]
+    runner, three_labels_model, sha256, items, error
+) -> None:
+    model, good = three_labels_model
+    rows = items if isinstance(items, bytes) else json.dumps(items).encode()
+    result = await runner.run(
+        "evaluate", {"sha256": sha256 or good, "min_confidence": 0.3}, a_job(),
+        inputs={"model": model, "items.json": rows},
+    )  # fmt: skip
+    assert result.value["error"] == error

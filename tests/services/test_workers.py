@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,32 +18,12 @@ from bot.services.storage import Storage
 from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
+from tests.worker_process import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 IDLE_TIMEOUT = 3
 NAMESPACE = "1100000000000000001"
-
-
-class Worker:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "worker"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if "worker ready" in line:
-                return
-        raise AssertionError(f"the worker did not start (exit {self.process.wait()})")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 @pytest.fixture
@@ -149,7 +127,11 @@ async def test_a_worker_trains_a_model_from_a_dataset_blob(
     assert result.outputs["model"][:2] == b"PK"  # an .npz of arrays
     assert result.value["result"]["labels"] == 3
     assert (await runner.jobstore.get(job.id)).status == "done"  # type: ignore[union-attr]
-    # Its blobs are gone once the bot has the result.
+    # Its blobs are gone soon after the bot has the result.
+    for _ in range(200):
+        if await runner.blobs.list(NAMESPACE, f"jobs/{job.id}/") == []:
+            break
+        await asyncio.sleep(0.05)
     assert await runner.blobs.list(NAMESPACE, f"jobs/{job.id}/") == []
 
 
@@ -166,7 +148,7 @@ async def test_a_killed_worker_s_task_goes_to_another_and_one_answer_comes(
             await asyncio.sleep(0.05)
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
-        second = Worker(worker_env)
+        second = await asyncio.to_thread(Worker, worker_env)  # the loop goes on meanwhile
         try:
             result = await asyncio.wait_for(answer, 300)
         finally:

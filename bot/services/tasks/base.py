@@ -33,6 +33,10 @@ class TaskFailedError(UserFacingError):
     """A task ended with an error meant for the user."""
 
 
+class JobEndedError(UserFacingError):
+    """The job of a running task has ended (its bot stopped waiting): the task stops."""
+
+
 @dataclass
 class TaskResult:
     value: dict[str, Any]

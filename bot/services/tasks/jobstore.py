@@ -104,8 +104,9 @@ class JobStore:
         async with self.storage.transaction() as conn:
             await conn.execute(upsert(conn, jobs, job_row(job)))
 
-    async def running(self, job_id: str, progress: float | None = None) -> None:
-        """A worker says it runs the job (and how far it got); the row must exist."""
+    async def running(self, job_id: str, progress: float | None = None) -> bool:
+        """A worker says it runs the job (and how far it got); False when the job has ended
+        (its bot stopped waiting for it): the worker should stop."""
         values: dict[str, Any] = {"status": "running", "updated_at": _iso(_now())}
         if progress is not None:
             values["progress"] = max(0.0, min(1.0, progress))
@@ -115,9 +116,10 @@ class JobStore:
                 .where(jobs.c.id == job_id, jobs.c.started_at.is_(None))
                 .values(started_at=_iso(_now()))
             )
-            await conn.execute(
+            done = await conn.execute(
                 update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(LIVE)).values(values)
             )
+        return bool(done.rowcount)
 
     async def get(self, job_id: str) -> Job | None:
         """The job with this id (case and a leading # ignored), None if unknown."""

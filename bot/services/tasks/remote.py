@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,10 +29,10 @@ from taskiq.kicker import AsyncKicker
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
-from bot.services.jobs import Job
+from bot.services.jobs import Job, short_reason
 from bot.services.storage.blobs import DatabaseBlobs
-from bot.services.tasks.base import JOB_PREFIX, ProgressFn, TaskResult, job_key
-from bot.services.tasks.jobstore import JobStore
+from bot.services.tasks.base import JOB_PREFIX, JobEndedError, ProgressFn, TaskResult, job_key
+from bot.services.tasks.jobstore import INTERRUPTED, JobStore
 from bot.services.tasks.local import finish, record
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ QUEUE = "voicechat:tasks"
 GROUP = "voicechat-workers"
 RESULT_PREFIX = "voicechat:result"
 RESULT_SECONDS = 24 * 3600
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25  # progress is read this often, and the result at least this often
+MIN_CHECK_SECONDS = 0.01
+ROW_SECONDS = 1.0  # a worker writes a job's progress in its row at most this often
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -93,6 +96,7 @@ class TaskiqRunner:
         self.jobstore = jobstore
         self.poll_seconds = poll_seconds
         self._started = False
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if not self._started:
@@ -122,11 +126,46 @@ class TaskiqRunner:
                 data = await self.blobs.get(namespace, job_key(job.id, str(name)))
                 if data is not None:
                     outputs[str(name)] = data
-        finally:
-            await self._forget(namespace, job.id)
+        except BaseException as exc:
+            await self._abandon(job, exc)
+            raise
+        finally:  # the job's blobs go after the answer: nobody waits for that
+            self._spawn(self._forget(namespace, job.id))
+        await self._started_at(job)
         finish(job, value)
         await record(self.jobstore, job)
         return TaskResult(value, outputs)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _abandon(self, job: Job, exc: BaseException) -> None:
+        """The bot stops waiting (a refusal in on_progress, a shutdown): the job ends here,
+        and its worker stops at its next progress report (`JobEndedError`)."""
+        job.finished_at = datetime.now(UTC)
+        if isinstance(exc, asyncio.CancelledError):
+            job.status, job.error = "interrupted", INTERRUPTED
+        else:
+            job.status, job.error = "failed", short_reason(exc)
+        try:
+            await record(self.jobstore, job)
+        except Exception:  # noqa: BLE001 - the row then ends as interrupted when it goes stale
+            log.warning("could not record the end of job %s", job.id, exc_info=True)
+
+    async def _started_at(self, job: Job) -> None:
+        """When the worker started the job (it wrote it in the job's row)."""
+        if self.jobstore is not None and job.started_at is None:
+            stored = await self.jobstore.get(job.id)
+            if stored is not None:
+                job.started_at = stored.started_at
+
+    def check_interval(self, waited: float) -> float:
+        """How long to wait before asking for the result again: a tenth of the time waited
+        so far, between MIN_CHECK_SECONDS and `poll_seconds`. A short task is seen done
+        within milliseconds; a long one costs Redis a few reads a second."""
+        return min(self.poll_seconds, max(MIN_CHECK_SECONDS, waited / 10))
 
     async def kick(self, job_id: str, task: str, payload: dict[str, Any]) -> None:
         kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
@@ -136,13 +175,17 @@ class TaskiqRunner:
         """The task's result, once a worker saved it; progress reports meanwhile."""
         backend = self.broker.result_backend
         seen: Any = None
+        loop = asyncio.get_running_loop()
+        started = next_progress = loop.time()
         while not await backend.is_result_ready(job_id):
-            if on_progress is not None:
+            now = loop.time()
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + self.poll_seconds
                 progress = await backend.get_progress(job_id)
                 if progress is not None and progress.meta != seen:
                     seen = progress.meta
                     await on_progress(dict(seen))
-            await asyncio.sleep(self.poll_seconds)
+            await asyncio.sleep(self.check_interval(now - started))
         result: TaskiqResult[Any] = await backend.get_result(job_id)
         if result.is_err or not isinstance(result.return_value, dict):
             log.error("task %s failed in the worker: %s", job_id, result.error)
@@ -162,6 +205,7 @@ class TaskiqRunner:
         await record(self.jobstore, job)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
         if self._started:
             await self.broker.shutdown()
             self._started = False
@@ -181,6 +225,7 @@ class WorkerContext:
         self.services = services
         self.job_id, self.namespace = job_id, namespace
         self.outputs: list[str] = []
+        self._row_written = time.monotonic()  # the handler has just marked the job running
 
     async def input(self, name: str) -> bytes:
         from bot.errors import InvalidInputError
@@ -195,10 +240,15 @@ class WorkerContext:
         self.outputs.append(name)
 
     async def progress(self, meta: dict[str, Any]) -> None:
-        await set_progress(self.broker, self.job_id, meta)
         done, total = meta.get("done_seconds"), meta.get("total_seconds")
         fraction = done / total if isinstance(done, float) and total else None
-        await self.jobstore.running(self.job_id, fraction)
+        # The row (and whether the job still lives) at most every ROW_SECONDS: a database
+        # write per report would cost a short task more than its recognition.
+        if time.monotonic() - self._row_written >= ROW_SECONDS:
+            self._row_written = time.monotonic()
+            if not await self.jobstore.running(self.job_id, fraction):
+                raise JobEndedError(f"Job {self.job_id} has ended; its task stops.")
+        await set_progress(self.broker, self.job_id, meta)
 
     async def fetch(self, url: str, max_bytes: int) -> bytes:
         from bot.services.tasks.fetch import fetch_url
@@ -232,7 +282,8 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
         ctx = WorkerContext(broker, blobs, jobstore, services, job_id, namespace)
         value = await run_body(task, payload, ctx)
         value["outputs"] = ctx.outputs
-        await blobs.put(namespace, job_key(job_id, "result.json"), json.dumps(value).encode())
+        if value.get("type") != JobEndedError.__name__:  # nobody waits for it: keep nothing
+            await blobs.put(namespace, job_key(job_id, "result.json"), json.dumps(value).encode())
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("task %s (%s) %s after %.2f s", job_id, task, "done" if value["ok"] else "failed",
                  seconds)  # fmt: skip

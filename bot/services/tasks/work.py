@@ -50,6 +50,8 @@ async def transcribe(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any
     else:
         data = await ctx.input("audio")
     segment = await speech.decode(data, str(payload.get("filename", "")))
+    # The length, before recognition: the bot charges it (or stops the job) and shows it.
+    await ctx.progress(asdict(Progress("", 0.0, segment.duration_seconds)))
 
     async def report(progress: Progress) -> None:
         await ctx.progress(asdict(progress))
@@ -107,7 +109,35 @@ async def train(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return {"ok": True, "entry": entry, "result": fields}
 
 
-BODIES: dict[str, Body] = {"transcribe": transcribe, "train": train}
+async def evaluate(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """`!test`: score the items (input `items.json`) with the model (input `model`); the
+    confusion matrix picture, when there are labels, is output `confusion.png`."""
+    from bot.services.models import evaluate_model_bytes
+
+    model, rows = await ctx.input("model"), await ctx.input("items.json")
+    try:
+        items = json.loads(rows)
+    except ValueError:
+        raise InvalidInputError("The test items are not valid JSON.") from None
+    if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+        raise InvalidInputError("The test items must be [text, label] pairs.")
+    pool: JobRunner = ctx.services.pool
+    evaluation = await pool.run(
+        "evaluate", f"evaluate:{ctx.job_id}", evaluate_model_bytes,
+        model, str(payload["sha256"]), items, float(payload["min_confidence"]),
+    )  # fmt: skip
+    if evaluation.confusion_png:
+        await ctx.output("confusion.png", evaluation.confusion_png)
+    return {
+        "ok": True,
+        "predictions": [asdict(p) for p in evaluation.predictions],
+        "accuracy": evaluation.accuracy,
+        "report": evaluation.report,
+        "labeled": evaluation.labeled,
+    }
+
+
+BODIES: dict[str, Body] = {"transcribe": transcribe, "train": train, "evaluate": evaluate}
 
 
 async def run_body(task: str, payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
