@@ -367,7 +367,10 @@ class SpeechService:
             raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
 
     async def warm_up(self) -> str | None:
-        """Load the engine named first (if it has a model, like whisper) before any request."""
+        """Load the engine named first (if it has a model, like whisper) before any request;
+        with a task runner the workers recognize, so the bot loads nothing."""
+        if self.tasks is not None:
+            return None
         return await self._chain.warm_up()
 
     async def transcribe(

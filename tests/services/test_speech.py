@@ -274,3 +274,13 @@ def test_whisper_without_a_model_is_unavailable(hello_wav, tmp_path) -> None:
     engine = WhisperEngine(str(tmp_path / "no-such-model"))
     with pytest.raises(EngineUnavailableError):
         engine.transcribe(hello_wav, "en-US")
+
+
+async def test_with_workers_the_bot_warms_no_speech_engine() -> None:
+    """With TASK_BROKER_URL the workers recognize everything: the bot never loads whisper."""
+    service = SpeechService(["whisper"], tasks=object())  # type: ignore[arg-type]
+    try:
+        assert await service.warm_up() is None
+        assert service._chain.get("whisper")._model is None
+    finally:
+        await service.close()
