@@ -16,7 +16,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -27,6 +26,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+
+from tests.processes import alive, free_port
 
 HOW_TO_INSTALL = (
     "PostgreSQL's server programs (initdb, pg_ctl) were not found. Install them with "
@@ -56,22 +57,6 @@ def _bin_dir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stop_orphans(bin_dir: Path) -> None:
     """Stop and remove the servers of test runs that were killed before their teardown."""
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
@@ -79,7 +64,7 @@ def _stop_orphans(bin_dir: Path) -> None:
             owner = int((folder / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if not _alive(owner):
+        if not alive(owner):
             PostgresServer("", folder, bin_dir).stop()
 
 
@@ -135,7 +120,7 @@ class PostgresServer:
             server._run("initdb", "-D", server.data, "-U", "postgres", "--auth=trust",
                         "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
             for _attempt in range(3):
-                port = _free_port()
+                port = free_port()
                 if server._try_start(port):
                     server.admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
                     return server

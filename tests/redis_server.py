@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.processes import alive, free_port
+
 HOW_TO_INSTALL = (
     "redis-server was not found. Install it with `apt-get install redis-server` (as root; "
     "scripts/bootstrap.sh does this), put it on PATH or name it in REDIS_SERVER, or set "
@@ -44,22 +46,6 @@ def redis_binary() -> Path | None:
     return fallback if fallback.is_file() else None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
@@ -77,8 +63,8 @@ def _stop_orphans() -> None:
             server = int((folder / SERVER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if not _alive(owner):
-            if _alive(server):
+        if not alive(owner):
+            if alive(server):
                 os.kill(server, signal.SIGKILL)
             shutil.rmtree(folder, ignore_errors=True)
 
