@@ -401,7 +401,7 @@ class SpeechService:
         segment = await self.decode(await source.read(), source.filename)
         if on_length is not None:
             await on_length(segment.duration_seconds)
-        return await self.recognize(segment, language, on_progress)
+        return await self.recognize(segment, language, on_progress=on_progress)
 
     async def decode(self, data: bytes, filename: str = "") -> AudioSegment:
         """Decode an uploaded file; the first step of `transcribe`.
