@@ -43,6 +43,8 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.memory import limit_malloc_arenas
+
 if TYPE_CHECKING:
     from bot.sandbox.server import Sandbox
 
@@ -349,6 +351,7 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    limit_malloc_arenas()  # as `python -m bot` does
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if sys.argv[1:] == ["probe"]:
         asyncio.run(probe())

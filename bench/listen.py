@@ -128,13 +128,14 @@ async def measure() -> dict[str, object]:
             # The baseline has done the same speech work without listening: the crowd's four
             # clips uploaded as voice messages at once and transcribed. What is left is what
             # listening itself costs (receiving, decoding, segmenting, its queue).
-            uploads = [
-                await sandbox.send(files=[(f"{who}.wav", clip)], author=who, voice_message=True)
-                for who, clip in zip(SPEAKERS, crowd, strict=True)
-            ]
-            for sent in uploads:
-                await sandbox.wait_for_bot_message(after=sent, timeout=180)
-            await asyncio.sleep(3)
+            # (30 s clips: a minute-long one would stream its transcript and still be working.)
+            for who, text in zip(SPEAKERS, CROWD_TEXTS, strict=True):
+                clip = espeak(text, 400, 30.0)
+                sent = await sandbox.send(files=[(f"{who}.wav", clip)], author=who)
+                await sandbox.wait_for_bot_message(
+                    after=sent, predicate=lambda m: "Transcript" in m["content"], timeout=180
+                )
+            await asyncio.sleep(5)  # its chat answers are posted and spoken
             idle_start = time.monotonic()
             await asyncio.sleep(5)
             figures["idle_lag"] = lag_ms(await bot.lags(), idle_start, time.monotonic())
@@ -154,6 +155,7 @@ async def measure() -> dict[str, object]:
                 captions.append(posted - ended)
                 await asyncio.sleep(0.5)
             figures["caption"] = captions
+            figures["rss_captions"] = await bot.rss()
 
             answers = []
             for _ in range(RUNS):
@@ -162,6 +164,7 @@ async def measure() -> dict[str, object]:
                 last, _ = await caption_after(sandbox, last, "owner")
                 await asyncio.sleep(1.0)  # the answer is spoken to its end
             figures["answer"] = answers
+            figures["rss_answers"] = await bot.rss()
 
             crowd_start = time.monotonic()
             await asyncio.gather(
@@ -213,6 +216,13 @@ def run() -> str:
             "RSS before `!listen on` (models loaded, the same audio transcribed from uploads)",
             "—",
             f"{f['rss_before']:.0f} MB",
+            None,
+        ),
+        (
+            "RSS after the 5 captions, after the 5 spoken answers",
+            "—",
+            f"{f['rss_captions'] - f['rss_before']:+.0f} MB, "
+            f"{f['rss_answers'] - f['rss_before']:+.0f} MB",
             None,
         ),
         (
