@@ -128,12 +128,18 @@ async def measure() -> dict[str, object]:
             # The baseline has done the same speech work without listening: the crowd's four
             # clips uploaded as voice messages at once and transcribed. What is left is what
             # listening itself costs (receiving, decoding, segmenting, its queue).
-            # (30 s clips: a minute-long one would stream its transcript and still be working.)
-            for who, text in zip(SPEAKERS, CROWD_TEXTS, strict=True):
-                clip = espeak(text, 400, 30.0)
-                sent = await sandbox.send(files=[(f"{who}.wav", clip)], author=who)
+            # The four at once, as the crowd will speak (30 s clips: a minute-long one would
+            # stream its transcript and still be working when the wait ends).
+            sent = [
+                await sandbox.send(files=[(f"{who}.wav", espeak(text, 400, 30.0))], author=who)
+                for who, text in zip(SPEAKERS, CROWD_TEXTS, strict=True)
+            ]
+            for upload in sent:
                 await sandbox.wait_for_bot_message(
-                    after=sent, predicate=lambda m: "Transcript" in m["content"], timeout=180
+                    after=upload,
+                    predicate=lambda m, upload=upload: "Transcript" in m["content"]
+                    and (m.get("message_reference") or {}).get("message_id") == upload["id"],
+                    timeout=180,
                 )
             await asyncio.sleep(5)  # its chat answers are posted and spoken
             idle_start = time.monotonic()
