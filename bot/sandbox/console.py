@@ -72,6 +72,19 @@ class Console:
         ):
             await asyncio.sleep(0.1)
 
+    async def wait_for_commands(self, limit: float = 20.0) -> None:
+        """Wait until the bot in this process has synced its `/` commands (it does so just
+        after it is ready), so a `//hi` typed or piped at once finds them."""
+        if self.bot is None:  # a sandbox of its own: bots come and go
+            return
+        registry = self.sandbox.interactions.registry
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline and not (
+            registry.global_commands or any(registry.guild_commands.values())
+        ):
+            await asyncio.sleep(0.05)
+
     def _jobs_pending(self) -> int:
         return self.bot.services.jobs.pending if self.bot is not None else 0
 
@@ -353,6 +366,7 @@ async def run_console(settings: Settings) -> None:
 async def chat(console: Console) -> None:
     """Read lines from the terminal until Ctrl-D or /quit; piped input waits for the answers."""
     console.say(console.help())
+    await console.wait_for_commands()
     while (line := await read_line()) is not None:
         try:
             if not await console.handle(line):
