@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,15 +145,23 @@ class Output:
         raise AssertionError(f"{text!r} not in the console's output:\n{''.join(self.seen)}")
 
 
+def typer(proc: subprocess.Popen[str]) -> Callable[[str], None]:
+    """Type a line into the console."""
+
+    def send(line: str) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+
+    return send
+
+
 def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
     proc = console(tmp_path / "data")
     assert proc.stdin is not None
     output = Output(proc)
 
-    def send(line: str) -> None:
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-
+    send = typer(proc)
     try:
         send("//hi")
         output.expect("bot: Hi owner! Type `/help` to see what I can do.")
@@ -186,10 +195,7 @@ def test_console_says_a_file_in_voice(tmp_path: Path) -> None:
     assert proc.stdin is not None
     output = Output(proc)
 
-    def send(line: str) -> None:
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-
+    send = typer(proc)
     try:
         send("/voice say tests/fixtures/hello.wav")
         output.expect("the bot is not in the voice channel here; join it and send !join first")

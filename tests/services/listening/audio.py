@@ -58,3 +58,13 @@ def seconds(pcm: bytes) -> float:
 
 
 assert FRAME_SAMPLES * 2 == FRAME_BYTES
+
+
+class Clock:
+    """A clock the tests move by hand (`clock.now += 0.02`)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -8,15 +8,7 @@ import pytest
 
 from bot.services.listening.segmenter import Segmenter, Utterance
 from bot.services.listening.sink import FRAME_BYTES
-from tests.services.listening.audio import espeak, frames, noise, seconds, silence, tone
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.services.listening.audio import Clock, espeak, frames, noise, seconds, silence, tone
 
 
 @dataclass

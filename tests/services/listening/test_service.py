@@ -20,18 +20,10 @@ from bot.services.listening.service import (
 )
 from bot.services.speech import NO_SPEECH_MESSAGE, NoSpeechError, SpeechService, WhisperEngine
 from bot.services.storage import Storage
-from tests.services.listening.audio import espeak, frames, silence, tone
+from tests.services.listening.audio import Clock, espeak, frames, silence, tone
 
 GUILD = 100
 ALICE, BOB, CAROL, ROBOT = 1, 2, 3, 99
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
