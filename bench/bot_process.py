@@ -8,6 +8,9 @@ elsewhere. The parent talks to it over stdin/stdout, one line each way:
 
 - the child prints `READY` once the bot is connected;
 - `rss` → `RSS <MB>` (after a garbage collection);
+- `heap` → `HEAP <json>`: glibc's heap (`mallinfo2`, MB: in use, free, mmapped), threads,
+  RSS and its anonymous and file-backed parts (no garbage collection: cheap to sample);
+- `pending` → `PENDING <count>`: utterances heard and not yet captioned, in every server;
 - `helpers` → `HELPERS <count> <MB>`: the processes the bot started (the job runner's fork
   server and workers) and their proportional share of memory (PSS: shared pages count once);
 - `lags` → `LAGS <json>`: every tick so far (`Ticker`);
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -43,7 +48,7 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.memory import limit_malloc_arenas
+from bot.memory import tune_malloc
 
 if TYPE_CHECKING:
     from bot.sandbox.server import Sandbox
@@ -74,6 +79,7 @@ class BotProcess:
         self.ready_timeout = ready_timeout
         self.ready_seconds = 0.0
         self._process: asyncio.subprocess.Process | None = None
+        self._talking = asyncio.Lock()
 
     async def __aenter__(self) -> BotProcess:
         started = time.monotonic()
@@ -105,24 +111,33 @@ class BotProcess:
 
     async def rss(self) -> float:
         """The bot process's resident memory in MB, after a garbage collection."""
-        await self._send("rss")
-        return float(await self._expect("RSS"))
+        return float(await self._ask("rss", "RSS"))
+
+    async def pending(self) -> int:
+        """Utterances the bot heard and has not captioned yet."""
+        return int(await self._ask("pending", "PENDING"))
+
+    async def heap(self) -> dict[str, float]:
+        return json.loads(await self._ask("heap", "HEAP"))
 
     async def helpers(self) -> tuple[int, float]:
         """(number, PSS in MB) of the processes the bot started (fork server, workers)."""
-        await self._send("helpers")
-        count, mb = (await self._expect("HELPERS")).split()
+        count, mb = (await self._ask("helpers", "HELPERS")).split()
         return int(count), float(mb)
 
     async def lags(self) -> list[tuple[float, ...]]:
         """Every tick so far: (monotonic time at wake-up, lag, loop CPU, process CPU)."""
-        await self._send("lags")
-        return [tuple(tick) for tick in json.loads(await self._expect("LAGS"))]
+        return [tuple(tick) for tick in json.loads(await self._ask("lags", "LAGS"))]
 
     async def collections(self) -> list[tuple[float, float, int]]:
         """Garbage collections over 2 ms: (monotonic start, seconds, generation)."""
-        await self._send("gc")
-        return [tuple(c) for c in json.loads(await self._expect("GC"))]
+        return [tuple(c) for c in json.loads(await self._ask("gc", "GC"))]
+
+    async def _ask(self, command: str, word: str) -> str:
+        """Send `command`, return the answer after `word` (one question at a time)."""
+        async with self._talking:
+            await self._send(command)
+            return await self._expect(word)
 
     async def _send(self, line: str) -> None:
         assert self._process is not None and self._process.stdin is not None
@@ -258,6 +273,34 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def heap_mb() -> dict[str, float]:
+    """glibc's heap in MB (`mallinfo2`: every arena) and, from /proc, threads and RSS parts."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    figures = {
+        "heap_in_use": info.uordblks / 2**20,
+        "heap_free": info.fordblks / 2**20,
+        "mmapped": info.hblkhd / 2**20,
+    }
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("Threads", "VmRSS", "RssAnon", "RssFile"):
+                figures[key] = int(value.split()[0]) / (1 if key == "Threads" else 1024)
+    return figures
+
+
 async def read_commands() -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -305,6 +348,7 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     connector = aiohttp.TCPConnector(limit=0, ssl=context)
+    listening = None
     if bare:
         bot: commands.Bot = bare_bot(connector, api_base, gateway_url)
     else:
@@ -316,6 +360,7 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
         settings = load_settings(env_file=None)
         services = await build_services(settings)
         bot = VoiceChatBot(settings, services, connector=connector, guild_ready_timeout=0.05)
+        listening = services.listening
     bot_task = asyncio.create_task(bot.start("sandbox-token"))
     while not bot.is_ready():
         if bot_task.done():
@@ -328,6 +373,9 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
         gc.collect()
         return f"RSS {rss_mb():.1f}"
 
+    def pending() -> int:
+        return sum(listening.pending(g.id) for g in bot.guilds) if listening else 0
+
     def helpers() -> str:
         count, mb = helper_memory()
         return f"HELPERS {count} {mb:.1f}"
@@ -338,6 +386,8 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
             {
                 "rss": rss,
                 "helpers": helpers,
+                "heap": lambda: "HEAP " + json.dumps(heap_mb()),
+                "pending": lambda: f"PENDING {pending()}",
                 "stacks": lambda: "STACKS " + json.dumps(sampler.samples if sampler else []),
                 "gc": lambda: "GC " + json.dumps(collections.slow),
             },
@@ -351,7 +401,7 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    limit_malloc_arenas()  # as `python -m bot` does
+    tune_malloc()  # as `python -m bot` does
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if sys.argv[1:] == ["probe"]:
         asyncio.run(probe())

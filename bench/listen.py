@@ -7,7 +7,11 @@
 - RSS the bot gains by listening: before `!listen on`, with whisper, piper and the chat model
   loaded and the four speakers' clips already transcribed as uploaded voice messages (the
   speech engine's own working memory is the same either way), against after the minute of
-  four speakers.
+  four speakers once all their captions are posted (as the baseline is taken once the
+  uploads' transcripts are). Also shown: RSS when the minute ends, while whisper still works
+  through its two-minute backlog (8 utterances of 30 s, 2 at a time), and the highest RSS
+  sampled from the minute's start to its last caption, beside the highest while the uploads
+  were transcribed (what transcription needs, heard or uploaded).
 
 Users' audio is espeak-ng (whisper hears it reliably; the wake word is matched by sound).
 """
@@ -107,6 +111,29 @@ def lag_ms(ticks: list[tuple[float, ...]], start: float, end: float) -> tuple[fl
     return percentile(lags, 99) * 1000, max(lags, default=0.0) * 1000
 
 
+class Peak:
+    """The bot's highest RSS, sampled every half second while `sample` runs."""
+
+    def __init__(self, bot: BotProcess) -> None:
+        self.bot = bot
+        self.mb = 0.0
+
+    async def sample(self) -> None:
+        while True:
+            self.mb = max(self.mb, (await self.bot.heap())["VmRSS"])
+            await asyncio.sleep(0.5)
+
+
+async def all_captioned(bot: BotProcess, timeout: float = 300) -> float:
+    """When the bot had no utterance left to caption (it posts them in the order spoken)."""
+    deadline = time.monotonic() + timeout
+    while (pending := await bot.pending()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+    if pending:
+        raise TimeoutError(f"{pending} utterances still not captioned after {timeout:.0f} s")
+    return time.monotonic()
+
+
 async def measure() -> dict[str, object]:
     five = espeak(FIVE_SECONDS)
     wake = espeak(WAKE)
@@ -130,6 +157,8 @@ async def measure() -> dict[str, object]:
             # listening itself costs (receiving, decoding, segmenting, its queue).
             # The four at once, as the crowd will speak (30 s clips: a minute-long one would
             # stream its transcript and still be working when the wait ends).
+            upload_peak = Peak(bot)
+            sampling = asyncio.create_task(upload_peak.sample())
             sent = [
                 await sandbox.send(files=[(f"{who}.wav", espeak(text, 400, 30.0))], author=who)
                 for who, text in zip(SPEAKERS, CROWD_TEXTS, strict=True)
@@ -137,15 +166,19 @@ async def measure() -> dict[str, object]:
             for upload in sent:
                 await sandbox.wait_for_bot_message(
                     after=upload,
-                    predicate=lambda m, upload=upload: "Transcript" in m["content"]
-                    and (m.get("message_reference") or {}).get("message_id") == upload["id"],
+                    predicate=lambda m, upload=upload: (
+                        "Transcript" in m["content"]
+                        and (m.get("message_reference") or {}).get("message_id") == upload["id"]
+                    ),
                     timeout=180,
                 )
+            sampling.cancel()
             await asyncio.sleep(5)  # its chat answers are posted and spoken
             idle_start = time.monotonic()
             await asyncio.sleep(5)
             figures["idle_lag"] = lag_ms(await bot.lags(), idle_start, time.monotonic())
             figures["rss_before"] = await bot.rss()
+            figures["rss_upload_peak"] = upload_peak.mb
 
             last = await sandbox.send("!listen on")
             last = await sandbox.wait_for_bot_message(after=last, timeout=60)
@@ -172,6 +205,8 @@ async def measure() -> dict[str, object]:
             figures["answer"] = answers
             figures["rss_answers"] = await bot.rss()
 
+            peak = Peak(bot)
+            sampling = asyncio.create_task(peak.sample())
             crowd_start = time.monotonic()
             await asyncio.gather(
                 *(sandbox.speak(w, a) for w, a in zip(SPEAKERS, crowd, strict=True))
@@ -179,7 +214,10 @@ async def measure() -> dict[str, object]:
             crowd_end = time.monotonic()
             figures["crowd_lag"] = lag_ms(await bot.lags(), crowd_start, crowd_end)
             figures["crowd_seconds"] = crowd_end - crowd_start
-            await asyncio.sleep(15)  # the last recognitions end
+            figures["rss_crowd_end"] = await bot.rss()
+            figures["crowd_captioned_after"] = await all_captioned(bot) - crowd_end
+            sampling.cancel()
+            figures["rss_peak"] = peak.mb
             figures["captions_posted"] = sum(
                 m["content"].startswith("**") for m in sandbox.bot_messages()
             )
@@ -225,6 +263,12 @@ def run() -> str:
             None,
         ),
         (
+            "highest RSS while the uploads were transcribed (before `!listen on`)",
+            "—",
+            f"{f['rss_upload_peak']:.0f} MB",
+            None,
+        ),
+        (
             "RSS after the 5 captions, after the 5 spoken answers",
             "—",
             f"{f['rss_captions'] - f['rss_before']:+.0f} MB, "
@@ -232,7 +276,19 @@ def run() -> str:
             None,
         ),
         (
-            "RSS added by listening (after the four speakers)",
+            "last caption of the four speakers posted, after the minute ends",
+            "—",
+            f"{f['crowd_captioned_after']:.0f} s",
+            None,
+        ),
+        (
+            "RSS added at the end of the minute (their captions still being made); highest RSS",
+            "—",
+            f"{f['rss_crowd_end'] - f['rss_before']:+.0f} MB; {f['rss_peak']:.0f} MB",
+            None,
+        ),
+        (
+            "RSS added by listening (after the four speakers, their captions posted)",
             f"≤ {TARGET_RSS_MB:.0f} MB",
             f"{added:+.0f} MB",
             added <= TARGET_RSS_MB,

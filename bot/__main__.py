@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.config import SettingsError, load_settings
 from bot.logs import setup_logging
-from bot.memory import limit_malloc_arenas
+from bot.memory import tune_malloc
 
 log = logging.getLogger("bot")
 
@@ -119,7 +119,7 @@ def db_main(argv: list[str]) -> int:
 
 
 def main() -> int:
-    limit_malloc_arenas()  # before any thread starts
+    tune_malloc()  # before any thread starts
     if sys.argv[1:2] == ["db"]:
         return db_main(sys.argv[2:])
     if sys.argv[1:2] == ["worker"]:

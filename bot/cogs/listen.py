@@ -259,6 +259,8 @@ class Listen(commands.Cog):
             f"Conversation mode (answer everything): {'on' if settings.conversation else 'off'}",
             f"You: {you}",
         ]
+        if pending := self.listening.pending(ctx.guild.id):
+            lines.append(f"Being captioned now: {pending} utterance{'s' * (pending != 1)}")
         await ctx.answer("\n".join(lines))
 
     def _wake_list(self, guild: discord.Guild, words: tuple[str, ...]) -> str:

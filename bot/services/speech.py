@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
+from bot.memory import engine_call
 from bot.services import audio
 from bot.services.engines import AllEnginesFailedError, EngineChain, EngineResult
 from bot.services.jobs import JobRunner
@@ -547,7 +548,7 @@ class SpeechService:
 
     async def _run_engine(self, engine: SpeechEngine, wav: bytes, language: str) -> str:
         if not getattr(engine, "holds_gil", False):
-            return await asyncio.to_thread(engine.transcribe, wav, language)
+            return await asyncio.to_thread(engine_call, engine.transcribe, wav, language)
         try:
             return await self._jobs.run("transcribe", engine.name, engine.transcribe, wav, language)
         except BrokenProcessPool as exc:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError
+from bot.memory import engine_call
 from bot.services.audio import audio_duration
 from bot.services.engines import EngineChain
 
@@ -585,7 +586,7 @@ class SynthesisService:
     def _synthesize_with(
         self, engine: SynthesisEngine, text: str, language: str, voice: str | None
     ) -> SpokenAudio:
-        path = engine.synthesize(text, language, voice, self.tmp_dir)
+        path = engine_call(engine.synthesize, text, language, voice, self.tmp_dir)
         try:
             duration = audio_duration(path)
         except (OSError, ValueError, EOFError, wave.Error, subprocess.TimeoutExpired) as exc:

@@ -120,6 +120,7 @@ class ListeningSession:
     _outbox: asyncio.Queue[tuple[int, str] | None] = field(default_factory=asyncio.Queue)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _addressed: dict[int, float] = field(default_factory=dict)
+    _posting: int = 0
 
     # ----- AudioSink: called on the receiver's thread ---------------------------------------
 
@@ -200,19 +201,28 @@ class ListeningSession:
             if slot.text:
                 self._outbox.put_nowait((slot.user_id, slot.text))
 
+    def pending(self) -> int:
+        """Utterances begun and not yet posted: still spoken, transcribed or waiting their
+        turn (answers to requests not counted)."""
+        return len(self._slots) + self._outbox.qsize() + self._posting
+
     async def deliver(self) -> None:
         """Post captions and requests one at a time (a task per session)."""
         while (item := await self._outbox.get()) is not None:
             user_id, text = item
             if self.service.is_opted_out(user_id):  # opted out while we were transcribing
                 continue
+            self._posting = 1
             try:
                 await self.callbacks.on_caption(self.guild_id, user_id, text)
+                self._posting = 0
                 request = self._request_in(user_id, text)
                 if request:
                     await self.callbacks.on_request(self.guild_id, user_id, request)
             except Exception:  # one failed post must not stop the captions
                 log.exception("delivering a caption in guild %s failed", self.guild_id)
+            finally:
+                self._posting = 0
 
     def _request_in(self, user_id: int, text: str) -> str | None:
         """What the bot should answer in this utterance, if anything."""
@@ -322,6 +332,11 @@ class ListeningService:
 
     def session(self, guild_id: int) -> ListeningSession | None:
         return self._sessions.get(guild_id)
+
+    def pending(self, guild_id: int) -> int:
+        """The server's utterances not yet captioned (0 when not listening)."""
+        session = self._sessions.get(guild_id)
+        return session.pending() if session is not None else 0
 
     def start(
         self,

@@ -213,6 +213,24 @@ async def test_captions_keep_the_order_spoken_when_recognition_ends_out_of_order
     assert heard.captions == [(GUILD, ALICE, "long one"), (GUILD, BOB, "short one")]
 
 
+async def test_pending_counts_utterances_until_their_captions_are_posted(
+    service: ListeningService,
+    session: ListeningSession,
+    clock: Clock,
+    heard: Heard,
+    speech: FakeSpeech,
+) -> None:
+    assert service.pending(GUILD) == 0
+    speech.gate.clear()
+    speak(session, clock, {ALICE: tone(3000) + silence(1000), BOB: tone(800) + silence(1000)})
+    await until(lambda: len(speech.calls) == 2)
+    assert service.pending(GUILD) == 2  # one transcribing, one waiting for its turn
+    speech.gate.set()
+    await until(lambda: len(heard.captions) == 2)
+    await until(lambda: service.pending(GUILD) == 0)
+    assert service.pending(GUILD + 1) == 0  # a server that is not listening
+
+
 async def test_recognition_gets_16_khz_audio_in_the_servers_language(
     session: ListeningSession, storage: Storage, clock: Clock, heard: Heard, speech: FakeSpeech
 ) -> None:
