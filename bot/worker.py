@@ -25,7 +25,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     from bot.services.jobs import JobRunner, best_start_method
     from bot.services.speech import SpeechService
-    from bot.services.tasks.remote import make_broker, register, worker_handler
+    from bot.services.tasks.remote import (
+        make_broker,
+        patient_receiver,
+        register,
+        worker_handler,
+    )
     from bot.services.tasks.work import WorkServices
     from bot.wiring import WORKER_PRELOAD, open_storage
 
@@ -51,7 +56,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     broker.is_worker_process = True
     await broker.startup()
     receiver = asyncio.create_task(
-        run_receiver_task(broker, max_async_tasks=settings.worker_concurrency, max_prefetch=0)
+        run_receiver_task(
+            broker,
+            receiver_cls=patient_receiver(),
+            max_async_tasks=settings.worker_concurrency,
+            max_prefetch=0,
+        )
     )
     log.info("worker ready: %d task(s) at a time", settings.worker_concurrency)
     print("worker ready", flush=True)

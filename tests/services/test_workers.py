@@ -18,6 +18,7 @@ from bot.services.storage import Storage
 from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
+from tests.redis_server import RedisServer
 from tests.worker_process import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +159,35 @@ async def test_a_killed_worker_s_task_goes_to_another_and_one_answer_comes(
     assert result.ok, result.value
     assert "hello" in result.value["transcript"]["text"].lower()
     assert (await runner.jobstore.get(job.id)).status == "done"  # type: ignore[union-attr]
+
+
+async def test_a_worker_waits_while_redis_is_down_and_works_again_when_it_is_back(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    own = RedisServer.start()  # this test stops its Redis: not the session's
+    port = int(own.base_url.rsplit(":", 1)[1])
+    env = {**worker_env, "TASK_BROKER_URL": own.url()}
+    worker = Worker(env)
+    try:
+        own.stop()
+        await asyncio.sleep(6)
+        retries = worker.log().count("the task queue is unreachable; listening again in")
+        failures = worker.log().count("Exception found while listening to the broker")
+        assert 1 <= retries <= 4, worker.log()[-3000:]  # 1 s, 2 s, 4 s: not hundreds a second
+        assert failures <= retries + 1
+        own = RedisServer.start(port)
+        storage = Storage(tmp_path / "shared.db")
+        await storage.open()
+        broker = make_broker(own.url(), idle_timeout_seconds=IDLE_TIMEOUT)
+        tasks = TaskiqRunner(broker, storage.blobs, JobStore(storage), poll_seconds=0.1)
+        try:
+            wav = (FIXTURES / "hello.wav").read_bytes()
+            result = await tasks.run("transcribe", {}, a_job(), inputs={"audio": wav})
+        finally:
+            await tasks.close()
+            await storage.close()
+        assert result.ok, result.value
+        assert "hello" in result.value["transcript"]["text"].lower()
+    finally:
+        worker.stop()
+        own.stop()

@@ -26,6 +26,7 @@ from typing import Any
 from taskiq import AsyncBroker, TaskiqResult
 from taskiq.depends.progress_tracker import TaskProgress, TaskState
 from taskiq.kicker import AsyncKicker
+from taskiq.receiver import Receiver
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
@@ -45,6 +46,8 @@ RESULT_SECONDS = 24 * 3600
 POLL_SECONDS = 0.25  # progress is read this often, and the result at least this often
 MIN_CHECK_SECONDS = 0.01
 ROW_SECONDS = 1.0  # a worker writes a job's progress in its row at most this often
+RETRY_FIRST = 1.0  # a worker whose Redis went away listens again after 1 s, 2, 4 ... 30
+RETRY_MAX = 30.0
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -69,6 +72,36 @@ def make_broker(
         xread_block=1000,
     )
     return broker.with_result_backend(backend)
+
+
+def patient_receiver(
+    retry_first: float = RETRY_FIRST, retry_max: float = RETRY_MAX
+) -> type[Receiver]:
+    """A taskiq `Receiver` that pauses before listening again after the broker failed.
+
+    taskiq's `run_receiver_task` makes a new receiver and listens again at once when listening
+    raised: with Redis unreachable a worker would spin a core and log a traceback hundreds of
+    times a second. This one waits `retry_first`, then twice as long each time, up to
+    `retry_max`; a listen that lasted longer than `retry_max` (Redis was back) starts over.
+    """
+    delay = 0.0
+
+    class PatientReceiver(Receiver):
+        async def listen(self, finish_event: asyncio.Event) -> None:
+            nonlocal delay
+            if delay:
+                log.warning("the task queue is unreachable; listening again in %.0f s", delay)
+                await asyncio.sleep(delay)
+            started = time.monotonic()
+            try:
+                await super().listen(finish_event)
+            except Exception:
+                lasted = time.monotonic() - started
+                delay = retry_first if not delay or lasted > retry_max else delay * 2
+                delay = min(delay, retry_max)
+                raise
+
+    return PatientReceiver
 
 
 def register(broker: AsyncBroker, handler: Handler) -> None:
