@@ -27,13 +27,8 @@ from typing import Any
 
 from bot.errors import NotFoundError
 from bot.services.datasets import DatasetStore, dataset_hash, validate_name
-from bot.services.models import (
-    MODEL_FORMAT,
-    DatasetSource,
-    _read_manifest,
-    store_version,
-    train_model,
-)
+from bot.services.models import MODEL_FORMAT, DatasetSource, store_version, train_model
+from bot.services.models.store import _read_manifest
 
 log = logging.getLogger(__name__)
 

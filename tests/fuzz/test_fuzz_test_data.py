@@ -16,9 +16,7 @@ from bot.services.evaluation import (
     parse_test_data,
     parse_test_file,
 )
-from bot.services.models import (
-    _evaluate,
-)
+from bot.services.models.predictions import _evaluate
 from bot.services.text import unencodable
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import (

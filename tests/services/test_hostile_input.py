@@ -23,9 +23,7 @@ from bot.services.evaluation import (
     parse_test_data,
     parse_test_file,
 )
-from bot.services.models import (
-    _evaluate,
-)
+from bot.services.models.predictions import _evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEEP = "[" * 1000

@@ -35,11 +35,11 @@ from bot.services.models import (
     NoModelError,
     Scorer,
     TrainResult,
-    _vocabularies,
     above_chance,
     compile_pipeline,
     read_artifact,
 )
+from bot.services.models.artifact import _vocabularies
 from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
 
 # Async tests share the module's event loop, so they can share one warm job runner.

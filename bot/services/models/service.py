@@ -1,0 +1,510 @@
+"""`ModelService`: train, store, select and use the chat models of one namespace's datasets.
+
+What the cogs call: `start_training` (a job on the job runner, or a `train` task on a worker
+with a task runner), `predict`, `evaluate` (`!test`, on a worker for a test file),
+`list_versions` and `use_version` (a rollback). It keeps each dataset's manifest and loaded
+model, reloading them when they change; with a blob cache it records new versions in the
+shared manifest with a compare-and-swap (the class docstring, "Shared storage").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import InvalidInputError, NotFoundError, UserFacingError
+from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, file_stamp, validate_name
+from bot.services.evaluation import TestItem
+from bot.services.jobs import Job, JobRunner, short_reason
+from bot.services.models.predictions import Evaluation, Prediction, _evaluate
+from bot.services.models.store import (
+    MANIFEST_NAME,
+    ModelVersion,
+    _is_format_1,
+    _load_model,
+    _manifest_bytes,
+    _manifest_lock,
+    _model_path,
+    _model_version,
+    _new_manifest,
+    _parse_manifest,
+    _read_manifest,
+    _read_verified,
+    _version_entry,
+    _version_number,
+    _write_manifest,
+    format_1_as_arrays,
+    store_version,
+)
+from bot.services.models.training_run import DatasetSource, TrainResult, train_model
+
+if TYPE_CHECKING:
+    from bot.services.blobcache import BlobCache
+    from bot.services.models.scorer import _LoadedModel
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = "models"
+# Writers of one manifest in other processes: how often to re-read it and try again.
+MANIFEST_TRIES = 20
+STORE_FAILED = "The new model could not be stored, so the previous one stays active."
+
+
+class NoModelError(UserFacingError):
+    """The dataset has no trained model yet."""
+
+
+class ModelService:
+    """Train, store, select and use the chat models of the datasets.
+
+    Shared storage: with a `cache` (services/blobcache.py), the namespace's blobs are where
+    versions and manifests live, so every process of the bot sees the same models. Each use
+    asks for the manifest's sha256 (one small query) and fetches it when another process
+    changed it (a new version, a rollback); a version file is fetched when it is not cached
+    with the sha256 that the manifest records. A training's worker writes into a private
+    folder; the bot then stores the version (a blob that only the first writer of a name
+    gets) and records it in the manifest with a compare-and-swap, so trainings and rollbacks
+    in several processes never lose each other's changes. Then the user hears of it.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        datasets: DatasetStore,
+        jobs: JobRunner,
+        min_confidence: float,
+        *,
+        train_fn: Callable[..., TrainResult] = train_model,
+        namespace: str | None = None,
+        tasks: Any = None,
+        cache: BlobCache | None = None,
+    ) -> None:
+        self.namespace = namespace
+        # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
+        self.tasks = tasks
+        self._background: set[asyncio.Task[None]] = set()
+        # Trainings sent to workers, by dataset: one dataset's trainings run one at a time.
+        self._trainings: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # ids of those that wait for the one before
+        # With a cache, the blobs hold the versions and manifests and the folder caches them
+        # ("Shared storage" in the class docstring).
+        self.cache = cache
+        self.datasets = datasets
+        self.jobs = jobs
+        self.min_confidence = min_confidence
+        self.models_dir = Path(data_dir) / "models"
+        self._train_fn = train_fn
+        self._manifests: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
+        self._loaded: dict[str, _LoadedModel] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+
+    # -- training --------------------------------------------------------------------------
+
+    async def start_training(
+        self, dataset: str, on_done: Callable[[Job], Awaitable[None]] | None = None
+    ) -> Job:
+        """Check the dataset, then queue its training; returns the job at once.
+
+        Trainings of one dataset run one after another. `job.result` is a `TrainResult`.
+        On success the new version becomes active; on failure the previous one stays. The
+        worker reads the dataset itself (`DatasetSource`), so a dataset that can't be trained
+        (one label) fails the job with the reason.
+        """
+        validate_name(dataset)
+        if not await self.datasets.exists_async(dataset):
+            raise NotFoundError(f"Dataset '{dataset}' not found.")
+        if self.tasks is not None:
+            return await self._start_training_task(dataset, on_done)
+        out_dir, finish = self.models_dir, on_done
+        if self.cache is not None:
+            # The worker writes into a folder of its own (hidden: never a blob, never listed).
+            out_dir = self.models_dir / f".training-{secrets.token_hex(6)}"
+            finish = self._publisher(dataset, out_dir, on_done)
+        return self.jobs.submit(
+            "train",
+            f"train:{self.namespace}:{dataset}",
+            self._train_fn,
+            DatasetSource.of(self.datasets),
+            out_dir,
+            dataset,
+            on_done=finish,
+            owner=self.namespace,
+            subject=dataset,
+        )
+
+    async def _start_training_task(
+        self, dataset: str, on_done: Callable[[Job], Awaitable[None]] | None
+    ) -> Job:
+        """Send the dataset's files to a worker as a `train` task; when its model comes
+        back, store it as the next version here (the manifest gives it its number)."""
+        from bot.services.tasks.client import new_job_id
+
+        files = await asyncio.to_thread(self._dataset_files, dataset)
+        job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
+        job.owner, job.subject = self.namespace, dataset
+        payload = {
+            "dataset": dataset,
+            "files": list(files),
+            "max_bytes": self.datasets.max_bytes,
+            "max_rows": self.datasets.max_rows,
+        }
+        await self.tasks.record(job)
+        before = self._trainings.get(dataset)
+        if before is not None and before.done():
+            before = None
+        task = asyncio.get_running_loop().create_task(
+            self._train_as_task(job, payload, files, on_done, before)
+        )
+        self._trainings[dataset] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        if before is not None:
+            self._waiting.add(job.id)
+        return job
+
+    def queued_behind(self, job: Job) -> bool:
+        """Whether a new training waits for another training of its dataset."""
+        if self.tasks is not None:
+            return job.id in self._waiting
+        return job.status == "queued"
+
+    async def close(self) -> None:
+        """Stop waiting for trainings on workers (their rows end as interrupted)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _dataset_files(self, dataset: str) -> dict[str, bytes]:
+        path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
+        files = {path.name: path.read_bytes()}
+        if corrections.is_file():
+            files[corrections.name] = corrections.read_bytes()
+        return files
+
+    async def _train_as_task(
+        self,
+        job: Job,
+        payload: dict[str, Any],
+        files: dict[str, bytes],
+        on_done: Callable[[Job], Awaitable[None]] | None,
+        before: asyncio.Task[None] | None = None,
+    ) -> None:
+        if before is not None:  # the previous training of the dataset ends first
+            await asyncio.gather(before, return_exceptions=True)
+            self._waiting.discard(job.id)
+        try:
+            result = await self.tasks.run("train", payload, job, inputs=files)
+            if result.ok:
+                job.result = await self._install_trained(job.subject, result)
+                job.summary = job.result.summary()
+        except Exception as exc:
+            log.exception("training job %s failed", job.id)
+            job.status, job.error = "failed", short_reason(exc)
+            job.finished_at = datetime.now(UTC)
+        await self.tasks.record(job)
+        if on_done is not None:
+            try:
+                await on_done(job)
+            except Exception:
+                log.exception("on_done callback of job %s failed", job.id)
+
+    async def _install_trained(self, dataset: str, result: Any) -> TrainResult:
+        fields = dict(result.value["result"])
+        data, entry = result.outputs["model"], dict(result.value["entry"])
+        if self.cache is not None:
+            version = await self._publish(dataset, data, entry)
+            stored = (version, datetime.now(UTC)) if version is not None else None
+        else:
+            stored = await asyncio.to_thread(
+                store_version, self.models_dir / dataset, dataset, data, entry
+            )
+        assert stored is not None
+        fields["version"], fields["created_at"] = stored
+        self._manifests.pop(dataset, None)
+        return TrainResult(**fields)
+
+    def _publisher(
+        self, dataset: str, staged: Path, on_done: Callable[[Job], Awaitable[None]] | None
+    ) -> Callable[[Job], Awaitable[None]]:
+        """An on_done that stores the trained version in the blobs, then calls `on_done`."""
+
+        async def publish(job: Job) -> None:
+            try:
+                if job.status == "done" and isinstance(job.result, TrainResult):
+                    job.result = await self._publish_staged(dataset, staged, job.result)
+                    job.summary = job.result.summary()
+            except Exception:
+                log.exception("storing the model trained by job %s failed", job.id)
+                job.status, job.error, job.result = "failed", STORE_FAILED, None
+            finally:
+                await asyncio.to_thread(shutil.rmtree, staged, ignore_errors=True)
+            if on_done is not None:
+                await on_done(job)
+
+        return publish
+
+    async def _publish_staged(self, dataset: str, staged: Path, result: TrainResult) -> TrainResult:
+        folder = staged / dataset
+        manifest = await asyncio.to_thread(_read_manifest, folder)
+        if manifest is None or result.version not in manifest["versions"]:
+            raise RuntimeError("the training left no model version")
+        entry = manifest["versions"][result.version]
+        data = await asyncio.to_thread(_read_verified, folder, dataset, result.version, entry)
+        version = await self._publish(dataset, data, entry)
+        assert version is not None
+        log.info("dataset %s: stored trained model %s in the blobs", dataset, version)
+        return dataclasses.replace(result, version=version)
+
+    async def _publish(
+        self, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
+    ) -> str | None:
+        """Store `data` as the next version of the dataset's model in the blobs, record it in
+        the manifest and make it active; the version, or None with `first_only` when the
+        manifest already has one. Safe against other processes doing the same."""
+        assert self.cache is not None
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        folder = f"{MODELS_DIR}/{dataset}"
+        taken: set[int] = set()
+        async with self.cache.locked():
+            for _ in range(MANIFEST_TRIES):
+                manifest, manifest_sha = await self._blob_manifest(dataset)
+                if first_only and manifest["versions"]:
+                    return None
+                numbers = {_version_number(v) for v in manifest["versions"]} | taken
+                version = f"v{max(numbers, default=0) + 1}"
+                recorded = _version_entry(version, sha256, entry)
+                if not await self.cache.put_if(f"{folder}/{recorded['file']}", data, None):
+                    taken.add(_version_number(version))  # a file nobody recorded: skip it
+                    continue
+                manifest["versions"][version] = recorded
+                manifest["active"] = version
+                path = f"{folder}/{MANIFEST_NAME}"
+                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
+                    self._manifests.pop(dataset, None)
+                    return version
+                taken.add(_version_number(version))
+        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
+
+    async def _blob_manifest(self, dataset: str) -> tuple[dict[str, Any], str | None]:
+        """The manifest in the blobs (a new one if there is none) and its sha256, for a
+        compare-and-swap. Under the cache's lock."""
+        assert self.cache is not None
+        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
+        found = await self.cache.read(path)
+        if found is None:
+            return _new_manifest(dataset), None
+        manifest = _parse_manifest(found[0], f"{self.namespace}/{path}")
+        return manifest or _new_manifest(dataset), found[1]
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def predict(self, dataset: str, text: str) -> Prediction:
+        """The reply to one message. `sure` is False below the confidence threshold.
+
+        Raises NoModelError when the dataset has no trained model.
+        """
+        text = text.strip()
+        if not text:
+            raise InvalidInputError("There is no text to answer.")
+        model = await self._active_model(dataset)
+        label, confidence, exact = model.predict(text[:MAX_TEXT_CHARS])
+        sure = confidence >= self.min_confidence
+        return Prediction(label, model.reply_for(label), confidence, sure, exact)
+
+    async def evaluate(
+        self, dataset: str, items: Sequence[TestItem], *, on_worker: bool = False
+    ) -> Evaluation:
+        """Predictions for test items; with labels also accuracy, a report and a PNG.
+
+        `on_worker` (a test file, up to MAX_TEST_ITEMS): with a task runner the scoring and
+        the picture are an `evaluate` task on a worker; a few inline items stay here."""
+        if not items:
+            raise InvalidInputError("There is nothing to test.")
+        model = await self._active_model(dataset)
+        if on_worker and self.tasks is not None and model.version:
+            folder = self.models_dir / dataset
+            entry = (await self._manifest(dataset) or {}).get("versions", {}).get(model.version)
+            if entry is not None and not _is_format_1(folder, model.version, entry):
+                return await self._evaluate_as_task(dataset, model, entry, items)
+        return await asyncio.to_thread(_evaluate, model, list(items), self.min_confidence)
+
+    async def _evaluate_as_task(
+        self, dataset: str, model: _LoadedModel, entry: dict[str, Any], items: Sequence[TestItem]
+    ) -> Evaluation:
+        """`!test` scored on a worker: the model's bytes and the items go as the job's inputs;
+        the worker sends back the predictions, the report and the picture."""
+        from bot.services.tasks.client import new_job_id, raise_failure
+
+        folder = self.models_dir / dataset
+        if self.cache is not None:  # the folder is a cache of the blobs: have the file there
+            async with self.cache.locked():
+                await self._fetch_version(dataset, model.version, entry)
+        data = await asyncio.to_thread(_read_verified, folder, dataset, model.version, entry)
+        job = Job(new_job_id(), "test", f"test:{self.namespace}:{dataset}")
+        job.owner, job.subject = self.namespace, dataset
+        rows = json.dumps([[item.text, item.label] for item in items]).encode()
+        payload = {"sha256": model.sha256, "min_confidence": self.min_confidence}
+        result = await self.tasks.run(
+            "evaluate", payload, job, inputs={"model": data, "items.json": rows}
+        )
+        raise_failure(result)
+        value = result.value
+        return Evaluation(
+            [Prediction(**p) for p in value["predictions"]],
+            value["accuracy"],
+            value["report"],
+            result.outputs.get("confusion.png"),
+            int(value["labeled"]),
+        )
+
+    # -- versions --------------------------------------------------------------------------
+
+    async def list_versions(self, dataset: str) -> list[ModelVersion]:
+        """Every version of the dataset's model, oldest first, with its metrics."""
+        manifest = await self._manifest(dataset)
+        if manifest is None:
+            return []
+        active = manifest.get("active")
+        versions = sorted(manifest["versions"].items(), key=lambda kv: _version_number(kv[0]))
+        return [_model_version(version, entry, active) for version, entry in versions]
+
+    async def active_version(self, dataset: str) -> ModelVersion | None:
+        return next((v for v in await self.list_versions(dataset) if v.active), None)
+
+    async def use_version(self, dataset: str, version: str) -> ModelVersion:
+        """Make an earlier (or later) version active: a rollback. Its file is verified first."""
+        wanted = version.strip().lower()
+        if wanted.isdigit():
+            wanted = f"v{wanted}"
+        manifest = await self._manifest(dataset)
+        if manifest is None or wanted not in manifest["versions"]:
+            raise NotFoundError(f"Model version {version.strip()} not found for dataset {dataset}.")
+        folder = self.models_dir / dataset
+        if self.cache is None:
+            await asyncio.to_thread(self._activate, folder, dataset, wanted)
+        else:
+            await self._activate_shared(dataset, wanted, manifest["versions"][wanted])
+        self._manifests.pop(dataset, None)
+        log.info("dataset %s now uses model %s", dataset, wanted)
+        return next(v for v in await self.list_versions(dataset) if v.version == wanted)
+
+    async def _activate_shared(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
+        """Verify the version's file (fetched if need be), then make it the active one in the
+        manifest of the blobs, with a compare-and-swap."""
+        assert self.cache is not None
+        folder = self.models_dir / dataset
+        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
+        async with self.cache.locked():
+            await self._fetch_version(dataset, version, entry)
+            await asyncio.to_thread(_read_verified, folder, dataset, version, entry)
+            for _ in range(MANIFEST_TRIES):
+                manifest, manifest_sha = await self._blob_manifest(dataset)
+                if manifest["versions"].get(version, {}).get("sha256") != entry["sha256"]:
+                    raise NotFoundError(f"Model version {version} not found for dataset {dataset}.")
+                manifest["active"] = version
+                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
+                    return
+        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
+
+    async def _fetch_version(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
+        """Have the version's file in the cache with the sha256 the manifest records (a
+        missing or corrupt copy is fetched again). Under the cache's lock."""
+        assert self.cache is not None
+        name = _model_path(self.models_dir / dataset, version, entry).name
+        await self.cache.fetch(f"{MODELS_DIR}/{dataset}/{name}", str(entry["sha256"]))
+
+    @staticmethod
+    def _activate(folder: Path, dataset: str, version: str) -> None:
+        with _manifest_lock(folder):
+            manifest = _read_manifest(folder)
+            if manifest is None or version not in manifest["versions"]:
+                raise NotFoundError(f"Model version {version} not found for dataset {dataset}.")
+            _read_verified(folder, dataset, version, manifest["versions"][version])
+            manifest["active"] = version
+            _write_manifest(folder, manifest)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    async def _manifest(self, dataset: str) -> dict[str, Any] | None:
+        """The dataset's manifest, re-read only when the file changed (one stat per call;
+        with a cache, one small query first: has another process changed it?)."""
+        validate_name(dataset)
+        folder = self.models_dir / dataset
+        if self.cache is not None:
+            async with self.cache.locked():
+                await self.cache.fetch(f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}")
+        key = file_stamp(folder / MANIFEST_NAME)
+        cached = self._manifests.get(dataset)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        manifest = await asyncio.to_thread(_read_manifest, folder) if key else None
+        self._manifests[dataset] = (key, manifest)
+        return manifest
+
+    async def _active_model(self, dataset: str) -> _LoadedModel:
+        manifest = await self._manifest(dataset)
+        version = manifest.get("active") if manifest else None
+        if (manifest is None or version is None) and await self._install_sample(dataset):
+            manifest = await self._manifest(dataset)
+            version = manifest.get("active") if manifest else None
+        if manifest is None or version is None:
+            raise NoModelError(
+                f"No model is trained for dataset {dataset} yet. "
+                f"An admin can run `!train {dataset}`."
+            )
+        entry = manifest["versions"][version]
+        sha256 = entry["sha256"]
+        model = self._loaded.get(dataset)
+        if model is not None and model.version == version and model.sha256 == sha256:
+            return model
+        lock = self._load_locks.setdefault(dataset, asyncio.Lock())
+        async with lock:
+            model = self._loaded.get(dataset)
+            if model is None or model.version != version or model.sha256 != sha256:
+                folder = self.models_dir / dataset
+                if self.cache is not None:
+                    async with self.cache.locked():
+                        await self._fetch_version(dataset, version, entry)
+                converted = None
+                if _is_format_1(folder, version, entry):  # unpickled in a worker, not here
+                    converted = await self.jobs.run(
+                        "load", f"load:{self.namespace}:{dataset}", format_1_as_arrays,
+                        folder, dataset, version, entry,
+                    )  # fmt: skip
+                model = await asyncio.to_thread(
+                    _load_model, folder, dataset, version, entry, converted
+                )
+                self._loaded[dataset] = model
+        return model
+
+    async def _install_sample(self, dataset: str) -> bool:
+        """A sample dataset without a model here gets its own copy of the shipped model
+        (`sample_models.install`); True if it now has one."""
+        from bot.services import sample_models
+
+        if self.datasets.samples_dir is None:
+            return False
+        lock = self._load_locks.setdefault(dataset, asyncio.Lock())
+        if self.cache is None:
+            async with lock:
+                return await asyncio.to_thread(
+                    sample_models.install, self.datasets, self.models_dir, dataset
+                )
+        await self.datasets.refresh()  # its corrections may have been made elsewhere
+        async with lock:
+            shipped = await asyncio.to_thread(sample_models.shipped_version, self.datasets, dataset)
+            if shipped is None:
+                return False
+            version = await self._publish(dataset, *shipped, first_only=True)
+            if version is not None:
+                log.info("installed the shipped model of sample %s as %s", dataset, version)
+            return True
