@@ -364,6 +364,12 @@ class Settings:
     train_max_rows: int = _setting(
         "200000", _int_range(10, 5_000_000), "Most rows in a training file."
     )
+    max_cached_servers: int = _setting(
+        "500",
+        _int_range(1, 1_000_000),
+        "Servers (and DM users) whose datasets and loaded models stay in memory; past that "
+        "the least recently used idle one is dropped and reloads from disk on its next message.",
+    )
     # Files
     max_upload_mb: int = _setting(
         "10", _int_range(1, 500), "Largest file the bot uploads (Discord's basic limit is 10)."

@@ -115,7 +115,14 @@ async def build_services(settings: Settings) -> Services:
         synthesis=SynthesisService.from_settings(settings),
         speech=speech,
         jobs=jobs,
-        tenants=Tenants(settings.data_dir, jobs, limits, tasks=tasks, blobs=storage.blobs),
+        tenants=Tenants(
+            settings.data_dir,
+            jobs,
+            limits,
+            tasks=tasks,
+            blobs=storage.blobs,
+            max_cached=settings.max_cached_servers,
+        ),
         listening=ListeningService(speech, storage, default_language=settings.language),
         jobstore=jobstore,
         tasks=tasks,
@@ -133,6 +140,8 @@ def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Run
         settings.task_broker_url, idle_timeout_seconds=settings.worker_idle_timeout_seconds
     )
     return TaskiqRunner(broker, storage.blobs, jobstore)
+
+
 def build_login_turns(settings: Settings) -> LoginTurns | None:
     """Login turns shared through Redis (REDIS_URL); None: discord.py paces this process."""
     return LoginTurns(settings.redis_url) if settings.redis_url else None

@@ -171,6 +171,11 @@ class BlobCache:
             await self._adopt()
             yield
 
+    def busy(self) -> bool:
+        """Whether someone holds the namespace's cache lock (a read or write of the cache is
+        under way; another instance would have a lock of its own)."""
+        return self._lock.locked()
+
     async def adopt(self) -> int:
         """Upload the local files that have no blob, once per folder; how many were."""
         async with self._lock:

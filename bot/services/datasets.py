@@ -486,6 +486,11 @@ class DatasetStore:
         self._write_lock = threading.Lock()
         self._info_cache: dict[str, tuple[tuple[Any, ...], DatasetInfo]] = {}
 
+    def busy(self) -> bool:
+        """Whether a write (a save, a correction's read-modify-write) is under way: its
+        lock is this instance's, so another instance must not write the folder meanwhile."""
+        return self._write_lock.locked()
+
     def path(self, name: str) -> Path:
         """The dataset's file; NotFoundError if there is none."""
         validate_name(name)

@@ -169,6 +169,10 @@ class FileService:
         self._protected = frozenset(name.casefold() for name in protected)
         self._naming_lock = threading.Lock()
 
+    def busy(self) -> bool:
+        """Whether an archive is being named (two instances could pick the same name)."""
+        return self._naming_lock.locked()
+
     @property
     def _root(self) -> Path:
         return self.data_dir.resolve()

@@ -273,6 +273,14 @@ class JobRunner:
             await asyncio.wait_for(entry.ended.wait(), timeout)
         return job
 
+    def busy_for(self, owner: str) -> bool:
+        """Whether a job of `owner` is queued, running, or still in its on_done callback
+        (which may store what the job made)."""
+        return any(
+            entry.job.owner == owner and not entry.ended.is_set()
+            for entry in self._entries.values()
+        )
+
     @property
     def pending(self) -> int:
         """Jobs queued or running."""

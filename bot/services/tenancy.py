@@ -13,6 +13,13 @@ and archives, and the rows of the database tagged with the same name. A namespac
 only a cache: the bytes live in the blobs, where every process of the bot reaches them
 (services/blobcache.py), and `adopt_local_files` uploads an older install's files once.
 
+`Tenants` keeps the services of at most `MAX_CACHED_SERVERS` namespaces, least recently used
+first out, so that a bot in thousands of servers does not keep every model it ever loaded.
+Only an idle tenant is dropped (`Tenant.busy`); everything it knew is on disk or in the
+database, so the namespace's next message builds fresh services that read the same data
+(and reload its model). A dropped tenant whose services are still in use somewhere (a command
+that got them just before) is handed back rather than built twice (`Tenants._build`).
+
 The one exception is the shipped sample datasets (`bot/samples/`), which every namespace can
 read but none can change (never copied into the blobs); each namespace trains its own model
 of them.
@@ -28,6 +35,8 @@ from __future__ import annotations
 import filecmp
 import logging
 import os
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,8 @@ log = logging.getLogger(__name__)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 # Folders of the shared layout that namespaces replace, in the order they are moved.
 SHARED_FOLDERS = ("datasets", "models", "archives")
+# A tenant's services by attribute: what an evicted tenant leaves behind while in use.
+PARTS = ("models", "datasets", "files", "cache")
 
 
 @dataclass
@@ -56,6 +67,13 @@ class Tenant:
     models: ModelService
     files: FileService
     cache: BlobCache | None = None
+
+    def busy(self) -> bool:
+        """Whether work of the namespace is under way in these services: trainings queued,
+        running or waiting for a worker, a model loading, a write holding its lock. Such
+        work relies on this instance (its locks, its tasks), so it must not be dropped."""
+        parts = (self.models, self.datasets, self.files, self.cache)
+        return any(part is not None and part.busy() for part in parts)
 
 
 @dataclass
@@ -71,7 +89,11 @@ class Tenants:
     """Builds and keeps the services of each namespace (cheap until used).
 
     With `blobs` (the database's, `storage.blobs`), each namespace's folder caches its blobs;
-    without, the folder is all there is (one process, one disk)."""
+    without, the folder is all there is (one process, one disk).
+
+    At most `max_cached` tenants are kept (None: all), least recently used out first, and
+    only idle ones (`Tenant.busy`): a busy tenant stays, past the bound if need be, until a
+    later `get` finds it idle."""
 
     data_dir: Path
     jobs: JobRunner
@@ -79,13 +101,47 @@ class Tenants:
     samples_dir: Path = SAMPLES
     tasks: Any = None  # a task runner (services/tasks) when work runs on workers
     blobs: BlobStore | None = None
-    _tenants: dict[str, Tenant] = field(default_factory=dict)
+    max_cached: int | None = None
+    _tenants: OrderedDict[str, Tenant] = field(default_factory=OrderedDict)
+    # The services of evicted tenants, while something still uses them (see `_build`).
+    _in_use: weakref.WeakValueDictionary[tuple[str, str], Any] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_cached is not None and self.max_cached < 1:
+            raise ValueError("max_cached must be at least 1")
 
     def get(self, namespace: str) -> Tenant:
+        """The services of `namespace`, now its most recently used."""
         tenant = self._tenants.get(namespace)
         if tenant is None:
-            folder = namespace_dir(self.data_dir, namespace)
-            cache = None if self.blobs is None else BlobCache(self.blobs, namespace, folder)
+            tenant = self._tenants[namespace] = self._build(namespace)
+        else:
+            self._tenants.move_to_end(namespace)
+        self._evict_idle(keep=namespace)
+        return tenant
+
+    def cached(self) -> list[str]:
+        """The namespaces whose services are kept, least recently used first."""
+        return list(self._tenants)
+
+    def _build(self, namespace: str) -> Tenant:
+        """New services for `namespace`, confined to its folder (and its blobs).
+
+        Services of an evicted tenant that are still in use (a coroutine that got them
+        before the eviction and awaits a thread or the database) are taken back instead of
+        built again: two instances of one namespace's services would each have their own
+        locks, and two writers of one corrections file could lose a correction."""
+        left = {role: self._in_use.pop((namespace, role), None) for role in PARTS}
+        models, files = left["models"], left["files"]
+        datasets = models.datasets if models is not None else left["datasets"]
+        users = [part for part in (models, datasets, files) if part is not None]
+        cache = users[0].cache if users else left["cache"]
+        folder = namespace_dir(self.data_dir, namespace)
+        if cache is None and self.blobs is not None:
+            cache = BlobCache(self.blobs, namespace, folder)
+        if datasets is None:
             datasets = DatasetStore(
                 folder,
                 self.limits.train_max_bytes,
@@ -93,6 +149,7 @@ class Tenants:
                 samples_dir=self.samples_dir,
                 cache=cache,
             )
+        if models is None:
             models = ModelService(
                 folder,
                 datasets,
@@ -102,17 +159,40 @@ class Tenants:
                 tasks=self.tasks,
                 cache=cache,
             )
+        if files is None:
             files = FileService(
                 folder, self.limits.max_upload_bytes, samples_dir=self.samples_dir, cache=cache
             )
-            tenant = Tenant(namespace, datasets, models, files, cache)
-            self._tenants[namespace] = tenant
-        return tenant
+        return Tenant(namespace, datasets, models, files, cache)
+
+    def _evict_idle(self, keep: str) -> None:
+        """Drop the least recently used idle tenants while more than `max_cached` are kept;
+        never `keep` (the one just asked for) nor a busy one."""
+        if self.max_cached is None:
+            return
+        excess = len(self._tenants) - self.max_cached
+        idle: list[str] = []
+        for namespace, tenant in self._tenants.items():
+            if len(idle) >= excess:
+                break
+            if namespace != keep and not tenant.busy():
+                idle.append(namespace)
+        for namespace in idle:
+            tenant = self._tenants.pop(namespace)
+            for role in PARTS:
+                part = getattr(tenant, role)
+                if part is not None:
+                    self._in_use[(namespace, role)] = part
+            log.debug("evicted the idle services of namespace %s (least recently used)", namespace)
 
     async def close(self) -> None:
-        """Stop what the namespaces' services wait for (trainings on workers)."""
+        """Stop what the namespaces' services wait for (trainings on workers), those of
+        evicted tenants still in use too."""
         for tenant in self._tenants.values():
             await tenant.models.close()
+        for (_, role), part in list(self._in_use.items()):
+            if role == "models":
+                await part.close()
 
     def namespaces(self) -> list[str]:
         """Every namespace with data, for an owner's bot-wide view."""

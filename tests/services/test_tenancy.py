@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import os
@@ -11,15 +12,19 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
+import weakref
 from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy import table as sa_table
 
+from bot.config import SettingsError, load_settings
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.jobs import JobRunner
+from bot.services.jobs import Job, JobRunner
 from bot.services.models import NoModelError
+from bot.services.models.service import ModelService
 from bot.services.namespaces import (
     LEGACY,
     dm_namespace,
@@ -28,9 +33,12 @@ from bot.services.namespaces import (
     namespace_for,
     parse_namespace,
 )
+from bot.services.speech import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.engine import create_engine, explicit_begin
-from bot.services.tenancy import SAMPLES, TenantLimits, Tenants, migrate_files
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import WorkServices
+from bot.services.tenancy import SAMPLES, Tenant, TenantLimits, Tenants, migrate_files
 from bot.wiring import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,6 +148,167 @@ async def test_files_see_only_the_namespace_folder(tenants: Tenants) -> None:
     archive = await b.files.archive("smalltalk")
     assert archive.files == 1 and archive.path_relative.startswith("archives/smalltalk-")
     assert (namespace_dir(tenants.data_dir, "200") / archive.path_relative).is_file()
+
+
+# ----- a bounded cache: least recently used idle namespaces are dropped ----------------------
+
+TALK_V1 = (
+    b"text,label,reply\nhello,greet,Hi there!\nhey,greet,Hi there!\n"
+    b"bye,leave,Bye!\nsee you,leave,Bye!\n"
+)
+TALK_V2 = TALK_V1.replace(b"Hi there!", b"Hello again!")
+
+
+def hold_until(flag: str) -> None:
+    """A job that keeps the only worker busy until `flag` exists, so jobs after it queue."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+async def until_idle(tenant: Tenant) -> None:
+    """Wait until the tenant's last work has wound up (a finished task is forgotten by a
+    callback that runs on the loop's next turns)."""
+    for _ in range(1000):
+        if not tenant.busy():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"namespace {tenant.namespace} stayed busy")
+
+
+async def train_and_wait(tenant: Tenant, dataset: str) -> Job:
+    job = await tenant.models.start_training(dataset)
+    await tenant.models.jobs.wait(job.id, timeout=120)
+    assert job.status == "done", job.error
+    return job
+
+
+async def test_only_the_most_recently_used_namespaces_are_kept(tmp_path: Path) -> None:
+    runner = JobRunner(1)
+    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=3)
+    try:
+        got = {ns: tenants.get(ns) for ns in [str(100 + n) for n in range(9)] + ["dm-7"]}
+        assert tenants.cached() == ["107", "108", "dm-7"]
+        assert tenants.get("107") is got["107"]  # kept, and now the most recent
+        tenants.get("200")
+        assert tenants.cached() == ["dm-7", "107", "200"]
+        # Each namespace's services are still confined to its own folder.
+        for ns in tenants.cached():
+            folder = namespace_dir(tmp_path, ns)
+            tenant = tenants.get(ns)
+            assert tenant.datasets.root == folder / "datasets"
+            assert tenant.models.models_dir == folder / "models"
+            assert tenant.files.data_dir == folder
+    finally:
+        await tenants.close()
+        await runner.close()
+
+
+@pytest.mark.parametrize("blobs", [False, True], ids=["folder", "blobs"])
+async def test_an_evicted_namespace_gets_its_data_back(tmp_path: Path, blobs: bool) -> None:
+    runner = JobRunner(1, idle_seconds=None)
+    async with Storage(tmp_path / "bot.db") as storage:
+        shared = storage.blobs if blobs else None
+        tenants = Tenants(tmp_path / "data", runner, LIMITS, blobs=shared, max_cached=3)
+        try:
+            tenant = tenants.get("100")
+            await tenant.datasets.save_async("talk", TALK_V1, "talk.csv")
+            await train_and_wait(tenant, "talk")
+            await tenant.datasets.save_async("talk", TALK_V2, "talk.csv")
+            await train_and_wait(tenant, "talk")
+            await tenant.models.use_version("talk", "v1")  # an admin rolled back
+            before = await _what_users_see(tenant)
+            assert before[1] == "v1" and before[2].reply == "Hi there!"
+            old: weakref.ref[ModelService] = weakref.ref(tenant.models)
+            del tenant
+
+            for ns in ("200", "300", "dm-7"):
+                tenants.get(ns)
+            assert "100" not in tenants.cached()
+            gc.collect()
+            assert old() is None  # its model and services are gone from memory
+
+            again = tenants.get("100")
+            assert await _what_users_see(again) == before
+        finally:
+            await tenants.close()
+            await runner.close()
+
+
+async def _what_users_see(tenant: Tenant) -> tuple[object, ...]:
+    datasets = [(d.name, d.rows, d.labels) for d in await tenant.datasets.list_async()]
+    active = await tenant.models.active_version("talk")
+    versions = [v.version for v in await tenant.models.list_versions("talk")]
+    prediction = await tenant.models.predict("talk", "hello")
+    return datasets, active and active.version, prediction, versions
+
+
+@pytest.mark.parametrize("via", ["job runner", "task runner"])
+async def test_a_namespace_with_a_training_in_progress_is_not_evicted(
+    tmp_path: Path, via: str
+) -> None:
+    runner = JobRunner(1, idle_seconds=None)
+    tasks = None
+    if via == "task runner":  # the training waits in the model service for a worker
+        tasks = LocalRunner(WorkServices(SpeechService(["whisper"], jobs=runner), runner))
+    tenants = Tenants(tmp_path / "data", runner, LIMITS, tasks=tasks, max_cached=1)
+    flag = tmp_path / "go"
+    runner.submit("hold", "hold", hold_until, str(flag))  # the only worker is busy
+    try:
+        trainer = tenants.get("100")
+        await trainer.datasets.save_async("talk", TALK_V1, "talk.csv")
+        ended: asyncio.Queue[Job] = asyncio.Queue()
+        await trainer.models.start_training("talk", on_done=ended.put)
+        for n in range(10):
+            tenants.get(str(200 + n))
+        # Over the bound while the training is queued: the others are dropped, not it.
+        assert tenants.cached() == ["100", "209"]
+
+        flag.touch()
+        job = await asyncio.wait_for(ended.get(), 120)
+        assert job.status == "done", job.error
+        await until_idle(trainer)
+        tenants.get("300")
+        assert tenants.cached() == ["300"]
+        del trainer
+        again = tenants.get("100")
+        assert (await again.models.predict("talk", "hello")).reply == "Hi there!"
+    finally:
+        flag.touch()
+        await tenants.close()
+        await runner.close()
+
+
+async def test_services_still_in_use_when_evicted_are_handed_back(tmp_path: Path) -> None:
+    runner = JobRunner(1)
+    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=1)
+    try:
+        datasets = tenants.get("100").datasets  # a command awaiting a write holds these
+        tenants.get("200")
+        assert tenants.cached() == ["200"]
+        again = tenants.get("100")
+        assert again.datasets is datasets  # not a second writer of the same files
+        assert again.models.datasets is datasets
+    finally:
+        await tenants.close()
+        await runner.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("0", "MAX_CACHED_SERVERS: must be between 1 and"),
+        ("-1", "MAX_CACHED_SERVERS: must be between 1 and"),
+        ("abc", "MAX_CACHED_SERVERS: is not a number"),
+    ],
+)
+def test_a_bad_cache_size_is_refused_in_one_line(raw: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({"MAX_CACHED_SERVERS": raw}, env_file=None)
+    [reported] = info.value.problems
+    assert reported.startswith(problem), reported
+    assert load_settings({}, env_file=None).max_cached_servers == 500
+    assert load_settings({"MAX_CACHED_SERVERS": "1"}, env_file=None).max_cached_servers == 1
 
 
 # ----- migration of an older install -------------------------------------------------------

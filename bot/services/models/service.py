@@ -177,6 +177,16 @@ class ModelService:
             return job.id in self._waiting
         return job.status == "queued"
 
+    def busy(self) -> bool:
+        """Whether work of this service is under way that a new instance could not take
+        over: trainings sent to workers (waiting for one, or for their model), trainings of
+        its namespace queued or running in the job runner (their on_done stores the model),
+        and models being loaded or installed. Idle, everything it knows is on disk or in the
+        blobs, so dropping it loses nothing (services/tenancy.py evicts idle ones)."""
+        if self._background or any(lock.locked() for lock in self._load_locks.values()):
+            return True
+        return self.namespace is not None and self.jobs.busy_for(self.namespace)
+
     async def close(self) -> None:
         """Stop waiting for trainings on workers (their rows end as interrupted)."""
         for task in list(self._background):
