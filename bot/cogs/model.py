@@ -165,8 +165,10 @@ class Model(commands.Cog):
         active = await self.dataset_for(ctx.guild)
         own = namespace_of(ctx.guild, ctx.author)
         lines = []
+        # A bot-wide look does not make every server "recently used" in the tenants' cache.
+        services_of = self.tenants.peek if scope.everywhere else self.tenants.get
         for namespace in namespaces:
-            tenant = self.tenants.get(namespace)
+            tenant = services_of(namespace)
             infos = await tenant.datasets.list_async()
             if scope.everywhere or namespace != own:
                 lines.append(f"**Datasets of `{namespace}`**")

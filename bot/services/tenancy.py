@@ -122,6 +122,16 @@ class Tenants:
         self._evict_idle(keep=namespace)
         return tenant
 
+    def peek(self, namespace: str) -> Tenant:
+        """The services of `namespace` for a look across namespaces (an owner's `all` view):
+        the kept ones if cached, else new ones that are not kept, so that one look at every
+        server does not push the active servers out of the cache."""
+        tenant = self._tenants.get(namespace)
+        if tenant is None:
+            tenant = self._build(namespace)
+            self._remember(tenant)
+        return tenant
+
     def cached(self) -> list[str]:
         """The namespaces whose services are kept, least recently used first."""
         return list(self._tenants)
@@ -178,12 +188,15 @@ class Tenants:
             if namespace != keep and not tenant.busy():
                 idle.append(namespace)
         for namespace in idle:
-            tenant = self._tenants.pop(namespace)
-            for role in PARTS:
-                part = getattr(tenant, role)
-                if part is not None:
-                    self._in_use[(namespace, role)] = part
+            self._remember(self._tenants.pop(namespace))
             log.debug("evicted the idle services of namespace %s (least recently used)", namespace)
+
+    def _remember(self, tenant: Tenant) -> None:
+        """Keep an uncached tenant's services weakly: handed back while still in use."""
+        for role in PARTS:
+            part = getattr(tenant, role)
+            if part is not None:
+                self._in_use[(tenant.namespace, role)] = part
 
     async def close(self) -> None:
         """Stop what the namespaces' services wait for (trainings on workers), those of

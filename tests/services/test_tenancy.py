@@ -204,6 +204,24 @@ async def test_only_the_most_recently_used_namespaces_are_kept(tmp_path: Path) -
         await runner.close()
 
 
+async def test_a_look_across_namespaces_keeps_the_cache_as_it_was(tmp_path: Path) -> None:
+    runner = JobRunner(1)
+    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=2)
+    try:
+        await tenants.get("300").datasets.save_async("talk", TALK_V1, "talk.csv")
+        active = {ns: tenants.get(ns) for ns in ("100", "200")}
+        looked = {ns: tenants.peek(ns) for ns in ("300", "400", "100")}
+        assert tenants.cached() == ["100", "200"]  # as before the look
+        assert looked["100"] is active["100"]  # a kept namespace's own services
+        names = [info.name for info in await looked["300"].datasets.list_async()]
+        assert "talk" in names  # an uncached one still shows its own data
+        assert "talk" not in [i.name for i in await looked["400"].datasets.list_async()]
+        assert looked["300"].datasets.root == namespace_dir(tmp_path, "300") / "datasets"
+    finally:
+        await tenants.close()
+        await runner.close()
+
+
 @pytest.mark.parametrize("blobs", [False, True], ids=["folder", "blobs"])
 async def test_an_evicted_namespace_gets_its_data_back(tmp_path: Path, blobs: bool) -> None:
     runner = JobRunner(1, idle_seconds=None)
