@@ -28,10 +28,9 @@ from aiohttp import web
 
 from bench.common import median, table
 from bot.services import audio
-from bot.services.jobs import Job, JobRunner
+from bot.services.jobs import Job, JobRunner, new_job_id
 from bot.services.speech import SpeechService, WhisperEngine
 from bot.services.storage import Storage
-from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, make_broker

@@ -65,6 +65,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+JOB_ID_BYTES = 4  # 8 hex digits: ids stay unique across the bot's processes and workers
+
+
+def new_job_id() -> str:
+    """A new job id. Every process of the bot makes its own and the jobs table is shared, so
+    ids are wide enough (2^32) that two processes do not pick the same one (6 hex digits
+    collide once in a few thousand jobs)."""
+    return secrets.token_hex(JOB_ID_BYTES)
+
+
 @dataclass
 class Job:
     """One piece of work and what became of it. Times are UTC."""
@@ -335,7 +345,7 @@ class JobRunner:
 
     def _new_id(self) -> str:
         while True:
-            job_id = secrets.token_hex(3)
+            job_id = new_job_id()
             if job_id not in self._jobs:
                 return job_id
 

@@ -469,8 +469,8 @@ class SpeechService:
         on_progress: Callable[[Progress], Awaitable[None]] | None,
         namespace: str | None,
     ) -> Transcript:
-        from bot.services.jobs import Job
-        from bot.services.tasks.client import new_job_id, raise_failure
+        from bot.services.jobs import Job, new_job_id
+        from bot.services.tasks.client import raise_failure
 
         assert self.tasks is not None
         wav = await asyncio.to_thread(audio.to_wav, segment)
@@ -500,8 +500,8 @@ class SpeechService:
     ) -> Transcript:
         """A `transcribe` task with the audio's URL. The worker's first report (after it
         decoded) gives the length; a result that comes before any report gives it then."""
-        from bot.services.jobs import Job
-        from bot.services.tasks.client import new_job_id, raise_failure
+        from bot.services.jobs import Job, new_job_id
+        from bot.services.tasks.client import raise_failure
 
         assert self.tasks is not None
         job = Job(new_job_id(), "transcribe", "", owner=namespace or "shared", subject="audio")

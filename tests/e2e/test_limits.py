@@ -23,7 +23,7 @@ AUDIO_REFUSED = re.compile(
     r"That would go over your transcription allowance of 6 s of audio per 15 s; "
     r"try again in (\d+) s\."
 )
-JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6})")
+JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{8})")
 
 
 def spoke(sandbox: Sandbox, sent: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ NOT_SURE = (
     "and the answer you expected."
 )
 FIRST_TRAINING = re.compile(
-    r"One moment: I'm learning dataset `[\w-]+` for the first time \(job `[0-9a-f]{6}`\)\. "
+    r"One moment: I'm learning dataset `[\w-]+` for the first time \(job `[0-9a-f]{8}`\)\. "
     r"I'll answer as soon as it's done\."
 )
 JOB_STARTED = re.compile(r"Model training started\. Job ID: (?P<id>[0-9a-f]{6,8})\b")

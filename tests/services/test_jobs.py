@@ -83,7 +83,7 @@ async def test_a_job_runs_in_another_process_and_reports_its_result(runner: JobR
         seen.append(job)
 
     job = runner.submit("sum", "k", add, 2, 3, on_done=on_done)
-    assert re.fullmatch(r"[0-9a-f]{6}", job.id)
+    assert re.fullmatch(r"[0-9a-f]{8}", job.id)
     assert job.status == "running"  # a free worker and a free key: it starts at once
     assert job.kind == "sum" and job.key == "k"
 

@@ -13,9 +13,8 @@ import pytest
 from aiohttp import web
 
 from bot.services import audio
-from bot.services.jobs import Job
+from bot.services.jobs import Job, new_job_id
 from bot.services.storage import Storage
-from bot.services.tasks.client import new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
 from tests.redis_server import RedisServer

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, file_stamp, validate_name
 from bot.services.evaluation import TestItem
-from bot.services.jobs import Job, JobRunner, short_reason
+from bot.services.jobs import Job, JobRunner, new_job_id, short_reason
 from bot.services.models.predictions import Evaluation, Prediction, _evaluate
 from bot.services.models.store import (
     MANIFEST_NAME,
@@ -146,8 +146,6 @@ class ModelService:
     ) -> Job:
         """Send the dataset's files to a worker as a `train` task; when its model comes
         back, store it as the next version here (the manifest gives it its number)."""
-        from bot.services.tasks.client import new_job_id
-
         files = await asyncio.to_thread(self._dataset_files, dataset)
         job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
         job.owner, job.subject = self.namespace, dataset
@@ -352,7 +350,7 @@ class ModelService:
     ) -> Evaluation:
         """`!test` scored on a worker: the model's bytes and the items go as the job's inputs;
         the worker sends back the predictions, the report and the picture."""
-        from bot.services.tasks.client import new_job_id, raise_failure
+        from bot.services.tasks.client import raise_failure
 
         folder = self.models_dir / dataset
         if self.cache is not None:  # the folder is a cache of the blobs: have the file there

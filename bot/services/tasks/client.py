@@ -3,7 +3,6 @@ was, transcription of decoded audio, and training of a dataset."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
@@ -14,10 +13,6 @@ _ERRORS: dict[str, type[UserFacingError]] = {
     "NotFoundError": NotFoundError,
     "TooLargeError": TooLargeError,
 }
-
-
-def new_job_id() -> str:
-    return secrets.token_hex(4)
 
 
 def raise_failure(result: TaskResult) -> None:
