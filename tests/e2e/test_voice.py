@@ -43,6 +43,9 @@ async def test_say_needs_the_author_in_voice_and_something_to_say(e2e: E2E) -> N
 
 async def test_five_quick_says_play_in_order(e2e: E2E, hear) -> None:
     await e2e.sandbox.join_voice("owner")
+    # espeak says a text the same way every time; piper varies (whisper once heard its
+    # "the fourth message" as "before its message"): this test is about the order.
+    assert await e2e.ask_text("!voice engine espeak") == "Speech engine set to `espeak`."
     words = ["first", "second", "third", "fourth", "fifth"]
     spelled = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
     for word in words:
