@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import json
 import logging
@@ -48,7 +47,7 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.memory import tune_malloc
+from bot.memory import glibc, tune_malloc
 
 if TYPE_CHECKING:
     from bot.sandbox.server import Sandbox
@@ -285,7 +284,9 @@ class _MallInfo2(ctypes.Structure):
 
 def heap_mb() -> dict[str, float]:
     """glibc's heap in MB (`mallinfo2`: every arena) and, from /proc, threads and RSS parts."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = glibc()
+    if libc is None:
+        raise RuntimeError("heap figures need glibc")
     libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     figures = {

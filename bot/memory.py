@@ -46,7 +46,8 @@ T = TypeVar("T")
 
 
 @functools.cache
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (loaded once), else None."""
     if platform.libc_ver()[0] != "glibc":
         return None
     try:
@@ -59,7 +60,7 @@ def _glibc() -> ctypes.CDLL | None:
 def tune_malloc(arenas: int = ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> list[str]:
     """Cap the malloc arenas and fix the mmap threshold; call at start, before threads.
     Returns the environment names of the settings applied (those the operator left unset)."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return []
     applied = []
@@ -75,7 +76,7 @@ def tune_malloc(arenas: int = ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> l
 def release_free_memory() -> bool:
     """Return the heap's free pages to the system (glibc's `malloc_trim`). Blocking, a few
     ms; True if any memory was released. Does nothing elsewhere than glibc."""
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return False
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
@@ -14,6 +15,7 @@ import sys
 import tarfile
 import time
 import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,18 @@ TALK_V1 = (
 TALK_V2 = TALK_V1.replace(b"Hi there!", b"Hello again!")
 
 
+@contextlib.asynccontextmanager
+async def bounded(data_dir: Path, max_cached: int) -> AsyncIterator[Tenants]:
+    """Tenants keeping at most `max_cached` namespaces, on a one-worker job runner."""
+    runner = JobRunner(1)
+    tenants = Tenants(data_dir, runner, LIMITS, max_cached=max_cached)
+    try:
+        yield tenants
+    finally:
+        await tenants.close()
+        await runner.close()
+
+
 def hold_until(flag: str) -> None:
     """A job that keeps the only worker busy until `flag` exists, so jobs after it queue."""
     deadline = time.monotonic() + 120
@@ -184,9 +198,7 @@ async def train_and_wait(tenant: Tenant, dataset: str) -> Job:
 
 
 async def test_only_the_most_recently_used_namespaces_are_kept(tmp_path: Path) -> None:
-    runner = JobRunner(1)
-    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=3)
-    try:
+    async with bounded(tmp_path, 3) as tenants:
         got = {ns: tenants.get(ns) for ns in [str(100 + n) for n in range(9)] + ["dm-7"]}
         assert tenants.cached() == ["107", "108", "dm-7"]
         assert tenants.get("107") is got["107"]  # kept, and now the most recent
@@ -199,15 +211,10 @@ async def test_only_the_most_recently_used_namespaces_are_kept(tmp_path: Path) -
             assert tenant.datasets.root == folder / "datasets"
             assert tenant.models.models_dir == folder / "models"
             assert tenant.files.data_dir == folder
-    finally:
-        await tenants.close()
-        await runner.close()
 
 
 async def test_a_look_across_namespaces_keeps_the_cache_as_it_was(tmp_path: Path) -> None:
-    runner = JobRunner(1)
-    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=2)
-    try:
+    async with bounded(tmp_path, 2) as tenants:
         await tenants.get("300").datasets.save_async("talk", TALK_V1, "talk.csv")
         active = {ns: tenants.get(ns) for ns in ("100", "200")}
         looked = {ns: tenants.peek(ns) for ns in ("300", "400", "100")}
@@ -217,9 +224,6 @@ async def test_a_look_across_namespaces_keeps_the_cache_as_it_was(tmp_path: Path
         assert "talk" in names  # an uncached one still shows its own data
         assert "talk" not in [i.name for i in await looked["400"].datasets.list_async()]
         assert looked["300"].datasets.root == namespace_dir(tmp_path, "300") / "datasets"
-    finally:
-        await tenants.close()
-        await runner.close()
 
 
 @pytest.mark.parametrize("blobs", [False, True], ids=["folder", "blobs"])
@@ -298,18 +302,13 @@ async def test_a_namespace_with_a_training_in_progress_is_not_evicted(
 
 
 async def test_services_still_in_use_when_evicted_are_handed_back(tmp_path: Path) -> None:
-    runner = JobRunner(1)
-    tenants = Tenants(tmp_path, runner, LIMITS, max_cached=1)
-    try:
+    async with bounded(tmp_path, 1) as tenants:
         datasets = tenants.get("100").datasets  # a command awaiting a write holds these
         tenants.get("200")
         assert tenants.cached() == ["200"]
         again = tenants.get("100")
         assert again.datasets is datasets  # not a second writer of the same files
         assert again.models.datasets is datasets
-    finally:
-        await tenants.close()
-        await runner.close()
 
 
 @pytest.mark.parametrize(

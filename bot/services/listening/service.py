@@ -120,7 +120,7 @@ class ListeningSession:
     _outbox: asyncio.Queue[tuple[int, str] | None] = field(default_factory=asyncio.Queue)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _addressed: dict[int, float] = field(default_factory=dict)
-    _posting: int = 0
+    _posting: bool = False  # a caption is being posted
 
     # ----- AudioSink: called on the receiver's thread ---------------------------------------
 
@@ -204,7 +204,7 @@ class ListeningSession:
     def pending(self) -> int:
         """Utterances begun and not yet posted: still spoken, transcribed or waiting their
         turn (answers to requests not counted)."""
-        return len(self._slots) + self._outbox.qsize() + self._posting
+        return len(self._slots) + self._outbox.qsize() + int(self._posting)
 
     async def deliver(self) -> None:
         """Post captions and requests one at a time (a task per session)."""
@@ -212,17 +212,17 @@ class ListeningSession:
             user_id, text = item
             if self.service.is_opted_out(user_id):  # opted out while we were transcribing
                 continue
-            self._posting = 1
+            self._posting = True
             try:
                 await self.callbacks.on_caption(self.guild_id, user_id, text)
-                self._posting = 0
+                self._posting = False  # the answer to a request is not a pending caption
                 request = self._request_in(user_id, text)
                 if request:
                     await self.callbacks.on_request(self.guild_id, user_id, request)
             except Exception:  # one failed post must not stop the captions
                 log.exception("delivering a caption in guild %s failed", self.guild_id)
             finally:
-                self._posting = 0
+                self._posting = False
 
     def _request_in(self, user_id: int, text: str) -> str | None:
         """What the bot should answer in this utterance, if anything."""
