@@ -130,7 +130,7 @@ def artifact_bytes(compiled: dict[str, Any], meta: dict[str, Any]) -> bytes:
     for i, block in enumerate(compiled["blocks"]):
         arrays[f"keys{i}"], arrays[f"idf{i}"] = block["keys"], block["idf"]
     if known is not None:
-        # Words never contain a newline (the token pattern is \w+): one string, newline-joined.
+        # Words never contain a newline (tokens are word characters): one string, newline-joined.
         arrays["known_words"] = np.frombuffer("\n".join(known["words"]).encode(), np.uint8)
         arrays["known_information"] = known["information"]
     buffer = io.BytesIO()
