@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.common import LagTicker, table
 from bot.services import audio
+from bot.services.engines import Heard, text_of
 from bot.services.speech import SpeechEngine, SpeechService, SphinxEngine, WhisperEngine
 from tests.fixtures import speech as samples
 
@@ -70,7 +71,7 @@ class TimedEngine:
         self.name = inner.name
         self.seconds = 0.0
 
-    def transcribe(self, wav: bytes, language: str) -> str:
+    def transcribe(self, wav: bytes, language: str) -> str | Heard:
         start = time.perf_counter()
         try:
             return self.inner.transcribe(wav, language)
@@ -129,7 +130,7 @@ def inline_transcribe(engine: SpeechEngine, data: bytes) -> str:
     """The original design: everything in the coroutine, blocking the loop."""
     segment = audio.decode(data, "voice-message.ogg")
     pieces = audio.split_on_silence(segment, 50)
-    return " ".join(engine.transcribe(audio.to_wav(p), LANGUAGE) for p in pieces)
+    return " ".join(text_of(engine.transcribe(audio.to_wav(p), LANGUAGE)) for p in pieces)
 
 
 Row = tuple[str, str, str, bool | None]

@@ -18,6 +18,8 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from bot.services import languages
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A bad value longer than this is cut in the report.
 SHOWN_VALUE_CHARS = 80
@@ -117,11 +119,8 @@ def _prefix(raw: str) -> str:
 
 
 def parse_language(raw: str) -> str:
-    value = raw.strip()
-    letters = value.replace("-", "").replace("_", "")
-    if not (2 <= len(value) <= 12 and letters.isascii() and letters.isalpha()):
-        raise ValueError("must look like en-US")
-    return value
+    """A language tag in its standard form ("fr_ca" -> "fr-CA"), or `auto`."""
+    return languages.parse_code(raw)
 
 
 def _dataset_name(raw: str) -> str:
@@ -251,7 +250,11 @@ class Settings:
         _path,
         "Text that !instruction sends.",
     )
-    language: str = _setting("en-US", parse_language, "Default language for speech (per server).")
+    language: str = _setting(
+        "en-US",
+        parse_language,
+        "Default speech language of servers: a code like en-US or fr-FR, or auto (detect).",
+    )
     log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     discord_api_base: str | None = _setting(
         "", _url, "REST base URL (empty: Discord's own). For an API proxy or a stand-in."
@@ -305,7 +308,20 @@ class Settings:
         "", _url, "Endpoint of the google speech engine (empty: the library's default)."
     )
     whisper_model: str | None = _setting(
-        "", _optional, "faster-whisper model name or folder (empty: bundled tiny.en if installed)."
+        "",
+        _optional,
+        "faster-whisper model for English: a name or folder (empty: bundled tiny.en if installed).",
+    )
+    whisper_multilingual_model: str | None = _setting(
+        "",
+        _optional,
+        "faster-whisper model for every other language and for auto: a name or folder "
+        "(empty: bundled whisper base if installed).",
+    )
+    whisper_unload_seconds: int = _setting(
+        "600",
+        _int_range(0, 7 * 86400),
+        "Unload the multilingual whisper model after this many idle seconds (0: keep it).",
     )
     max_audio_mb: int = _setting("25", _int_range(1, 500), "Largest audio file to transcribe, MB.")
     max_audio_seconds: int = _setting(

@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
 from bot.services.listening.service import ListeningService
 from bot.services.login_turns import LoginTurns
+from bot.services.server_language import ServerLanguages
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -44,6 +45,7 @@ class Services:
     tenants: Tenants
     listening: ListeningService
     jobstore: JobStore
+    languages: ServerLanguages
     tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
 
     async def warm_up(self) -> None:
@@ -109,6 +111,7 @@ async def build_services(settings: Settings) -> Services:
         min_confidence=settings.chat_min_confidence,
     )
     speech = SpeechService.from_settings(settings, jobs, tasks)
+    languages = ServerLanguages(storage, settings.language)
     return Services(
         settings=settings,
         storage=storage,
@@ -123,8 +126,9 @@ async def build_services(settings: Settings) -> Services:
             blobs=storage.blobs,
             max_cached=settings.max_cached_servers,
         ),
-        listening=ListeningService(speech, storage, default_language=settings.language),
+        listening=ListeningService(speech, storage, languages=languages),
         jobstore=jobstore,
+        languages=languages,
         tasks=tasks,
     )
 

@@ -31,51 +31,112 @@ from bot.cogs._suggest import admins_only, suggest
 from bot.cogs.errors import error_text, reply_error
 from bot.config import parse_language
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.audio import format_clock
-from bot.services.languages import matching_languages
+from bot.services.audio import STREAM_AFTER_SECONDS, format_clock
+from bot.services.languages import (
+    AUTO,
+    Verdict,
+    english_name,
+    matching_languages,
+    own_name,
+    verdict,
+)
 from bot.services.limits import FREE, InArrivalOrder, WindowBudget, format_span
-from bot.services.speech import AudioSource, PartialTranscriptError, Progress, SpeechService
+from bot.services.server_language import ServerLanguages
+from bot.services.speech import (
+    AudioSource,
+    Hearing,
+    PartialTranscriptError,
+    Progress,
+    SpeechService,
+    Transcript,
+)
 from bot.services.storage import Storage
+from bot.services.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 
 INLINE_LIMIT = 1900
 PREVIEW_CHARS = 300
 MAX_FILES_PER_MESSAGE = 3
-# Longer audio is answered at once with a reply that fills in as its chunks are transcribed.
-STREAM_AFTER_SECONDS = 60.0
+TRANSLATE_CHOICES = [
+    app_commands.Choice(name="on", value="translate"),
+    app_commands.Choice(name="off", value="notranslate"),
+]
+# Audio longer than STREAM_AFTER_SECONDS is answered at once with a reply that fills in as its
+# pieces are transcribed (the first piece is short, so the first words come early).
 # Discord rate-limits message edits: a growing reply is edited at most this often.
 EDIT_INTERVAL_SECONDS = 2.0
 
 
 class LiveTranscript:
     """A reply that shows a long transcription as it grows: "2:10 of 9:48" and the text so
-    far (its end, when it no longer fits one message), edited at most every
-    EDIT_INTERVAL_SECONDS, then replaced by the final transcript."""
+    far (its end, when it no longer fits one message), then replaced by the final transcript.
+
+    The first text is shown as soon as it is ready; after it the reply is edited at most every
+    EDIT_INTERVAL_SECONDS. An update that comes sooner is shown when the interval allows (the
+    newest one, if more came meanwhile), unless the final transcript comes first."""
 
     def __init__(self, ctx: VoiceContext, total_seconds: float) -> None:
         self.ctx = ctx
         self.total = total_seconds
         self.message: discord.Message | None = None
         self._last_edit = 0.0
+        self._shows_text = False
+        self._editing = asyncio.Lock()
+        self._waiting: Progress | None = None
+        self._later: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.message = await self.ctx.answer(self._text(Progress("", 0.0, self.total)))
         self._last_edit = time.monotonic()
 
     async def update(self, progress: Progress) -> None:
-        if self.message is None or time.monotonic() - self._last_edit < EDIT_INTERVAL_SECONDS:
+        if self.message is None:
             return
-        await self.message.edit(content=self._text(progress))
-        self._last_edit = time.monotonic()
+        first_text = bool(progress.text) and not self._shows_text
+        if first_text or (self._later is None and self._until_allowed() <= 0):
+            self._waiting = None
+            await self._edit(progress)
+            return
+        self._waiting = progress
+        if self._later is None:
+            self._later = asyncio.create_task(self._edit_when_allowed())
 
     async def finish(self, content: str, file: discord.File | None) -> discord.Message:
         assert self.message is not None
-        await asyncio.sleep(max(0.0, self._last_edit + EDIT_INTERVAL_SECONDS - time.monotonic()))
+        self._waiting = None  # the final transcript replaces it
+        if self._later is not None:
+            await self._later
+        await asyncio.sleep(max(0.0, self._until_allowed()))
         self.message = await self.message.edit(
             content=content, attachments=[file] if file is not None else []
         )
         return self.message
+
+    async def _edit(self, progress: Progress) -> None:
+        assert self.message is not None
+        async with self._editing:  # one edit at a time, in the order they were made
+            await self.message.edit(content=self._text(progress))
+            self._last_edit = time.monotonic()
+            self._shows_text = self._shows_text or bool(progress.text)
+
+    async def _edit_when_allowed(self) -> None:
+        """Show the newest waiting update once the interval since the last edit has passed."""
+        try:
+            while self._waiting is not None:
+                wait = self._until_allowed()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                progress, self._waiting = self._waiting, None
+                await self._edit(progress)
+        except discord.HTTPException as exc:  # the final edit will tell if it persists
+            log.warning("could not show a transcription's progress: %s", exc)
+        finally:
+            self._later = None
+
+    def _until_allowed(self) -> float:
+        return self._last_edit + EDIT_INTERVAL_SECONDS - time.monotonic()
 
     def _text(self, progress: Progress) -> str:
         done = f"{format_clock(progress.done_seconds)} of {format_clock(self.total)}"
@@ -85,21 +146,46 @@ class LiveTranscript:
         return f"**Transcript** ({done}, still transcribing…): {tail}".rstrip()
 
 
-def _shown(text: str, where: str, note: str) -> tuple[str, discord.File | None]:
-    """A transcript as a message: inline when it fits, else a preview and transcript.txt."""
+def _shown(
+    text: str, where: str, note: str, translation: str | None = None
+) -> tuple[str, discord.File | None]:
+    """A transcript as a message: inline when it fits, else a preview and transcript.txt
+    (which holds the English translation too, when there is one)."""
     label = f"**Transcript** ({where})" if where else "**Transcript**"
-    if len(text) <= INLINE_LIMIT:
-        return f"{label}: {text}{note}" if where else f"**Transcript:** {text}{note}", None
+    english = f"\n**English:** {translation}" if translation else ""
+    if len(text) + len(english) <= INLINE_LIMIT:
+        inline = f"{label}: {text}" if where else f"**Transcript:** {text}"
+        return f"{inline}{english}{note}", None
     preview = text[:PREVIEW_CHARS].rsplit(" ", 1)[0]
-    file = discord.File(io.BytesIO(text.encode()), filename="transcript.txt")
+    whole = f"{text}\n\nEnglish translation:\n{translation}\n" if translation else text
+    file = discord.File(io.BytesIO(whole.encode()), filename="transcript.txt")
     return f"{label} ({len(text)} characters, attached): {preview} …{note}", file
 
 
+def _footer(transcript: Transcript, hearing: Hearing) -> str:
+    """ "Recognized by the whisper engine · French": when a fallback engine answered, or the
+    language was detected or is not the server's default kind (so the reader knows)."""
+    if transcript.first_choice and hearing.language != AUTO:
+        return ""
+    detected = hearing.language == AUTO and transcript.language
+    heard = f" · {english_name(transcript.language)}" if detected else ""
+    return f"\n-# Recognized by the {transcript.engine} engine{heard}."
+
+
 class Transcribe(commands.Cog):
-    def __init__(self, bot: VoiceChatBot, speech: SpeechService, storage: Storage) -> None:
+    def __init__(
+        self,
+        bot: VoiceChatBot,
+        speech: SpeechService,
+        synthesis: SynthesisService,
+        storage: Storage,
+        languages: ServerLanguages,
+    ) -> None:
         self.bot = bot
         self.speech = speech
+        self.synthesis = synthesis
         self.storage = storage
+        self.languages = languages
         budget = bot.settings.transcribe_budget_seconds
         window = bot.settings.transcribe_window_seconds
         self.budget = WindowBudget(
@@ -116,13 +202,6 @@ class Transcribe(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
-
-    async def guild_language(self, guild: discord.Guild | None) -> str:
-        if guild is None:
-            return self.bot.settings.language
-        return await self.storage.get_guild_setting(
-            guild.id, "language", self.bot.settings.language
-        )
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -184,12 +263,13 @@ class Transcribe(commands.Cog):
             if live is not None:
                 await live.update(progress)
 
+        guild_id = source.guild.id if source.guild is not None else None
         async with ctx.typing():
-            language = await self.guild_language(source.guild)
+            hearing = await self.languages.hearing(guild_id)
             try:
                 transcript = await self.speech.transcribe_source(
                     AudioSource(attachment.url, attachment.filename, attachment.read),
-                    language,
+                    hearing,
                     on_length=on_length,
                     on_progress=on_progress,
                     namespace=namespace_of(source.guild, ctx.author),
@@ -206,10 +286,11 @@ class Transcribe(commands.Cog):
                 # The growing reply becomes the one answer: it never stays "transcribing".
                 await live.finish(error_text(exc, ctx.message.id), None)
                 return
-        note = (
-            "" if transcript.first_choice else f"\n-# Recognized by the {transcript.engine} engine."
+        await self.languages.heard(guild_id, transcript.language)
+        note = _footer(transcript, hearing)
+        sent = await self._send(
+            ctx, live, *_shown(transcript.text, "", note, transcript.translation)
         )
-        sent = await self._send(ctx, live, *_shown(transcript.text, "", note))
         await self.bot.record_reply(ctx, sent, "", transcript.text, "transcript")
         self.bot.dispatch("transcript", ctx, transcript.text)
 
@@ -280,17 +361,22 @@ class Transcribe(commands.Cog):
 
     @commands.hybrid_command(
         brief="Show or set the speech language of this server (setting it: admins).",
+        help="`!language` shows it. Admins: `!language fr-FR` (any code both directions can "
+        "serve), `!language auto` (recognize each recording in the language spoken), and "
+        "`translate` or `notranslate` after the code to post an English translation beside "
+        "each transcript (`!language fr-FR translate`).",
         extras={"example": "language fr-FR"},
     )
     @app_commands.describe(
-        code="A language code like en-US, fr-FR or de (empty: show the current one)"
+        code="A language code like en-US, fr-FR or de, or auto (empty: show the current one)",
+        translate="on: post an English translation beside each transcript",
     )
+    @app_commands.choices(translate=TRANSLATE_CHOICES)
     @commands.guild_only()
-    async def language(self, ctx: VoiceContext, code: str = "") -> None:
+    async def language(self, ctx: VoiceContext, code: str = "", translate: str = "") -> None:
         assert ctx.guild is not None
         if not code:
-            current = await self.guild_language(ctx.guild)
-            await ctx.answer(f"The speech language here is `{current}`.")
+            await ctx.answer(await self._describe(ctx.guild.id))
             return
         if not await user_is_admin(self.bot, ctx.author):
             raise NotAdmin()
@@ -298,17 +384,55 @@ class Transcribe(commands.Cog):
             value = parse_language(code)
         except ValueError:
             raise InvalidInputError(
-                f"`{code}` is not a language code. Use a code like `en-US`, `fr-FR` or `de`."
+                f"`{code}` is not a language code. Use a code like `en-US`, `fr-FR` or `de`, "
+                "or `auto`."
             ) from None
-        await self.storage.set_guild_setting(ctx.guild.id, "language", value)
-        await ctx.answer(f"The speech language is now `{value}`.")
+        switch = _translate_switch(translate)
+        decision = self.verdict(value)
+        if not decision.accepted:
+            raise InvalidInputError(decision.message)
+        await self.languages.choose(ctx.guild.id, value, switch)
+        note = ""
+        if await self.languages.translates(ctx.guild.id):
+            note = "\nTranscripts come with an English translation."
+        await ctx.answer(decision.message + note)
+
+    def verdict(self, code: str) -> Verdict:
+        return verdict(code, self.speech.hearing(code), self.synthesis.speaking(code))
+
+    async def _describe(self, guild_id: int) -> str:
+        current = await self.languages.setting(guild_id)
+        text = f"The speech language here is `{current}` ({own_name(current)})."
+        if current == AUTO:
+            text += f" I answer aloud in `{await self.languages.speaking(guild_id)}`."
+        if await self.languages.translates(guild_id):
+            text += " Transcripts come with an English translation."
+        return text
 
     @language.autocomplete("code")
     @suggest
     @admins_only
-    async def _language_codes(self, ctx: VoiceContext, current: str) -> list[str]:
-        return matching_languages(current)
+    async def _language_codes(self, ctx: VoiceContext, current: str) -> list[tuple[str, str]]:
+        return matching_languages(current, usable=lambda code: self.verdict(code).accepted)
+
+
+def _translate_switch(value: str) -> bool | None:
+    """`translate`/`on` -> True, `notranslate`/`off` -> False, "" -> None (unchanged)."""
+    lowered = value.strip().lower()
+    if not lowered:
+        return None
+    if lowered in ("translate", "notranslate"):
+        return lowered == "translate"
+    try:
+        return parse_on_off(lowered)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"`{value}` after the language code: use `translate` or `notranslate`."
+        ) from None
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Transcribe(bot, bot.services.speech, bot.services.storage))
+    services = bot.services
+    await bot.add_cog(
+        Transcribe(bot, services.speech, services.synthesis, services.storage, services.languages)
+    )

@@ -31,8 +31,10 @@ from bot.cogs.errors import reply_error
 from bot.config import TTS_ENGINE_NAMES
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.audio import ffmpeg_exe
+from bot.services.languages import own_name
 from bot.services.limits import TokenBucket
 from bot.services.player import PlaybackQueue
+from bot.services.server_language import ServerLanguages
 from bot.services.speech_text import clean_for_speech
 from bot.services.storage import Storage
 from bot.services.synthesis import SynthesisService
@@ -56,10 +58,17 @@ def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.Sta
 
 
 class Voice(commands.Cog):
-    def __init__(self, bot: VoiceChatBot, synthesis: SynthesisService, storage: Storage) -> None:
+    def __init__(
+        self,
+        bot: VoiceChatBot,
+        synthesis: SynthesisService,
+        storage: Storage,
+        languages: ServerLanguages,
+    ) -> None:
         self.bot = bot
         self.synthesis = synthesis
         self.storage = storage
+        self.languages = languages
         self.queue = PlaybackQueue(self._play, on_error=self._playback_failed)
         self._connect_locks: dict[int, asyncio.Lock] = {}
         self.say_limit = TokenBucket(
@@ -142,10 +151,12 @@ class Voice(commands.Cog):
 
         With `max_queue`, raise UserFacingError rather than queue behind that many items.
         """
+        language = await self.languages.speaking(guild.id)
         cleaned = clean_for_speech(
             text,
             prefix=self.bot.settings.command_prefix,
             max_chars=self.bot.settings.max_spoken_chars,
+            language=language,
             **self._names(guild, text),
         )
         if cleaned is None:
@@ -156,7 +167,7 @@ class Voice(commands.Cog):
             self.check_queue_room(guild.id, max_queue)  # no await from here to enqueue
         stream = self.synthesis.synthesize_stream(
             cleaned,
-            settings.get("language", self.bot.settings.language),
+            language,
             voice=settings.get("tts_voice"),
             engine=settings.get("tts_engine"),
         )
@@ -314,8 +325,9 @@ class Voice(commands.Cog):
         fallback="show",
         invoke_without_command=True,
         brief="Show this server's voice settings; admins change them.",
-        help="`!voice` (`/voice show`) shows the settings. Admins: `!voice engine NAME|auto`, "
-        "`!voice voice NAME|default`, `!voice autospeak on|off`. The language is set with "
+        help="`!voice` (`/voice show`) shows the settings and the voices that speak the "
+        "server's language. Admins: `!voice engine NAME|auto`, `!voice voice NAME|default` "
+        "(one of those voices), `!voice autospeak on|off`. The language is set with "
         "`!language`.",
         extras={"example": "voice"},
     )
@@ -323,15 +335,36 @@ class Voice(commands.Cog):
     async def voice(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         settings = await self.storage.guild_settings(ctx.guild.id)
+        language = await self.languages.speaking(ctx.guild.id)
         order = ", ".join(self.synthesis.engine_names)
         lines = [
             "**Voice settings**",
-            f"Language: `{settings.get('language', self.bot.settings.language)}`",
+            f"Language: `{language}` ({own_name(language)})",
             f"Engine: `{settings.get('tts_engine') or 'auto'}` (order: {order})",
             f"Voice: `{settings.get('tts_voice') or 'default'}`",
             f"Spoken replies: {'on' if settings.get('autospeak', True) else 'off'}",
+            f"Voices for `{language}`: {await self._voices_line(language)}",
         ]
         await ctx.answer("\n".join(lines))
+
+    async def _voices_line(self, language: str) -> str:
+        """ "piper: en_US-joe-medium; espeak: en-gb, en-us, …; gtts (online)"."""
+        parts = []
+        for fit in self.synthesis.speaking(language):
+            voices = await self.synthesis.voices(fit.name, language)
+            shown = ", ".join(voices[:12]) + (", …" if len(voices) > 12 else "")
+            online = " (online)" if fit.online else ""
+            parts.append(f"{fit.name}{online}: {shown}" if shown else f"{fit.name}{online}")
+        return "; ".join(parts) or "none installed"
+
+    async def _engine_for(self, guild_id: int, language: str) -> str | None:
+        """The engine that speaks for the server: its choice if it speaks the language, else
+        the first one in the order that does (None: none does)."""
+        chosen = await self.storage.get_guild_setting(guild_id, "tts_engine")
+        speaking = [fit.name for fit in self.synthesis.speaking(language)]
+        if chosen in speaking:
+            return str(chosen)
+        return speaking[0] if speaking else None
 
     @voice.command(name="engine", brief="Choose the speech engine (admins).")
     @app_commands.describe(name="The engine to use, or auto for the order of TTS_ENGINES")
@@ -347,7 +380,13 @@ class Voice(commands.Cog):
         await self.storage.set_guild_setting(
             ctx.guild.id, "tts_engine", None if choice == "auto" else choice
         )
-        await ctx.answer(f"Speech engine set to `{choice}`.")
+        language = await self.languages.speaking(ctx.guild.id)
+        speaking = [fit.name for fit in self.synthesis.speaking(language)]
+        note = ""
+        if choice != "auto" and choice not in speaking:
+            instead = f"; {speaking[0]} speaks instead" if speaking else ""
+            note = f"\n{choice} has no voice for `{language}`{instead}."
+        await ctx.answer(f"Speech engine set to `{choice}`.{note}")
 
     @voice.command(name="voice", brief="Choose the voice (admins).")
     @app_commands.describe(name="A voice of the server's engine, or default")
@@ -355,13 +394,15 @@ class Voice(commands.Cog):
     @is_admin()
     async def voice_voice(self, ctx: VoiceContext, name: str) -> None:
         assert ctx.guild is not None
-        settings = await self.storage.guild_settings(ctx.guild.id)
-        engine = settings.get("tts_engine") or self.synthesis.engine_names[0]
+        language = await self.languages.speaking(ctx.guild.id)
+        engine = await self._engine_for(ctx.guild.id, language)
         if name.lower() != "default":
-            voices = await self.synthesis.voices(engine)
-            if voices and name not in voices:
-                shown = ", ".join(voices[:20])
-                raise InvalidInputError(f"Unknown voice `{name}` for {engine}. Try: {shown}")
+            voices = await self.synthesis.voices(engine, language) if engine else []
+            if name not in voices:
+                raise InvalidInputError(
+                    f"`{name}` is not a voice for `{language}`. Voices for it: "
+                    f"{await self._voices_line(language)}."
+                )
         value = None if name.lower() == "default" else name
         await self.storage.set_guild_setting(ctx.guild.id, "tts_voice", value)
         await ctx.answer(f"Voice set to `{name}`.")
@@ -372,11 +413,12 @@ class Voice(commands.Cog):
     async def _voice_names(
         self, interaction: discord.Interaction[VoiceChatBot], current: str
     ) -> list[str]:
-        engine = self.synthesis.engine_names[0]
-        if interaction.guild is not None:
-            settings = await self.storage.guild_settings(interaction.guild.id)
-            engine = settings.get("tts_engine") or engine
-        return matching(["default", *await self.synthesis.voices(engine)], current)
+        if interaction.guild is None:
+            return []
+        language = await self.languages.speaking(interaction.guild.id)
+        engine = await self._engine_for(interaction.guild.id, language)
+        voices = await self.synthesis.voices(engine, language) if engine else []
+        return matching(["default", *voices], current)
 
     @voice.command(name="autospeak", brief="Turn spoken replies on or off (admins).")
     @app_commands.describe(state="on: speak replies to people in a voice channel; off: text only")
@@ -391,4 +433,5 @@ class Voice(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Voice(bot, bot.services.synthesis, bot.services.storage))
+    services = bot.services
+    await bot.add_cog(Voice(bot, services.synthesis, services.storage, services.languages))

@@ -44,6 +44,12 @@ PAUSE_BELOW_LOUD_DB = 30.0
 QUIETER_BY_DB = 6.0
 # Less decoded sound than this means the file held no usable audio.
 MIN_DECODED_SECONDS = 0.1
+# Audio longer than this is shown as it is transcribed (the text so far after each piece).
+STREAM_AFTER_SECONDS = 60.0
+# The first piece of such audio is at most this long, so its first words are ready within a
+# second or so: whisper costs about as much for 5 s as for 10 s (it pads to 30 s), and a
+# 50 s piece costs three times as much.
+FIRST_PIECE_SECONDS = 10.0
 
 AUDIO_EXTENSIONS = frozenset(
     {
@@ -238,37 +244,51 @@ def cut(segment: AudioSegment, start_ms: int, end_ms: int) -> AudioSegment:
     return segment.get_sample_slice(round(start_ms * per_ms), end)
 
 
-def chunk_bounds(segment: AudioSegment, max_seconds: float = 50.0) -> list[tuple[int, int]]:
+def chunk_bounds(
+    segment: AudioSegment, max_seconds: float = 50.0, first_seconds: float | None = None
+) -> list[tuple[int, int]]:
     """(start, end) in milliseconds of consecutive pieces of at most `max_seconds`.
 
     Each cut lands in the middle of the longest pause within the last half of the allowed
     span; with no pause there, at its quietest 10 ms frame if that is clearly quieter than
     the rest, else exactly at the limit. Nothing is dropped: the pieces cover the input.
     Bounds rather than slices, so a caller can cut one piece at a time.
+
+    With `first_seconds`, audio longer than STREAM_AFTER_SECONDS (shown as it grows) starts
+    with a piece of at most `first_seconds`, cut the same way, so its first words are ready
+    early; the pieces after it are as long as without.
     """
     total_ms = len(segment)
-    if total_ms <= max_seconds * 1000:
+    first = max_seconds
+    if first_seconds is not None and total_ms > STREAM_AFTER_SECONDS * 1000:
+        first = min(first_seconds, max_seconds)
+    elif total_ms <= max_seconds * 1000:
         return [(0, total_ms)]
-    cuts = _cut_frames(frame_levels(segment), max_frames=int(max_seconds / FRAME_SECONDS))
+    cuts = _cut_frames(
+        frame_levels(segment),
+        max_frames=int(max_seconds / FRAME_SECONDS),
+        first_frames=int(first / FRAME_SECONDS),
+    )
     bounds = [0, *(round(c * FRAME_SECONDS * 1000) for c in cuts), total_ms]
     return list(zip(bounds, bounds[1:], strict=False))
 
 
-def _cut_frames(levels: np.ndarray, max_frames: int) -> list[int]:
+def _cut_frames(levels: np.ndarray, max_frames: int, first_frames: int) -> list[int]:
     finite = levels[np.isfinite(levels)]
     loud = float(np.percentile(finite, 95)) if finite.size else SILENCE_FLOOR_DB
     threshold = max(loud - PAUSE_BELOW_LOUD_DB, SILENCE_FLOOR_DB)
     quiet = levels < threshold
     cuts: list[int] = []
-    start = 0
+    start, span = 0, first_frames
     # The +1 covers the part-frame at the end that has no level of its own.
-    while len(levels) + 1 - start > max_frames:
-        low, high = start + max_frames // 2, start + max_frames
+    while len(levels) + 1 - start > span:
+        low, high = start + span // 2, start + span
         cut = _longest_pause_middle(quiet[low:high])
         if cut is None:
             cut = _quietest(levels[low:high])
         start = low + cut
         cuts.append(start)
+        span = max_frames
     return cuts
 
 

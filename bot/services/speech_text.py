@@ -3,6 +3,11 @@
 Discord markup is replaced by what a listener would want to hear: mentions by names, links by
 "a link", custom emoji by their names. Code blocks are skipped, shouting is toned down
 ("soooooo" -> "sooo"), and long messages are cut at a word with the cut announced.
+
+The few words the cleanup adds ("a link", "someone", the cut notice) are said in the
+message's language when `PHRASES` has it (English otherwise). Numbers and Unicode emoji are
+left for the voice: espeak-ng reads both per language, from its own dictionaries. Text in any
+script passes through unchanged apart from Discord's markup.
 """
 
 from __future__ import annotations
@@ -11,6 +16,24 @@ import re
 from collections.abc import Mapping
 
 CUT_NOTICE = "… (message cut)"
+
+# What the cleanup says in place of markup: link, someone, role, channel, time, cut notice.
+_ENGLISH = ("a link", "someone", "a role", "a channel", "a time", CUT_NOTICE)
+PHRASES: dict[str, tuple[str, str, str, str, str, str]] = {
+    "en": _ENGLISH,
+    "fr": ("un lien", "quelqu'un", "un rôle", "un salon", "une heure", "… (message coupé)"),
+    "de": ("ein Link", "jemand", "eine Rolle", "ein Kanal", "eine Uhrzeit", "… (gekürzt)"),
+    "es": ("un enlace", "alguien", "un rol", "un canal", "una hora", "… (mensaje cortado)"),
+    "it": ("un link", "qualcuno", "un ruolo", "un canale", "un orario", "… (messaggio tagliato)"),
+    "pt": ("um link", "alguém", "um cargo", "um canal", "um horário", "… (mensagem cortada)"),
+    "nl": ("een link", "iemand", "een rol", "een kanaal", "een tijd", "… (bericht ingekort)"),
+    "pl": ("link", "ktoś", "rola", "kanał", "godzina", "… (wiadomość skrócona)"),
+    "ru": ("ссылка", "кто-то", "роль", "канал", "время", "… (сообщение обрезано)"),
+    "uk": ("посилання", "хтось", "роль", "канал", "час", "… (повідомлення обрізано)"),
+    "ja": ("リンク", "だれか", "ロール", "チャンネル", "時刻", "…（以下省略）"),
+    "zh": ("一个链接", "某人", "一个身份组", "一个频道", "一个时间", "…（消息已截断）"),
+    "ko": ("링크", "누군가", "역할", "채널", "시간", "… (메시지 잘림)"),
+}
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
@@ -39,6 +62,7 @@ def clean_for_speech(
     users: Mapping[int, str] | None = None,
     roles: Mapping[int, str] | None = None,
     channels: Mapping[int, str] | None = None,
+    language: str = "en",
 ) -> str | None:
     """The text to speak for a message, or None when there is nothing to speak.
 
@@ -49,18 +73,25 @@ def clean_for_speech(
     """
     if text.lstrip().startswith(prefix):
         return None
+    words = phrases(language)
     text = _CODE_BLOCK.sub(" ", text)
     text = _INLINE_CODE.sub(r"\1", text)
-    text = _replace_mentions(text, users or {}, roles or {}, channels or {})
+    text = _replace_mentions(text, users or {}, roles or {}, channels or {}, words)
     text = _MARKDOWN_LINK.sub(r"\1", text)
-    text = _LINK.sub("a link", text)
+    text = _LINK.sub(words[0], text)
     text = _CUSTOM_EMOJI.sub(lambda m: m.group(1).replace("_", " "), text)
     text = _strip_markdown(text)
     text = _REPEATS.sub(r"\1\1\1", text)
     text = _join_lines(text)
     if not any(ch.isalnum() for ch in text):
         return None
-    return _cap(text, max_chars)
+    return _cap(text, max_chars, words[5])
+
+
+def phrases(language: str) -> tuple[str, str, str, str, str, str]:
+    """The cleanup's words in `language` (its language subtag), English when not known."""
+    primary = language.strip().replace("_", "-").split("-", 1)[0].lower()
+    return PHRASES.get(primary, _ENGLISH)
 
 
 def _replace_mentions(
@@ -68,12 +99,13 @@ def _replace_mentions(
     users: Mapping[int, str],
     roles: Mapping[int, str],
     channels: Mapping[int, str],
+    words: tuple[str, ...] = _ENGLISH,
 ) -> str:
-    text = _USER.sub(lambda m: users.get(int(m.group(1)), "someone"), text)
-    text = _ROLE.sub(lambda m: roles.get(int(m.group(1)), "a role"), text)
-    text = _CHANNEL.sub(lambda m: channels.get(int(m.group(1)), "a channel"), text)
+    text = _USER.sub(lambda m: users.get(int(m.group(1)), words[1]), text)
+    text = _ROLE.sub(lambda m: roles.get(int(m.group(1)), words[2]), text)
+    text = _CHANNEL.sub(lambda m: channels.get(int(m.group(1)), words[3]), text)
     text = _SLASH_COMMAND.sub(lambda m: m.group(1), text)
-    text = _TIMESTAMP.sub("a time", text)
+    text = _TIMESTAMP.sub(words[4], text)
     return _EVERYONE.sub(r"\1", text)
 
 
@@ -95,10 +127,10 @@ def _join_lines(text: str) -> str:
     )
 
 
-def _cap(text: str, max_chars: int) -> str:
+def _cap(text: str, max_chars: int, notice: str = CUT_NOTICE) -> str:
     if len(text) <= max_chars:
         return text
     cut = text[: max_chars + 1]
     space = cut.rfind(" ")
     cut = cut[:space] if space > 0 else text[:max_chars]
-    return f"{cut.rstrip(' ,;:-')} {CUT_NOTICE}"
+    return f"{cut.rstrip(' ,;:-')} {notice}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import re
@@ -26,10 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from bot.errors import EngineUnavailableError, InvalidInputError
+from bot.errors import EngineUnavailableError, InvalidInputError, UserFacingError
 from bot.memory import engine_call
+from bot.services import languages
 from bot.services.audio import audio_duration
-from bot.services.engines import EngineChain
+from bot.services.engines import EngineChain, NoEngineForLanguageError
+from bot.services.languages import EngineFit
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -55,6 +58,10 @@ _LINKING_WORDS = frozenset(
 # Sentences synthesised ahead of the one being consumed by `synthesize_stream`.
 STREAM_PREFETCH = 2
 DEFAULT_ENGINE_REST_SECONDS = 60.0
+
+
+class LanguageNotSpokenError(UserFacingError):
+    """No installed voice speaks the language asked for."""
 
 
 @dataclass(frozen=True)
@@ -153,19 +160,34 @@ def _gtts_languages() -> frozenset[str]:
 
 def gtts_language(language: str) -> str:
     """The gTTS language for a tag: "en-US" -> "en", "zh-TW" -> "zh-TW", unknown -> "en"."""
-    known = {code.lower(): code for code in _gtts_languages()}
+    found = _gtts_match(language)
+    if found is None:
+        log.warning("gTTS does not speak %r; using English", language)
+        return "en"
+    return found
+
+
+def _gtts_match(language: str) -> str | None:
+    known = _gtts_codes()
     tag, primary = _language_parts(language)
-    for candidate in (tag, primary):
-        if candidate in known:
-            return known[candidate]
-    log.warning("gTTS does not speak %r; using English", language)
-    return "en"
+    return next((known[c] for c in (tag, primary) if c in known), None)
+
+
+@functools.cache
+def _gtts_codes() -> dict[str, str]:
+    """gTTS's codes by their lower-case form and by the standard tag's ("he" for its "iw")."""
+    codes = {}
+    for code in _gtts_languages():
+        codes[code.lower()] = code
+        codes.setdefault(languages.standard_form(code).lower(), code)
+    return codes
 
 
 class GttsEngine:
     """Google Translate's voice through gTTS. Needs the network (or `endpoint`)."""
 
     name = "gtts"
+    online = True
 
     def __init__(
         self,
@@ -176,6 +198,9 @@ class GttsEngine:
         self.tld = tld
         self.endpoint = endpoint
         self.timeout = timeout
+
+    def supports(self, language: str) -> bool:
+        return _gtts_match(language) is not None
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         try:
@@ -225,6 +250,7 @@ class PiperEngine:
     """
 
     name = "piper"
+    online = False
 
     def __init__(self, voice_path: str | Path | None = None) -> None:
         self._voice_path = Path(voice_path).expanduser() if voice_path else None
@@ -241,20 +267,35 @@ class PiperEngine:
             raise EngineUnavailableError("no piper voice is set and none is bundled")
         return bundled
 
-    def voices(self) -> list[str]:
-        """Names of the voices next to the default one."""
+    def voices(self, language: str | None = None) -> list[str]:
+        """Names of the voices next to the default one (those speaking `language`, if given)."""
         return sorted(
-            p.name.removesuffix(".onnx") for p in self.default_model().parent.glob("*.onnx")
+            p.name.removesuffix(".onnx")
+            for p in self.default_model().parent.glob("*.onnx")
+            if language is None or _same_language(piper_voice_language(p), language)
         )
 
-    def _model_for(self, voice: str | None) -> Path:
+    def supports(self, language: str) -> bool:
+        """Whether an installed piper voice speaks `language` (each voice speaks one)."""
+        try:
+            return bool(self.voices(language))
+        except EngineUnavailableError:
+            return False
+
+    def _model_for(self, voice: str | None, language: str) -> Path:
+        """The voice asked for if it speaks `language`, else the first voice that does."""
         default = self.default_model()
         if voice and voice != default.name.removesuffix(".onnx"):
             candidate = default.parent / f"{Path(voice).name}.onnx"
-            if candidate.is_file():
+            if candidate.is_file() and _same_language(piper_voice_language(candidate), language):
                 return candidate
-            log.warning("piper voice %r not found; using the default voice", voice)
-        return default
+            log.warning("piper voice %r not found for %s; using another", voice, language)
+        if _same_language(piper_voice_language(default), language):
+            return default
+        speaking = self.voices(language)
+        if not speaking:
+            raise EngineUnavailableError(f"no piper voice speaks {language}")
+        return default.parent / f"{speaking[0]}.onnx"
 
     def _load(self, model: Path) -> Any:
         """Load once per model (callers hold the lock)."""
@@ -280,7 +321,7 @@ class PiperEngine:
                 pass
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
-        model = self._model_for(voice)
+        model = self._model_for(voice, language)
         with self._lock:
             piper_voice = self._load(model)
             path = _new_file(out_dir, ".wav")
@@ -290,6 +331,23 @@ class PiperEngine:
     def close(self) -> None:
         with self._lock:
             self._loaded.clear()
+
+
+@functools.cache
+def piper_voice_language(model: Path) -> str:
+    """The language a piper voice speaks, from its `.onnx.json` ("en_US"); "" if unknown."""
+    try:
+        config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
+        return str(config.get("language", {}).get("code") or config["espeak"]["voice"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def _same_language(voice_language: str, language: str) -> bool:
+    """A voice's language serves a tag with the same language subtag (en_US serves en-GB)."""
+    return (
+        bool(voice_language) and _language_parts(voice_language)[1] == _language_parts(language)[1]
+    )
 
 
 def _piper_to_wav(piper_voice: Any, text: str, path: Path) -> None:
@@ -312,6 +370,7 @@ class EspeakEngine:
     """
 
     name = "espeak"
+    online = False
 
     def __init__(self, executable: str | None = None) -> None:
         self._executable = executable
@@ -325,11 +384,18 @@ class EspeakEngine:
                 return found
         raise EngineUnavailableError("espeak-ng is not installed")
 
-    def voices(self) -> list[str]:
-        return sorted(self.languages())
+    def voices(self, language: str | None = None) -> list[str]:
+        """espeak's voices (language names), or those that speak `language`."""
+        names = self.languages()
+        if language is None:
+            return sorted(names)
+        return sorted(
+            name for name in names if _language_parts(name)[1] == _language_parts(language)[1]
+        )
 
     def languages(self) -> frozenset[str]:
-        """Language names of the installed (non-mbrola) voices, lower-case."""
+        """Language names of the installed (non-mbrola) voices, lower-case, with the other
+        names each voice answers to ("zh" for Mandarin's "cmn")."""
         if self._languages is None:
             listing = self._run([self.binary(), "--voices"], None).stdout.decode(errors="replace")
             names = set()
@@ -337,26 +403,46 @@ class EspeakEngine:
                 columns = line.split()
                 if len(columns) >= 5 and not columns[4].startswith("mb/"):
                     names.add(columns[1].lower())
+                    names.update(m.lower() for m in _OTHER_NAME.findall(" ".join(columns[5:])))
             self._languages = frozenset(names)
         return self._languages
+
+    def supports(self, language: str) -> bool:
+        try:
+            return self._language_voice(language) is not None
+        except EngineUnavailableError:
+            return False
+
+    def _language_voice(self, language: str) -> str | None:
+        known = self.languages()
+        tag, primary = _language_parts(language)
+        if primary in UNREADABLE or (primary == "ja" and not _installed("janome")):
+            return None
+        if tag in known:
+            return tag
+        if any(name == primary or name.startswith(primary + "-") for name in known):
+            return primary
+        return None
 
     def voice_for(self, language: str, voice: str | None) -> str:
         known = self.languages()
         if voice:
             base = voice.lower().split("+", 1)[0]
-            if base in known and re.fullmatch(r"[a-z0-9-]+(\+[a-z0-9]+)?", voice.lower()):
+            same = _language_parts(base)[1] == _language_parts(language)[1]
+            if base in known and same and re.fullmatch(r"[a-z0-9-]+(\+[a-z0-9]+)?", voice.lower()):
                 return voice.lower()
-            log.warning("espeak voice %r not found; using the language's voice", voice)
-        tag, primary = _language_parts(language)
-        if tag in known:
-            return tag
-        if any(name == primary or name.startswith(primary + "-") for name in known):
-            return primary
-        log.warning("espeak does not speak %r; using English", language)
-        return "en"
+            log.warning(
+                "espeak voice %r not found for %s; using the language's voice", voice, language
+            )
+        found = self._language_voice(language)
+        if found is None:
+            raise EngineUnavailableError(f"espeak does not speak {language}")
+        return found
 
     def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
         command = [self.binary(), "-b", "1", "-v", self.voice_for(language, voice)]
+        if _language_parts(language)[1] == "ja":
+            text = japanese_reading(text)
         path = _new_file(out_dir, ".wav")
         # Text goes on stdin so that a message starting with "-" is never read as an option.
         _write_file(path, lambda p: self._run([*command, "-w", str(p), "--stdin"], text))
@@ -379,6 +465,36 @@ class EspeakEngine:
         return done
 
 
+# Languages whose script espeak-ng can't read with Debian's espeak-ng-data: its Mandarin and
+# Cantonese dictionaries are the small ones, which read Chinese characters as English digits
+# (whisper base heard none of it back). Chinese is spoken by gtts (online) or not at all.
+UNREADABLE = frozenset({"zh", "cmn", "yue"})
+
+
+@functools.cache
+def _japanese_tokenizer() -> Any:
+    from janome.tokenizer import Tokenizer
+
+    return Tokenizer()
+
+
+def japanese_reading(text: str) -> str:
+    """Japanese with its kanji replaced by their reading in katakana (janome), which
+    espeak-ng's Japanese voice reads; espeak says "Chinese letter" for a kanji."""
+    return "".join(
+        token.reading if token.reading not in ("*", "") else token.surface
+        for token in _japanese_tokenizer().tokenize(text)
+    )
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+_OTHER_NAME = re.compile(r"\(([a-z]{2,3}(?:-[a-z0-9]+)*) \d+\)")
+
 ENGINE_NAMES = ("gtts", "piper", "espeak")
 
 
@@ -388,8 +504,10 @@ ENGINE_NAMES = ("gtts", "piper", "espeak")
 # --- sentences ---------------------------------------------------------------------------------
 
 _ABBREVIATIONS = ("mr", "mrs", "ms", "dr", "prof", "st", "vs", "e.g", "i.e", "jr", "sr")
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
-_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+# Western sentence ends need a space after them; the full-width ones of Chinese and Japanese
+# (。！？) end a sentence as they are, closing brackets included.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|(?<=[。！？])[」』）]*\s*|\n+")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=[，、；：])\s*")
 
 
 def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
@@ -551,16 +669,26 @@ class SynthesisService:
         """Load the engine named first (if it has a model, like piper) before any request."""
         return await self._chain.warm_up()
 
-    async def voices(self, engine: str) -> list[str]:
-        """Voice names a server may choose for `engine` ([] if it has none or is unavailable)."""
+    async def voices(self, engine: str, language: str | None = None) -> list[str]:
+        """Voice names a server may choose for `engine`: those that speak `language` when
+        given ([] if it has none or is unavailable)."""
         found = self._chain.get(engine)
         listing = getattr(found, "voices", None)
         if listing is None:
             return []
         try:
-            return sorted(await asyncio.to_thread(listing))
+            if language is None:
+                return sorted(await asyncio.to_thread(listing))
+            return sorted(await asyncio.to_thread(listing, language))
         except EngineUnavailableError:
             return []
+
+    def speaking(self, language: str) -> list[EngineFit]:
+        """The installed engines that can speak `language`, in order (for `!language`)."""
+        return [
+            EngineFit(name, bool(getattr(engine, "online", False)))
+            for name, engine in self._chain.serving(language)
+        ]
 
     async def synthesize(
         self, text: str, language: str, voice: str | None = None, engine: str | None = None
@@ -578,7 +706,13 @@ class SynthesisService:
         async def call(candidate: SynthesisEngine) -> SpokenAudio:
             return await _in_thread(self._synthesize_with, candidate, text, language, voice)
 
-        result = await self._chain.run(call, prefer=engine)
+        try:
+            result = await self._chain.run(call, prefer=engine, language=language)
+        except NoEngineForLanguageError as exc:
+            raise LanguageNotSpokenError(
+                f"I can't speak {languages.english_name(language)} with the voices installed "
+                "here. An admin can choose another language with `!language`."
+            ) from exc
         if not result.first_choice:
             log.info("spoke with %s (fallback)", result.engine)
         return result.value

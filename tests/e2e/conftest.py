@@ -59,7 +59,7 @@ def hear() -> Callable[[bytes], Awaitable[str]]:
     engine = WhisperEngine()
 
     async def transcribe(wav: bytes) -> str:
-        return (await asyncio.to_thread(engine.transcribe, wav, "en-US")).lower()
+        return (await asyncio.to_thread(engine.transcribe, wav, "en-US")).text.lower()
 
     return transcribe
 

@@ -80,18 +80,27 @@ async def test_settings_commands(e2e: E2E) -> None:
     assert (await public(e2e, "chat", {"state": "on"}, author="moderator")).startswith("Chat is on")
     text = await public(e2e, "autotranscribe", {"state": "off"}, author="moderator")
     assert text.startswith("Automatic transcription is now off")
-    assert await public(e2e, "language") == "The speech language here is `en-US`."
-    assert await public(e2e, "language", {"code": "fr-FR"}) == "The speech language is now `fr-FR`."
+    shown = await public(e2e, "language")
+    assert shown == "The speech language here is `en-US` (English (United States))."
+    chosen = await public(e2e, "language", {"code": "fr-FR"})
+    assert chosen == "The speech language is now `fr-FR` (Français (France))."
     assert await private(e2e, "language", {"code": "de"}, author="member") == NO_PERMISSION
     show = await public(e2e, "voice show")
     assert show.startswith("**Voice settings**") and "Language: `fr-FR`" in show
+    # piper speaks English only: a French server hears espeak's French voice.
+    assert await public(e2e, "voice engine", {"name": "piper"}) == (
+        "Speech engine set to `piper`.\npiper has no voice for `fr-FR`; espeak speaks instead."
+    )
     assert await public(e2e, "voice engine", {"name": "espeak"}) == "Speech engine set to `espeak`."
     assert await public(e2e, "voice voice", {"name": "default"}) == "Voice set to `default`."
     assert "now off" in await public(e2e, "voice autospeak", {"state": "off"})
     assert "Unknown engine" in await private(e2e, "voice engine", {"name": "gtts"})  # not set up
     refused = await private(e2e, "voice autospeak", {"state": "on"}, author="member")
     assert refused == NO_PERMISSION
-    assert "Unknown voice `nobody`" in await private(e2e, "voice voice", {"name": "nobody"})
+    assert await private(e2e, "voice voice", {"name": "nobody"}) == (
+        "`nobody` is not a voice for `fr-FR`. Voices for it: espeak: fr, fr-be, fr-ch, fr-fr."
+    )
+    assert (await public(e2e, "voice voice", {"name": "fr-be"})) == "Voice set to `fr-be`."
     refused = await private(e2e, "autotranscribe", {"state": "on"}, author="member", force=True)
     assert refused == NO_PERMISSION
     dm = await e2e.sandbox.slash("hi", dm=True)
@@ -307,7 +316,7 @@ async def test_any_slow_command_is_deferred_before_three_seconds(
     record = await e2e.sandbox.slash("language")
     reply = await record.reply(timeout=15)
     assert record.callback == DEFERRED and 1.0 < record.callback_after < 3.0
-    assert reply["content"] == "The speech language here is `en-US`."
+    assert reply["content"] == "The speech language here is `en-US` (English (United States))."
     error = await e2e.sandbox.slash("language", {"code": "x!"}, author="member")
     assert (await error.reply(timeout=15))["content"] == NO_PERMISSION
     assert is_ephemeral(await error.reply())  # private, though a public defer came first
@@ -447,7 +456,11 @@ async def test_autocomplete_respects_permissions_and_namespaces(e2e: E2E) -> Non
     assert "all" not in values(await sandbox.autocomplete("getfile", "server", ""))
     # languages, voices, help
     languages = await sandbox.autocomplete("language", "code", "fr", author="moderator")
-    assert values(languages)[:2] == ["fr-FR", "fr-CA"] and "French" in languages[0]["name"]
+    assert values(languages)[:2] == ["fr-FR", "fr-CA"]
+    assert languages[0]["name"] == "Français (France) — fr-FR"
+    by_own_name = await sandbox.autocomplete("language", "code", "日本", author="moderator")
+    assert values(by_own_name) == ["ja-JP"] and by_own_name[0]["name"] == "日本語 (日本) — ja-JP"
+    assert "de-DE" in values(await sandbox.autocomplete("language", "code", "Deutsch"))
     assert await sandbox.autocomplete("language", "code", "fr", author="member") == []
     assert "default" in values(
         await sandbox.autocomplete("voice voice", "name", "", author="moderator")

@@ -108,6 +108,29 @@ async def test_long_audio_streams_into_one_reply_then_a_file_while_the_bot_stays
     assert text == whole.text
 
 
+async def test_a_recording_just_over_a_minute_shows_its_first_words_before_the_whole(
+    stt: E2E,
+) -> None:
+    clip, _said = await asyncio.to_thread(speech.sentences_for, 66)
+    voice = await asyncio.to_thread(speech.voice_message, clip)
+    edits: list[str] = []  # each version of the growing reply, in order
+    stt.sandbox.listeners.append(
+        lambda event, data: edits.append(data["content"]) if event == "MESSAGE_UPDATE" else None
+    )
+    sent = await stt.sandbox.send(files=[("reading.ogg", voice)])
+    await stt.sandbox.wait_for_bot_message(
+        after=sent, predicate=lambda m: "still transcribing" in m["content"], timeout=60
+    )
+    await eventually(lambda: bool(edits) and "still transcribing" not in edits[-1], timeout=120)
+
+    growing = [c for c in edits if "still transcribing…): " in c]
+    assert growing, edits  # some text showed before the whole transcript
+    # The first words came alone, from the first seconds of the recording.
+    assert re.match(r"\*\*Transcript\*\* \(0:(0\d|10) of 1:0\d, still transcribing", growing[0])
+    assert "smooth planks" in growing[0].lower()
+    assert edits[-1].startswith("**Transcript:** ") and "smooth planks" in edits[-1].lower()
+
+
 async def test_transcribe_command_as_a_reply_and_with_an_attachment(stt: E2E) -> None:
     await stt.ask_text("!autotranscribe off")
     original = await stt.sandbox.send(
@@ -137,10 +160,15 @@ async def test_autotranscribe_switch_is_admin_only_and_persistent(stt: E2E) -> N
 
 
 async def test_language_is_admin_only(stt: E2E) -> None:
-    assert await stt.ask_text("!language") == "The speech language here is `en-US`."
+    shown = await stt.ask_text("!language")
+    assert shown == "The speech language here is `en-US` (English (United States))."
     assert await stt.ask_text("!language fr-FR", author="member") == NO_PERMISSION
-    assert await stt.ask_text("!language fr-FR") == "The speech language is now `fr-FR`."
-    assert await stt.ask_text("!language") == "The speech language here is `fr-FR`."
+    assert await stt.ask_text("!language fr-FR") == (
+        "The speech language is now `fr-FR` (Français (France))."
+    )
+    assert await stt.ask_text("!language") == (
+        "The speech language here is `fr-FR` (Français (France))."
+    )
     assert (await stt.ask_text("!language 42")).startswith("`42` is not a language code.")
 
 

@@ -17,6 +17,7 @@ from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E, eventually
 from tests.e2e.test_model import MENU, chat, job_report, job_report_pattern, start_training
 from tests.e2e.test_transcribe import assert_heard, fixture, long_speech_wav
+from tests.fixtures.recordings import error_rate, recordings
 from tests.redis_server import redis_url  # noqa: F401 - a fixture
 from tests.worker_process import Worker
 
@@ -109,7 +110,8 @@ async def test_voice_messages_are_transcribed_by_the_worker(
     )
     assert final["content"].startswith("**Transcript:** ")
     assert final["content"].lower().count("hello") >= 10
-    assert any(re.search(r"\(0:[1-9]\d of 1:1\d, still", u) for u in updates), updates
+    # The first words show while the rest is still being transcribed.
+    assert any(re.search(r"\(0:\d\d of 1:1\d, still transcribing…\): \S", u) for u in updates)
     jobs = worker_ran(worker, "transcribe")
     assert len(jobs) == 2
     listed = await env.ask_text("!jobs")
@@ -174,3 +176,23 @@ async def test_training_and_test_files_run_on_the_worker_and_its_model_answers(
     assert reply.endswith("It is queued behind another training of this dataset.")
     assert "**done**" in await job_report(env, first, first_id)
     assert "Model v3 of dataset menu" in await job_report(env, second, second_id)
+
+
+async def test_the_worker_hears_each_server_in_its_language(
+    bot_with_worker: E2E, worker: Worker
+) -> None:
+    """The language, the fallback and translation travel with the task: the worker picks the
+    model by language (French: the multilingual one), detects with `auto`, translates."""
+    env = bot_with_worker
+    french = next(r for r in recordings("fr") if r.file == "fr-1.ogg")
+    assert (await env.ask_text("!language fr-FR translate")).startswith("The speech language")
+    reply = await env.ask(files=[("fr.ogg", french.data())], voice_message=True, timeout=180)
+    transcript, english = reply["content"].split("\n**English:** ")
+    assert error_rate(french.text, transcript.removeprefix("**Transcript:** "), "fr") <= 0.35
+    assert "consul" in english.lower()
+    assert (await env.ask_text("!language auto notranslate")).startswith("The speech language")
+    german = next(r for r in recordings("de") if r.file == "de-3.ogg")
+    reply = await env.ask(files=[("de.ogg", german.data())], timeout=180)
+    assert reply["content"].endswith("\n-# Recognized by the whisper engine · German.")
+    assert "I answer aloud in `de`" in await env.ask_text("!language")
+    assert len(worker_ran(worker, "transcribe")) == 2

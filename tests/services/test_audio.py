@@ -215,6 +215,31 @@ def test_noisy_audio_is_cut_at_its_quietest_point() -> None:
     assert 30_000 < len(pieces[0]) < 30_300
 
 
+def pieces_of(segment: AudioSegment, bounds: list[tuple[int, int]]) -> list[AudioSegment]:
+    return [audio.cut(segment, start, end) for start, end in bounds]
+
+
+def test_audio_long_enough_to_stream_starts_with_a_short_piece_cut_at_a_pause() -> None:
+    long = samples.sentences_for(180)[0]
+    pieces = pieces_of(long, audio.chunk_bounds(long, 50, first_seconds=10))
+    assert 5_000 <= len(pieces[0]) <= 10_000
+    assert b"".join(p.raw_data for p in pieces) == long.raw_data
+    # After the first piece, pieces are as long as without it: each cut in the last half.
+    assert all(25_000 <= len(p) <= 50_000 for p in pieces[1:-1])
+    assert len(pieces[-1]) <= 50_000
+    for before, after in zip(pieces, pieces[1:], strict=False):
+        assert audio.is_silent(before[-100:]) and audio.is_silent(after[:100])
+
+
+def test_a_short_first_piece_is_only_for_audio_long_enough_to_stream() -> None:
+    for seconds in (40, audio.STREAM_AFTER_SECONDS - 1):
+        clip = samples.sentences_for(seconds)[0]
+        assert audio.chunk_bounds(clip, 50, first_seconds=10) == audio.chunk_bounds(clip, 50)
+    steady = tone(120)
+    pieces = pieces_of(steady, audio.chunk_bounds(steady, 50, first_seconds=10))
+    assert [len(p) for p in pieces] == [10_000, 50_000, 50_000, 10_000]
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"), [(0, "0:00"), (59.6, "1:00"), (900, "15:00"), (3723, "1:02:03")]
 )

@@ -258,10 +258,11 @@ def test_a_huge_number_setting_is_out_of_range_and_shown_short() -> None:
     assert str(raised.value).endswith("... (5000 characters))")
 
 
-def test_a_language_code_is_ascii_letters() -> None:
-    assert parse_language("fr_CA") == "fr_CA"
-    for raw in ("ελλ", "ｅｎ-US", "e1"):
-        with pytest.raises(ValueError, match="must look like en-US"):
+def test_a_language_code_is_a_real_language_tag() -> None:
+    assert parse_language("fr_CA") == "fr-CA"
+    assert parse_language("AUTO") == "auto"
+    for raw in ("ελλ", "ｅｎ-US", "e1", "zz", "english", "x" * 40):
+        with pytest.raises(ValueError, match="must be a language code like en-US, or auto"):
             parse_language(raw)
 
 

@@ -9,6 +9,7 @@ from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError,
 from bot.services import audio, speech
 from bot.services.speech import (
     MB,
+    LanguageNotServedError,
     NoSpeechError,
     PartialTranscriptError,
     Progress,
@@ -48,7 +49,7 @@ def words(text: str) -> str:
 
 
 async def test_whisper_engine_transcribes_the_fixture(whisper_engine: WhisperEngine, hello_wav):
-    text = whisper_engine.transcribe(hello_wav, "en-US")
+    text = whisper_engine.transcribe(hello_wav, "en-US").text
     assert "hello" in words(text) and "world" in words(text)
 
 
@@ -62,9 +63,23 @@ async def test_service_transcribes_voice_message_and_mp3(whisper_engine, name):
     assert transcript.duration_seconds == pytest.approx(samples.hello().duration_seconds, abs=0.1)
 
 
-def test_sphinx_without_language_data_is_unavailable(hello_wav) -> None:
-    with pytest.raises(EngineUnavailableError):
-        SphinxEngine().transcribe(hello_wav, "xx-XX")
+def test_sphinx_serves_english_only() -> None:
+    engine = SphinxEngine()
+    assert engine.supports("en-US") and engine.supports("en-GB")
+    assert not engine.supports("fr-FR") and not engine.supports("auto")
+
+
+async def test_a_language_no_engine_serves_is_refused_not_heard_as_english(hello_wav) -> None:
+    service = SpeechService(["sphinx"])
+    try:
+        with pytest.raises(LanguageNotServedError) as refused:
+            await service.transcribe(hello_wav, "hello.wav", "fr-FR")
+    finally:
+        await service.close()
+    assert refused.value.message == (
+        "I can't recognize speech in French with the engines installed here. "
+        "An admin can choose another language with `!language`."
+    )
 
 
 async def test_sphinx_runs_in_a_worker_process(monkeypatch) -> None:
@@ -158,12 +173,13 @@ async def test_progress_is_reported_after_each_chunk_with_the_text_so_far() -> N
 async def test_a_failure_partway_keeps_the_text_and_says_where_it_stopped() -> None:
     clip, _ = samples.sentences_for(180)
     down_later = EngineUnavailableError("gone")
-    engine = FakeEngine("a", "first part", "second part", *[down_later] * 20)
+    # The first piece is short (up to 10 s): the third ends past a minute.
+    engine = FakeEngine("a", "first part", "second part", "third part", *[down_later] * 20)
     service = SpeechService([engine], chunk_seconds=50)
     with pytest.raises(PartialTranscriptError) as caught:
         await service.recognize(clip, "en-US")
     error = caught.value
-    assert error.text == "first part second part"
+    assert error.text == "first part second part third part"
     assert 60 < error.stopped_at < error.total and error.total > 170
     assert error.message.startswith("Speech recognition stopped at 1:")
     assert " of 3:" in error.message and "kept" in error.message
@@ -281,6 +297,7 @@ async def test_with_workers_the_bot_warms_no_speech_engine() -> None:
     service = SpeechService(["whisper"], tasks=object())  # type: ignore[arg-type]
     try:
         assert await service.warm_up() is None
-        assert service._chain.get("whisper")._model is None
+        whisper = service._chain.get("whisper")
+        assert not whisper.english.loaded and not whisper.multilingual.loaded
     finally:
         await service.close()

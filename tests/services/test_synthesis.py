@@ -190,7 +190,8 @@ def test_espeak_reads_text_that_looks_like_an_option(tmp_path: Path) -> None:
         ("en_GB", None, "en-gb"),
         ("fr-FR", None, "fr-fr"),
         ("de-DE", None, "de"),
-        ("xx-YY", None, "en"),
+        ("ja-JP", None, "ja"),
+        ("fr-FR", "en-gb-x-rp", "fr-fr"),  # a voice of another language is not used
         ("en-US", "en-gb-x-rp", "en-gb-x-rp"),
         ("en-US", "EN-US+f3", "en-us+f3"),
         ("en-US", "no-such-voice", "en-us"),
@@ -199,6 +200,15 @@ def test_espeak_reads_text_that_looks_like_an_option(tmp_path: Path) -> None:
 )
 def test_espeak_voice_choice(language: str, voice: str | None, chosen: str) -> None:
     assert EspeakEngine().voice_for(language, voice) == chosen
+
+
+def test_espeak_refuses_a_language_it_does_not_speak_instead_of_using_english() -> None:
+    engine = EspeakEngine()
+    assert not engine.supports("xx-YY")
+    # Debian's espeak-ng data reads Chinese characters as English digits: not Chinese.
+    assert not engine.supports("zh-CN") and not engine.supports("yue")
+    with pytest.raises(EngineUnavailableError, match="espeak does not speak xx-YY"):
+        engine.voice_for("xx-YY", None)
 
 
 def test_espeak_missing_binary_is_unavailable(tmp_path: Path) -> None:

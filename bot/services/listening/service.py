@@ -28,7 +28,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +38,7 @@ from bot.services.listening import settings as keys
 from bot.services.listening.segmenter import Segmenter, Utterance
 from bot.services.listening.sink import SAMPLE_RATE
 from bot.services.listening.wakewords import match_wake_word
+from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _NOISE_WORDS = frozenset({"you"})  # whisper's usual guess for a noise
 class Recognizer(Protocol):
     """The part of `SpeechService` listening uses (a fake in tests)."""
 
-    async def recognize(self, segment: Any, language: str = "en-US") -> Any: ...
+    async def recognize(self, segment: Any, language: Any = "en-US") -> Any: ...
 
 
 @dataclass
@@ -274,12 +275,14 @@ class ListeningService:
         storage: Storage,
         *,
         default_language: str = "en-US",
+        languages: ServerLanguages | None = None,
         segmenter_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.speech = speech
         self.storage = storage
-        self.default_language = default_language
+        # Captions are made in the server's language, or with `auto` in the one spoken.
+        self.languages = languages or ServerLanguages(storage, default_language)
         self.segmenter_options = segmenter_options or {}
         self.clock = clock
         self.bot_names: tuple[str, ...] = ()  # the bot's own name(s): always wake words
@@ -381,12 +384,13 @@ class ListeningService:
 
     async def transcribe(self, guild_id: int, pcm48: bytes) -> str:
         """The words in one utterance ("" for none), with the server's speech language."""
-        language = await self.storage.get_guild_setting(guild_id, "language", self.default_language)
+        hearing = replace(await self.languages.hearing(guild_id), translate=False)
         async with self._recognitions:
             segment = await asyncio.to_thread(to_segment, pcm48)
             try:
-                transcript = await self.speech.recognize(segment, language)
+                transcript = await self.speech.recognize(segment, hearing)
             except UserFacingError as exc:  # no speech, or every engine down
                 log.info("no caption for an utterance in guild %s: %s", guild_id, exc)
                 return ""
+        await self.languages.heard(guild_id, getattr(transcript, "language", None))
         return clean_transcript(getattr(transcript, "text", str(transcript)))

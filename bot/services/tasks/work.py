@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.jobs import JobRunner, short_reason
-from bot.services.speech import PartialTranscriptError, Progress, SpeechService
+from bot.services.speech import Hearing, PartialTranscriptError, Progress, SpeechService
 from bot.services.tasks.base import TaskContext
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,7 @@ async def transcribe(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any
     async def report(progress: Progress) -> None:
         await ctx.progress(asdict(progress))
 
-    transcript = await speech.recognize(
-        segment, str(payload.get("language", "en-US")), on_progress=report
-    )
+    transcript = await speech.recognize(segment, Hearing.of(payload), on_progress=report)
     return {"ok": True, "transcript": asdict(transcript)}
 
 

@@ -238,7 +238,7 @@ async def test_recognition_gets_16_khz_audio_in_the_servers_language(
     speak(session, clock, {ALICE: tone(1000) + silence(1000)})
     await until(lambda: len(heard.captions) == 1)
     [(seconds, rate, language)] = speech.calls
-    assert rate == 16_000 and language == "de-DE" and 1.0 <= seconds <= 1.5
+    assert rate == 16_000 and language.language == "de-DE" and 1.0 <= seconds <= 1.5
 
 
 @pytest.mark.parametrize("transcript", ["", "[BLANK_AUDIO]", "(music) ♪", " . . ", "you"])
