@@ -16,12 +16,14 @@ BENCHMARKS = (
     "tts",
     "stt",
     "stream",
+    "languages",
     "model",
     "loop",
     "first_reply",
     "memory",
     "listen",
     "workers",
+    "english",
 )
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 
