@@ -21,9 +21,9 @@ def slow_whisper_load(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     loaded: list[float] = []
     real = WhisperEngine._load
 
-    def slow(self: WhisperEngine):  # type: ignore[no-untyped-def]
+    def slow(self: WhisperEngine, source: str):  # type: ignore[no-untyped-def]
         time.sleep(3)
-        model = real(self)
+        model = real(self, source)
         loaded.append(time.monotonic())
         return model
 
@@ -54,8 +54,20 @@ async def test_warm_up_loads_whisper_and_piper_before_any_request(make_settings)
         await eventually(bot.warming.done, timeout=90)
         whisper = bot.services.speech._chain.get("whisper")
         piper = bot.services.synthesis.engine("piper")
-        assert whisper is not None and whisper._model is not None
+        assert whisper is not None and whisper.english.loaded
+        assert not whisper.multilingual.loaded  # an English bot never pays for it
         assert piper is not None and piper._loaded
+
+
+async def test_warm_up_loads_the_multilingual_model_when_the_default_language_needs_it(
+    make_settings,
+) -> None:
+    settings = make_settings(WARM_UP="on", LANGUAGE="fr-FR")
+    async with sandboxed_bot(settings) as (_sandbox, bot):
+        assert bot.warming is not None
+        await eventually(bot.warming.done, timeout=90)
+        whisper = bot.services.speech._chain.get("whisper")
+        assert whisper.multilingual.loaded and not whisper.english.loaded
 
 
 async def test_online_engines_named_first_have_nothing_to_warm(make_settings) -> None:
@@ -63,7 +75,7 @@ async def test_online_engines_named_first_have_nothing_to_warm(make_settings) ->
     async with sandboxed_bot(settings) as (_sandbox, bot):
         assert bot.warming is not None
         await eventually(bot.warming.done, timeout=30)
-        assert bot.services.speech._chain.get("whisper")._model is None  # loads on first use
+        assert not bot.services.speech._chain.get("whisper").english.loaded  # on first use
         assert not bot.services.synthesis.engine("piper")._loaded
         assert not bot.services.speech._chain.is_resting("google")  # not contacted
 
