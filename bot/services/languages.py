@@ -51,6 +51,17 @@ def parse_code(raw: str) -> str:
     return tag
 
 
+@functools.cache
+def _parsed(tag: str) -> langcodes.Language:
+    """The tag parsed; anything unparsable (a code stored by an older version, a fuzzer's
+    text) is treated as an unknown language named by its first part, never an error."""
+    try:
+        return langcodes.Language.get(tag)
+    except (ValueError, LookupError):
+        first = tag.strip().replace("_", "-").split("-", 1)[0].lower()
+        return langcodes.Language.make(language=first or "und")
+
+
 def _unnamed(language: langcodes.Language) -> bool:
     return language.language_name().startswith("Unknown language")
 
@@ -65,7 +76,7 @@ def standard_form(code: str) -> str:
 
 def primary(tag: str) -> str:
     """The language subtag: "fr" for "fr-FR"; `auto` stays `auto`."""
-    return tag if tag == AUTO else langcodes.Language.get(tag).language or tag
+    return tag if tag == AUTO else _parsed(tag).language or tag
 
 
 def is_english(tag: str) -> bool:
@@ -84,10 +95,7 @@ def english_name(tag: str) -> str:
     """ "French" for fr-FR (the language, not the region): for the transcript's footer."""
     if tag == AUTO:
         return "automatic"
-    try:
-        language = langcodes.Language.get(tag)
-    except (ValueError, LookupError):
-        return tag
+    language = _parsed(tag)
     return tag if _unnamed(language) else language.language_name()
 
 
@@ -96,7 +104,7 @@ def own_name(tag: str) -> str:
     """The language's name in itself: "Français (France)", "日本語 (日本)", "中文（台灣）"."""
     if tag == AUTO:
         return "Automatic (the language spoken)"
-    language = langcodes.Language.get(tag)
+    language = _parsed(tag)
     if chinese_script(tag) == "traditional" and language.script is None:
         language = language.maximize()  # CLDR names zh-TW only under zh-Hant-TW
     name = language.autonym()
@@ -107,7 +115,7 @@ def chinese_script(tag: str) -> str | None:
     """ "traditional" for zh-TW, zh-HK, zh-Hant…; "simplified" for other Chinese; else None."""
     if tag == AUTO:
         return None
-    language = langcodes.Language.get(tag)
+    language = _parsed(tag)
     if language.language not in ("zh", "cmn"):
         return None
     if language.script == "Hant" or (
@@ -131,7 +139,7 @@ def in_script(text: str, tag: str) -> str:
         return text
     if script == "simplified":
         return _converter("t2s").convert(text)
-    region = langcodes.Language.get(tag).territory
+    region = _parsed(tag).territory
     return _converter({"TW": "s2tw", "HK": "s2hk", "MO": "s2hk"}.get(region or "", "s2t")).convert(
         text
     )
