@@ -6,7 +6,9 @@ against the sandbox at SANDBOX_URL (`python -m bot.sandbox` runs one on its own)
 
 `python -m bot worker` runs tasks for the bot (bot/worker.py).
 `python -m bot db upgrade` migrates the database (DATABASE_URL, else DATA_DIR/bot.db) and
-stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one.
+stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one;
+`python -m bot db backup FILE` snapshots it into a new SQLite file and `python -m bot db restore
+FILE` brings such a file back into an empty database.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from bot.config import SettingsError, load_settings
@@ -25,6 +29,14 @@ from bot.logs import setup_logging
 from bot.memory import tune_malloc
 
 log = logging.getLogger("bot")
+
+# How each `db` command says that it failed, before the reason.
+FAILED = {
+    "upgrade": "The upgrade failed",
+    "copy": "Nothing was copied",
+    "backup": "No backup was written",
+    "restore": "Nothing was restored",
+}
 
 
 async def run_discord(settings) -> None:  # type: ignore[no-untyped-def]
@@ -60,14 +72,49 @@ def db_parser() -> argparse.ArgumentParser:
         dest="source",
         help="source (default: DATABASE_URL, else the SQLite file in DATA_DIR)",
     )
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent snapshot of the database, blobs included, into a new SQLite "
+        "file (the bot may keep running)",
+    )
+    backup.add_argument("file", type=Path, help="the new backup file (never overwritten)")
+    restore = commands.add_parser(
+        "restore", help="restore a backup into the configured database, which must be empty"
+    )
+    restore.add_argument("file", type=Path, help="a file written by `db backup`")
     return parser
+
+
+def print_rows(heading: str, counts: dict[str, int]) -> None:
+    from bot.services.storage.transfer import rows_text
+
+    print(heading)
+    for table, rows in counts.items():
+        print(f"  {table}: {rows_text(rows)}")
+
+
+async def run_backup(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+    from bot.services.storage import shown_url
+    from bot.services.storage.backup import backup_database, restore_database
+    from bot.wiring import storage_location
+
+    location = storage_location(settings)
+    if args.command == "backup":
+        counts = await backup_database(location, args.file)
+        print_rows(f"Backed up {shown_url(location)} to {args.file.absolute()}:", counts)
+    else:
+        counts = await restore_database(args.file, location)
+        print_rows(f"Restored {args.file.absolute()} into {shown_url(location)}:", counts)
+    return 0
 
 
 async def run_db(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
     from bot.services.storage import Storage, shown_url
-    from bot.services.storage.transfer import copy_database, rows_text
+    from bot.services.storage.transfer import copy_database
     from bot.wiring import open_storage, storage_location
 
+    if args.command in ("backup", "restore"):
+        return await run_backup(args, settings)
     if args.command == "upgrade":
         storage = await open_storage(settings)
         try:
@@ -83,9 +130,7 @@ async def run_db(args: argparse.Namespace, settings) -> int:  # type: ignore[no-
         return 2
     async with source, target:
         copied = await copy_database(source, target)
-    print(f"Copied {shown_url(source.url)} to {shown_url(target.url)}:")
-    for table, rows in copied.items():
-        print(f"  {table}: {rows_text(rows)}")
+    print_rows(f"Copied {shown_url(source.url)} to {shown_url(target.url)}:", copied)
     print(
         "Datasets and models are still files under DATA_DIR/servers/: every process of the "
         "bot needs that folder (docs/SCALING.md)."
@@ -104,16 +149,27 @@ def db_main(argv: list[str]) -> int:
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
     from bot.services.storage import DatabaseUrlError
+    from bot.services.storage.backup import BackupError, NotABackupError
     from bot.services.storage.transfer import TargetNotEmptyError
 
+    failed = FAILED[args.command]
     try:
         return asyncio.run(run_db(args, settings))
     except DatabaseUrlError as exc:
         print(f"Not a database the bot can use: {exc}", file=sys.stderr)
         return 2
-    except (TargetNotEmptyError, SQLAlchemyError, OSError, RuntimeError) as exc:
+    except NotABackupError as exc:
+        print(f"{failed}: {exc}", file=sys.stderr)
+        return 2
+    except (
+        BackupError,
+        TargetNotEmptyError,
+        SQLAlchemyError,
+        sqlite3.Error,
+        OSError,
+        RuntimeError,
+    ) as exc:
         reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-        failed = "Nothing was copied" if args.command == "copy" else "The upgrade failed"
         print(f"{failed}: {reason}", file=sys.stderr)
         return 1
 

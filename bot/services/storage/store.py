@@ -245,11 +245,22 @@ class Storage:
         await engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self, *, begin_first: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, *, begin_first: bool = False, snapshot: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction that commits when the block ends (rolls back on an
         exception). On SQLite the transaction begins at the first write, unless `begin_first`
-        (for reads that decide what to write, and for DDL)."""
+        (for reads that decide what to write, and for DDL).
+
+        `snapshot` (PostgreSQL): a read-only REPEATABLE READ transaction, whose reads of every
+        table see the database as it was at the first one, while the bot goes on writing; a
+        copy or backup made through it is consistent. (A live SQLite file is backed up with
+        SQLite's own backup API instead, backup.py.)"""
         engine = explicit_begin(self.engine) if begin_first else self.engine
+        if snapshot and self.backend == "postgresql":
+            engine = engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         self._busy += 1
         self._idle.clear()
         try:

@@ -1,7 +1,8 @@
 """Copy a whole database into another one (`python -m bot db copy`), e.g. an install's SQLite
 file into PostgreSQL. Either backend can be either side.
 
-Both are opened with `Storage`, so both are migrated to the latest schema first. The target
+Both are opened with `Storage`, so both are migrated to the latest schema first. A PostgreSQL
+source is read in one snapshot, so the copy is consistent even while the bot writes. The target
 must hold no data yet (apart from `meta`, which a new database already has): the copy is one
 transaction on the target, so a copy that fails leaves it empty, and running it again after a
 success is refused instead of doubling the rows.
@@ -55,7 +56,7 @@ async def copy_database(source: Storage, target: Storage) -> dict[str, int]:
                 "copy into a new, empty database"
             )
         copied: dict[str, int] = {}
-        async with source.transaction() as out:
+        async with source.transaction(snapshot=True) as out:
             for table in copied_tables():
                 copied[table.name] = await _copy_table(out, into, table)
         await _continue_counters(into)
