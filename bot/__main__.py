@@ -9,6 +9,7 @@ against the sandbox at SANDBOX_URL (`python -m bot.sandbox` runs one on its own)
 stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one;
 `python -m bot db backup FILE` snapshots it into a new SQLite file and `python -m bot db restore
 FILE` brings such a file back into an empty database.
+`python -m bot doctor` checks the install (bot/services/doctor.py) and prints one line per check.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config import SettingsError, load_settings
 from bot.logs import setup_logging
 from bot.memory import tune_malloc
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.services.doctor import CheckResult, DiscordApi
 
 log = logging.getLogger("bot")
 
@@ -174,10 +179,64 @@ def db_main(argv: list[str]) -> int:
         return 1
 
 
+@contextlib.asynccontextmanager
+async def doctor_api(settings: Settings) -> AsyncIterator[DiscordApi]:
+    """Discord with the token; without one, the sandbox at SANDBOX_URL or one started here."""
+    from discord.http import Route
+
+    from bot.sandbox.runner import SANDBOX_TOKEN
+    from bot.sandbox.server import API_PREFIX, Sandbox
+    from bot.services.doctor import DiscordApi
+
+    if settings.discord_token:
+        base = settings.discord_api_base or Route.BASE
+        where = f"the API at {base}" if settings.discord_api_base else "Discord"
+        yield DiscordApi(base, settings.discord_token, where)
+    elif settings.sandbox_url:
+        url = settings.sandbox_url
+        yield DiscordApi(url + API_PREFIX, SANDBOX_TOKEN, f"the sandbox at {url}")
+    else:
+        async with Sandbox(admin_role=settings.admin_role) as sandbox:
+            yield DiscordApi(sandbox.api_base, SANDBOX_TOKEN, "the local sandbox (no token)")
+
+
+async def run_doctor(settings: Settings, results: list[CheckResult]) -> None:
+    from bot.services.doctor import run_checks
+    from bot.wiring import storage_location
+
+    async with doctor_api(settings) as api:
+        async for result in run_checks(settings, api, storage_location(settings)):
+            print(result.line, flush=True)
+            results.append(result)
+
+
+def doctor_main(argv: list[str]) -> int:
+    argparse.ArgumentParser(
+        prog="python -m bot doctor",
+        description="Check the install before it goes live: settings, Discord token and "
+        "intents, database, Redis, DATA_DIR, ffmpeg and the offline engines' models. "
+        "Exit code 0 when every check passes (warnings allowed), 1 when one fails.",
+    ).parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")  # ✓ and ✗ on a terminal that lacks them
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from bot.services.doctor import check_settings, exit_code, summary
+
+    settings, results = check_settings()
+    for result in results:
+        print(result.line, flush=True)
+    if settings is not None:
+        asyncio.run(run_doctor(settings, results))
+    print(summary(results))
+    return exit_code(results)
+
+
 def main() -> int:
     tune_malloc()  # before any thread starts
     if sys.argv[1:2] == ["db"]:
         return db_main(sys.argv[2:])
+    if sys.argv[1:2] == ["doctor"]:
+        return doctor_main(sys.argv[2:])
     if sys.argv[1:2] == ["worker"]:
         from bot.worker import worker_main
 

@@ -5,7 +5,9 @@ MESSAGE_CREATE/UPDATE/DELETE, VOICE_STATE_UPDATE) and, through `VoiceServer`, th
 gateway and UDP audio. Four servers, each with #general and a voice channel and its own
 people (see `world.py`): Sandbox (owner, moderator, member), Second (alice, bob), Third
 (carol, dave) and Fourth (erin, frank). Shards and logins are metered as Discord does
-(`sharding.py`): each session gets the events of its shard's servers only.
+(`sharding.py`): each session gets the events of its shard's servers only. The token and the
+application are answered for as Discord does: 401 (and gateway close 4004) for a token it
+refuses, the Message Content intent in the application's flags (close 4014 when it is off).
 
 Tests and the console act as users through the `Sandbox` methods (`send`, `join_voice`,
 ...) and observe what the bot did (`wait_for_bot_message`, `typing`, `reactions`).
@@ -41,6 +43,11 @@ API_PREFIX = "/api/v10"
 # The certificate authority of the voice endpoint's TLS, for bots in other processes.
 CA_PATH = "/sandbox/ca.pem"
 VOICE_FLAG = 1 << 13  # MessageFlags.voice
+# ApplicationFlags.gateway_message_content_limited: the Message Content intent switched on in
+# the Developer Portal by a bot in under 100 servers (a verified one gets 1 << 18 instead).
+MESSAGE_CONTENT_LIMITED = 1 << 19
+MESSAGE_CONTENT_INTENT = 1 << 15  # Intents.message_content, asked for in IDENTIFY
+UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
 HEARTBEAT_MS = 41_250
 # discord.py's keep-alive thread records when it sent a heartbeat only after the send has
 # finished on the event loop; an ACK that reaches the client first is measured against the
@@ -103,11 +110,15 @@ class Sandbox:
         heartbeat_ack_delay: float = HEARTBEAT_ACK_DELAY,
         shard_count: int = 1,
         max_concurrency: int = 1,
+        token: str | None = None,
+        message_content_intent: bool = True,
     ) -> None:
         """`heartbeat_interval` (ms) and `heartbeat_ack_delay` (s) are shortened by tests.
         `shard_count` is the count `GET /gateway/bot` recommends (and the least a session
         may use); `max_concurrency` how many logins may start per 5 s. `port` 0 takes a
-        free one."""
+        free one. `token`: the one bot token accepted (None: any). `message_content_intent`:
+        whether the application has the Message Content intent switched on (its flags say so,
+        and an IDENTIFY asking for it without is closed with 4014, as on Discord)."""
         self.host = host
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ack_delay = heartbeat_ack_delay
@@ -132,6 +143,12 @@ class Sandbox:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = port
+        self.token = token
+        self.message_content_intent = message_content_intent
+
+    @property
+    def application_flags(self) -> int:
+        return MESSAGE_CONTENT_LIMITED if self.message_content_intent else 0
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -497,6 +514,10 @@ class Sandbox:
             log.debug("gateway client gone before its heartbeat ACK")
 
     async def _identify(self, client: _GatewayClient, identify: dict[str, Any]) -> None:
+        refused = self._refused_identify(identify)
+        if refused is not None:
+            await client.ws.close(code=refused[0], message=refused[1].encode())
+            return
         try:
             client.shard = self.logins.shard_of(identify)
         except ShardRefused as refused:
@@ -506,6 +527,19 @@ class Sandbox:
             await client.ws.send_str(json.dumps({"op": 9, "d": False}))
             return
         await self._start_session(client)
+
+    def _refused_identify(self, identify: dict[str, Any]) -> tuple[int, str] | None:
+        """Discord's close code and reason for an IDENTIFY it refuses, or None."""
+        if self.token is not None and identify.get("token") != self.token:
+            return 4004, "Authentication failed."
+        intents = identify.get("intents")
+        if (
+            not self.message_content_intent
+            and isinstance(intents, int)
+            and intents & MESSAGE_CONTENT_INTENT
+        ):
+            return 4014, "Disallowed intent(s)."
+        return None
 
     async def _resume(self, client: _GatewayClient, resume: dict[str, Any]) -> None:
         """A RESUME starts a fresh session of the same shard; it is no login, as on Discord.
@@ -529,7 +563,7 @@ class Sandbox:
             "resume_gateway_url": self.gateway_url,
             "private_channels": [],
             "relationships": [],
-            "application": {"id": str(self.APPLICATION_ID), "flags": 0},
+            "application": {"id": str(self.APPLICATION_ID), "flags": self.application_flags},
             "shard": list(client.shard),
         }
         await self._dispatch(client, "READY", ready)
@@ -596,10 +630,19 @@ class Sandbox:
     async def _get_gateway_bot(self, request: web.Request) -> web.Response:
         return _json(self.logins.gateway_bot(self.gateway_url))
 
+    def _authorized(self, request: web.Request) -> bool:
+        """Whether the request carries a bot token the sandbox accepts (`token`, else any)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme == "Bot" and bool(token) and self.token in (None, token)
+
     async def _get_me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _json(UNAUTHORIZED, status=401)
         return _json({**self.bot_user.payload(), "verified": True, "mfa_enabled": False})
 
     async def _get_application(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _json(UNAUTHORIZED, status=401)
         return _json(
             {
                 "id": str(self.APPLICATION_ID),
@@ -611,7 +654,7 @@ class Sandbox:
                 "owner": self.users["owner"].payload(),
                 "team": None,
                 "verify_key": "0" * 64,
-                "flags": 0,
+                "flags": self.application_flags,
                 "summary": "",
             }
         )
