@@ -30,6 +30,8 @@ COMMON_LANGUAGES: tuple[str, ...] = (
 # whisper's own codes where they differ from the tag's language subtag.
 _WHISPER_CODES = {"jv": "jw", "nb": "no", "nn": "nn", "fil": "tl"}
 _TRADITIONAL_REGIONS = frozenset({"TW", "HK", "MO"})
+# Valid subtags that name no language: undetermined, none, several, missing.
+_NOT_A_LANGUAGE = frozenset({"", "und", "zxx", "mul", "mis"})
 
 
 def parse_code(raw: str) -> str:
@@ -46,7 +48,9 @@ def parse_code(raw: str) -> str:
     except (ValueError, LookupError):
         raise ValueError("must be a language code like en-US, or auto") from None
     language = langcodes.Language.get(tag)
-    if not language.is_valid() or language.language in (None, "und") or _unnamed(language):
+    code = language.language or ""
+    # Checked against the tag registry only: the names' data costs 18 MB when first read.
+    if not language.is_valid() or code in _NOT_A_LANGUAGE or "qaa" <= code <= "qtz":
         raise ValueError("must be a language code like en-US, or auto")
     return tag
 

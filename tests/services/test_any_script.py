@@ -24,7 +24,8 @@ from bot.services.models import compile_pipeline, read_artifact
 from bot.services.models.artifact import artifact_bytes
 from bot.services.models.scorer import _LoadedModel
 from bot.services.models.training_run import DatasetSource, train_model
-from bot.services.training import TOKEN_PATTERN, UNSEGMENTED, build_pipeline
+from bot.services.training import TOKEN_PATTERN, UNSEGMENTED
+from tests.services.test_models import fit_like_sklearn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "samples" / "smalltalk.csv"
@@ -149,15 +150,7 @@ def test_the_training_counts_every_script_as_scikit_learn_does() -> None:
     ]
     texts += mixed
     labels += ["mixed"] * len(mixed)
-    fitted = training.fit(texts, labels)
-    ours = fitted.pipeline.named_steps["features"]
-    theirs = build_pipeline().named_steps["features"].fit(texts)
-    for (name, mine), (_, sklearns) in zip(
-        ours.transformer_list, theirs.transformer_list, strict=True
-    ):
-        assert set(mine.vocabulary_) == set(sklearns.vocabulary_), name
-        order = [mine.vocabulary_[term] for term in sklearns.get_feature_names_out()]
-        assert np.allclose(mine.idf_[order], sklearns.idf_), name
+    fitted, ours = fit_like_sklearn(texts, labels)
     assert "天 気" in ours.transformer_list[0][1].vocabulary_  # a character bigram
     counted = fitted.features(range(len(texts))).toarray()
     assert np.allclose(counted, ours.transform(texts).toarray(), atol=1e-6)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,10 +236,9 @@ def test_the_compiled_model_scores_like_scikit_learn(labels: int) -> None:
         assert scorer.proba(text) == pytest.approx(pipeline.predict_proba([text])[0], abs=1e-5)
 
 
-def test_the_training_counts_terms_as_scikit_learn_does() -> None:
-    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
-    texts = [r.text for r in rows] + ODD_TEXTS + ["Ünïcödé  ÉCOLE", "a-b c_d e.f", "x\ty\nz"]
-    labels = [r.label for r in rows] + ["odd"] * (len(texts) - len(rows))
+def fit_like_sklearn(texts: list[str], labels: list[str]) -> tuple[Any, Any]:
+    """Fit with the fast counting path and check its vocabulary and idf are scikit-learn's;
+    returns (the fitted model, its feature union)."""
     fitted = training.fit(texts, labels)
     ours = fitted.pipeline.named_steps["features"]
     theirs = build_pipeline().named_steps["features"].fit(texts)
@@ -248,6 +248,14 @@ def test_the_training_counts_terms_as_scikit_learn_does() -> None:
         assert set(mine.vocabulary_) == set(sklearns.vocabulary_), name
         order = [mine.vocabulary_[term] for term in sklearns.get_feature_names_out()]
         assert np.allclose(mine.idf_[order], sklearns.idf_), name
+    return fitted, ours
+
+
+def test_the_training_counts_terms_as_scikit_learn_does() -> None:
+    rows = parse_dataset(SAMPLE.read_bytes(), SAMPLE.name, max_rows=1000)
+    texts = [r.text for r in rows] + ODD_TEXTS + ["Ünïcödé  ÉCOLE", "a-b c_d e.f", "x\ty\nz"]
+    labels = [r.label for r in rows] + ["odd"] * (len(texts) - len(rows))
+    fitted, ours = fit_like_sklearn(texts, labels)
     counted = fitted.features(range(len(texts))).toarray()
     assert np.allclose(counted, ours.transform(texts).toarray(), atol=1e-6)
 
