@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -60,8 +61,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port))
     except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
         raise PortInUseError(
-            f"METRICS_PORT={port}: can't listen on {host}:{port} ({exc.strerror or exc}); "
+            f"METRICS_PORT={port}: can't listen on {host}:{port} ({why}); "
             "give each process its own port"
         ) from None
 
