@@ -1,5 +1,5 @@
-"""docs/grafana-dashboard.json names only metrics that exist (bot/metrics.py), and every query
-in it is PromQL that a real Prometheus parses."""
+"""docs/grafana-dashboard.json and the alerting rules in docs/OPERATIONS.md name only metrics
+that exist (bot/metrics.py), and every query in them is PromQL that a real Prometheus parses."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ import pytest
 from bot.metrics import REGISTRY
 from tests.prometheus_server import PrometheusServer
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DASHBOARD = DOCS / "grafana-dashboard.json"
+OPERATIONS = DOCS / "OPERATIONS.md"
 # Series Prometheus itself writes for every target.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+BLACKBOX_EXPORTER = {"probe_success"}  # readiness: it probes each process's /readyz
 SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -82,6 +85,29 @@ def variable_queries() -> list[str]:
     ]
 
 
+def alert_exprs() -> list[tuple[str, str]]:
+    """(alert, expr) of every rule in OPERATIONS.md's "What to alert on" (an `expr: |` block
+    is the lines indented under it)."""
+    section = OPERATIONS.read_text(encoding="utf-8").split("## What to alert on\n", 1)[1]
+    found: list[tuple[str, str]] = []
+    lines = section.split("\n## ", 1)[0].splitlines()
+    for n, line in enumerate(lines):
+        if not (rule := re.match(r"\s*- alert: (\w+)$", line)):
+            continue
+        at = next(i for i in range(n + 1, len(lines)) if lines[i].strip().startswith("expr:"))
+        value = lines[at].split("expr:", 1)[1].strip()
+        if value == "|":
+            indent = len(lines[at]) - len(lines[at].lstrip())
+            block = []
+            for following in lines[at + 1 :]:
+                if len(following) - len(following.lstrip()) <= indent:
+                    break
+                block.append(following.strip())
+            value = " ".join(block)
+        found.append((rule[1], value))
+    return found
+
+
 def unknown_names(expr: str) -> set[str]:
     return metric_names(expr) - exposed_names() - PROMETHEUS_OWN
 
@@ -110,6 +136,16 @@ def test_every_panel_names_only_metrics_that_exist() -> None:
         assert metric in exposed_names(), query
 
 
+def test_every_documented_alert_names_only_metrics_that_exist() -> None:
+    alerts = dict(alert_exprs())
+    assert {"ShardDisconnected", "TranscriptionsFailing", "TasksQueueGrowing", "NotReady"} <= set(
+        alerts
+    )
+    assert alerts["ShardDisconnected"] == "discord_connected == 0"
+    unknown = {name: unknown_names(expr) - BLACKBOX_EXPORTER for name, expr in alerts.items()}
+    assert {k: v for k, v in unknown.items() if v} == {}
+
+
 def test_every_panel_reads_the_chosen_data_source() -> None:
     board = dashboard()
     [variable] = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
@@ -135,7 +171,7 @@ def test_every_query_is_promql_that_prometheus_parses(
     start_prometheus: Callable[[Mapping[str, str]], PrometheusServer],
 ) -> None:
     prometheus = start_prometheus({})
-    for title, expr in exprs():
+    for title, expr in exprs() + alert_exprs():
         try:
             prometheus.query(grafana_expanded(expr))
         except AssertionError as error:
