@@ -10,6 +10,8 @@ stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into anot
 `python -m bot db backup FILE` snapshots it into a new SQLite file and `python -m bot db restore
 FILE` brings such a file back into an empty database.
 `python -m bot doctor` checks the install (bot/services/doctor.py) and prints one line per check.
+`python -m bot health` asks this machine's process on METRICS_PORT whether it is alive and
+ready (bot/services/observe.py): exit code 0 or 1, for a container's HEALTHCHECK.
 """
 
 from __future__ import annotations
@@ -231,8 +233,29 @@ def doctor_main(argv: list[str]) -> int:
     return exit_code(results)
 
 
+def health_main(argv: list[str]) -> int:
+    argparse.ArgumentParser(
+        prog="python -m bot health",
+        description="Ask the bot or worker serving METRICS_PORT (on METRICS_HOST) on this "
+        "machine whether it is alive (/healthz) and ready (/readyz). Exit code 0 when both "
+        "answer 200, 1 otherwise, with one line saying why: for a container's HEALTHCHECK.",
+    ).parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # 1, not 2: Docker reserves 2 in a HEALTHCHECK
+        print("Fix these settings first:", *exc.problems, sep="; ", file=sys.stderr)
+        return 1
+    from bot.services.observe import probe
+
+    healthy, line = probe(settings.metrics_host, settings.metrics_port)
+    print(line, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
 def main() -> int:
     tune_malloc()  # before any thread starts
+    if sys.argv[1:2] == ["health"]:
+        return health_main(sys.argv[2:])
     if sys.argv[1:2] == ["db"]:
         return db_main(sys.argv[2:])
     if sys.argv[1:2] == ["doctor"]:
@@ -252,6 +275,8 @@ def main() -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.data_dir / "logs", console=not settings.console)
+    from bot.services.observe import PortInUseError
+
     try:
         if settings.console:
             from bot.sandbox.console import run_console
@@ -265,6 +290,9 @@ def main() -> int:
             asyncio.run(until_terminated(run_discord(settings)))
     except KeyboardInterrupt:
         pass
+    except PortInUseError as exc:
+        print(f"The bot cannot start: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # discord.LoginFailure and the like: one clear line
         log.error("the bot stopped: %s", exc, exc_info=exc)
         print(f"The bot stopped: {exc}", file=sys.stderr)

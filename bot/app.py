@@ -36,6 +36,7 @@ EXTENSIONS = (
     "bot.cogs.files",
     "bot.cogs.feedback",
     "bot.cogs.sync",
+    "bot.cogs.observe",
 )
 
 
@@ -112,6 +113,8 @@ class VoiceChatBot(commands.AutoShardedBot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         log.info("loaded %d extensions", len(EXTENSIONS))
+        if self.services.observer is not None:  # stopped with the services, in close()
+            await self.services.observer.start()
         if self.settings.warm_up:
             self.warming = asyncio.create_task(self.services.warm_up(), name="warm-up")
         # Everything built so far (modules, services, cogs) lives as long as the bot: keep it

@@ -199,6 +199,19 @@ def _redis_url(raw: str) -> str | None:
     return value
 
 
+def _optional_port(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    return _int_range(1, 65535)(raw)
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(c.isspace() or c in "/\x00" for c in value):
+        raise ValueError("must be an address such as 127.0.0.1 or 0.0.0.0")
+    return value
+
+
 def _optional_count(raw: str) -> int | None:
     if not raw.strip():
         return None
@@ -405,6 +418,18 @@ class Settings:
         _int_range(1, 86400),
         "A task a worker took but did not finish in this many seconds (the worker died) goes "
         "to another worker; longer than the longest task.",
+    )
+    # Operations
+    metrics_port: int | None = _setting(
+        "",
+        _optional_port,
+        "Port where this process serves /metrics (Prometheus), /healthz and /readyz; each "
+        "process needs its own; empty: off.",
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1",
+        _host,
+        "Address METRICS_PORT listens on (0.0.0.0: every interface, for a scraper elsewhere).",
     )
 
     @property

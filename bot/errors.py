@@ -28,5 +28,10 @@ class TooLargeError(InvalidInputError):
     """The input is over a configured size or length limit."""
 
 
+class LimitReachedError(UserFacingError):
+    """A request refused by a limit: a rate limit, an allowance or a full queue (the user may
+    try again later; the metrics count it as "limited")."""
+
+
 class EngineUnavailableError(Exception):
     """An engine (speech or synthesis) is not installed or cannot be reached right now."""

@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.services.jobs import JobRunner, best_start_method
 from bot.services.listening.service import ListeningService
 from bot.services.login_turns import LoginTurns
+from bot.services.observe import Observer, redis_answers
 from bot.services.server_language import ServerLanguages
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
@@ -47,6 +48,7 @@ class Services:
     jobstore: JobStore
     languages: ServerLanguages
     tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
+    observer: Observer | None = None  # /metrics, /healthz, /readyz when METRICS_PORT is set
 
     async def warm_up(self) -> None:
         """Load the speech and voice engines named first (when they have a model), in threads:
@@ -58,6 +60,8 @@ class Services:
                 log.exception("warming up %s failed", type(service).__name__)
 
     async def close(self) -> None:
+        if self.observer is not None:
+            await self.observer.stop()
         await self.listening.close()
         await self.tenants.close()
         await self.speech.close()
@@ -93,8 +97,33 @@ async def open_storage(settings: Settings) -> Storage:
     return storage
 
 
+def build_observer(settings: Settings) -> Observer | None:
+    """The metrics and health server when METRICS_PORT is set, its port bound now (so a port
+    in use stops the process before anything else starts); started by the bot or worker."""
+    if settings.metrics_port is None:
+        return None
+    return Observer(settings.metrics_host, settings.metrics_port)
+
+
+def watch_dependencies(observer: Observer | None, settings: Settings, storage: Storage) -> None:
+    """Readiness of a bot or worker: its database answers, and Redis when there's a broker."""
+    if observer is None:
+        return
+    observer.add_check("database", storage.ping)
+    broker = settings.task_broker_url
+    if broker is not None:
+        observer.add_check("task broker", lambda: redis_answers(broker))
+
+
 async def build_services(settings: Settings) -> Services:
-    storage = await open_storage(settings)
+    observer = build_observer(settings)
+    try:
+        storage = await open_storage(settings)
+    except BaseException:
+        if observer is not None:
+            await observer.stop()
+        raise
+    watch_dependencies(observer, settings, storage)
     jobstore = JobStore(storage)
     jobs = JobRunner(
         max_workers=JOB_WORKERS,
@@ -130,6 +159,7 @@ async def build_services(settings: Settings) -> Services:
         jobstore=jobstore,
         languages=languages,
         tasks=tasks,
+        observer=observer,
     )
 
 

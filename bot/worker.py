@@ -32,12 +32,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         worker_handler,
     )
     from bot.services.tasks.work import WorkServices
-    from bot.wiring import WORKER_PRELOAD, open_storage
+    from bot.wiring import WORKER_PRELOAD, build_observer, open_storage, watch_dependencies
 
     if settings.task_broker_url is None:
         raise SettingsError(["TASK_BROKER_URL: must be set for a worker"])
     stop = stop or asyncio.Event()
-    storage = await open_storage(settings)
+    observer = build_observer(settings)  # first: a port in use stops the worker at once
+    try:
+        storage = await open_storage(settings)
+    except BaseException:
+        if observer is not None:
+            await observer.stop()
+        raise
+    watch_dependencies(observer, settings, storage)
     pool = JobRunner(
         max_workers=settings.worker_concurrency,
         start_method=best_start_method(),
@@ -63,11 +70,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             max_prefetch=0,
         )
     )
+    if observer is not None:
+        await observer.start()
     log.info("worker ready: %d task(s) at a time", settings.worker_concurrency)
     print("worker ready", flush=True)
     try:
         await stop.wait()
     finally:
+        if observer is not None:
+            await observer.stop()
         receiver.cancel()
         await asyncio.gather(receiver, return_exceptions=True)
         await broker.shutdown()
@@ -94,8 +105,13 @@ def worker_main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
+    from bot.services.observe import PortInUseError
+
     try:
         asyncio.run(main())
+    except PortInUseError as exc:
+        print(f"The worker cannot start: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a database or Redis that can't be reached: one clear line
         log.error("the worker stopped: %s", exc, exc_info=exc)
         print(f"The worker stopped: {exc}", file=sys.stderr)

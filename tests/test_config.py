@@ -115,3 +115,16 @@ def test_redis_url_never_shows_its_password() -> None:
     s = load_settings({"REDIS_URL": "redis://:hunter2@cache.internal:6379/0"}, env_file=None)
     assert s.redis_url == "redis://:hunter2@cache.internal:6379/0"
     assert "hunter2" not in repr(s) and "redis://:***@cache.internal:6379/0" in repr(s)
+
+
+def test_metrics_are_off_unless_a_port_is_set() -> None:
+    s = load_settings({}, env_file=None)
+    assert (s.metrics_port, s.metrics_host) == (None, "127.0.0.1")
+    s = load_settings({"METRICS_PORT": " 9101 ", "METRICS_HOST": "0.0.0.0"}, env_file=None)
+    assert (s.metrics_port, s.metrics_host) == (9101, "0.0.0.0")
+    with pytest.raises(SettingsError) as info:
+        load_settings({"METRICS_PORT": "70000", "METRICS_HOST": "a b"}, env_file=None)
+    assert info.value.problems == [
+        "METRICS_PORT: must be between 1 and 65535 (got '70000')",
+        "METRICS_HOST: must be an address such as 127.0.0.1 or 0.0.0.0 (got 'a b')",
+    ]

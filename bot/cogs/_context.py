@@ -45,6 +45,10 @@ class VoiceContext(commands.Context["VoiceChatBot"]):
         self._auto_defer: asyncio.TimerHandle | None = None
         self._auto_task: asyncio.Task[None] | None = None
         self._loading = False  # a public defer waits for its first followup
+        # For the metrics (cogs/_metrics.py): a failure this request answered itself
+        # (`reply_error`), and whether its command has been counted.
+        self.outcome: str | None = None
+        self.counted = False
 
     # ----- building ---------------------------------------------------------------------
 

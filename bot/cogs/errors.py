@@ -3,7 +3,8 @@
 Commands raise. `on_command_error` answers `!` commands and hybrid `/` commands; the tree's
 `on_error` answers the other app commands, context menus and modals; listeners (audio, chat)
 call `reply_error`. All answer through `VoiceContext.answer(private=True)`: a reply to a
-message, an ephemeral message for an interaction.
+message, an ephemeral message for an interaction. What the user was told is also the command's
+outcome in the metrics (`outcome_of`): refused by a limit, the user's to fix, or the apology.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from discord.ext import commands
 
 from bot.app import VoiceChatBot
 from bot.cogs._context import VoiceContext
-from bot.errors import EngineUnavailableError, UserFacingError
+from bot.cogs._metrics import count_command, count_interaction, note_outcome
+from bot.errors import EngineUnavailableError, LimitReachedError, UserFacingError
+from bot.metrics import FAILED, LIMITED, USER_ERROR
 from bot.services.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,13 @@ ALL_ENGINES_FAILED = (
 )
 ENGINE_UNAVAILABLE = (
     "That engine is unavailable right now (not installed or not reachable). Try again later."
+)
+# Refusals by a limit: the user may try again later.
+LIMIT_ERRORS = (
+    LimitReachedError,
+    commands.CommandOnCooldown,
+    commands.MaxConcurrencyReached,
+    app_commands.CommandOnCooldown,
 )
 
 
@@ -98,10 +108,27 @@ def message_for_app_error(error: BaseException) -> str | None:
     return message_for_exception(error)
 
 
+def unwrapped(error: BaseException) -> BaseException:
+    """The error a command raised, out of CommandInvokeError and its kin."""
+    while isinstance(getattr(error, "original", None), BaseException):
+        error = error.original  # type: ignore[attr-defined]
+    return error
+
+
+def outcome_of(error: BaseException, text: str | None) -> str:
+    """The outcome the metrics count for a failure the user was told about as `text`
+    (None: the apology)."""
+    error = unwrapped(error)
+    if text is None or isinstance(error, EngineUnavailableError):
+        return FAILED
+    if isinstance(error, LIMIT_ERRORS):
+        return LIMITED
+    return USER_ERROR
+
+
 def message_for_exception(error: BaseException) -> str | None:
     """The reply for an exception, or None when it is a bug (then the apology is sent)."""
-    while isinstance(getattr(error, "original", None), BaseException):
-        error = error.original  # type: ignore[attr-defined]  # CommandInvokeError and kin
+    error = unwrapped(error)
     if isinstance(error, commands.CheckFailure):
         return str(error) or "You can't use this command here."
     if isinstance(error, UserFacingError):
@@ -116,18 +143,27 @@ def message_for_exception(error: BaseException) -> str | None:
     return None
 
 
-def error_text(error: BaseException, message_id: int) -> str:
-    """What the user is told about a failure; a bug is logged and gets the apology."""
+def answer_for(error: BaseException, message_id: int) -> tuple[str, str]:
+    """What the user is told about a failure, and its outcome for the metrics; a bug is logged
+    and gets the apology."""
     text = message_for_exception(error)
+    outcome = outcome_of(error, text)
     if text is None:
         log.error("error handling message %s", message_id, exc_info=error)
         text = APOLOGY
-    return text
+    return text, outcome
+
+
+def error_text(error: BaseException, message_id: int) -> str:
+    """What the user is told about a failure; a bug is logged and gets the apology."""
+    return answer_for(error, message_id)[0]
 
 
 async def reply_error(ctx: VoiceContext, error: BaseException) -> None:
     """Answer a failed listener (audio, chat) or menu the way commands are answered."""
-    await _answer(ctx, error_text(error, ctx.message.id))
+    text, outcome = answer_for(error, ctx.message.id)
+    note_outcome(ctx, outcome)
+    await _answer(ctx, text)
 
 
 async def _answer(ctx: VoiceContext, text: str) -> None:
@@ -152,6 +188,7 @@ class Errors(commands.Cog):
     @commands.Cog.listener()
     async def on_command_error(self, ctx: VoiceContext, error: Exception) -> None:
         text = message_for(ctx, error)
+        count_command(ctx, outcome_of(error, text))
         if text is None:
             log.error(
                 "command %s failed", ctx.command and ctx.command.qualified_name, exc_info=error
@@ -164,6 +201,8 @@ class Errors(commands.Cog):
     ) -> None:
         """Errors of app commands that are not hybrid, context menus and modals."""
         text = message_for_app_error(error)
+        if interaction.type is not discord.InteractionType.autocomplete:
+            count_interaction(interaction, outcome_of(error, text))
         name = interaction.command.qualified_name if interaction.command else interaction.type
         if text is None:
             log.error("interaction %s failed", name, exc_info=error)

@@ -29,7 +29,7 @@ from bot.cogs._receiver import ListeningVoiceClient
 from bot.cogs._suggest import admins_only, matching, suggest
 from bot.cogs.errors import reply_error
 from bot.config import TTS_ENGINE_NAMES
-from bot.errors import InvalidInputError, UserFacingError
+from bot.errors import InvalidInputError, LimitReachedError, UserFacingError
 from bot.services.audio import ffmpeg_exe
 from bot.services.languages import own_name
 from bot.services.limits import TokenBucket
@@ -149,7 +149,7 @@ class Voice(commands.Cog):
     ) -> bool:
         """Queue `text` for speech in `channel`; False when there is nothing to speak.
 
-        With `max_queue`, raise UserFacingError rather than queue behind that many items.
+        With `max_queue`, raise LimitReachedError rather than queue behind that many items.
         """
         language = await self.languages.speaking(guild.id)
         cleaned = clean_for_speech(
@@ -177,7 +177,7 @@ class Voice(commands.Cog):
     def check_queue_room(self, guild_id: int, max_queue: int) -> None:
         if self.queue.size(guild_id) >= max_queue:
             prefix = self.bot.settings.command_prefix
-            raise UserFacingError(
+            raise LimitReachedError(
                 f"The voice queue is full ({max_queue} items); try again when it has played, "
                 f"or `{prefix}stop` it."
             )

@@ -145,6 +145,7 @@ class Sandbox:
         self.port = port
         self.token = token
         self.message_content_intent = message_content_intent
+        self.gateway_down = False  # an outage: see `stop_gateway`
 
     @property
     def application_flags(self) -> int:
@@ -176,6 +177,18 @@ class Sandbox:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def stop_gateway(self) -> None:
+        """A gateway outage: every session is closed (4000, as when Discord restarts a
+        gateway node, so clients try to resume) and new connections are refused (503) until
+        `restore_gateway()`. REST keeps answering."""
+        self.gateway_down = True
+        for client in list(self._clients):
+            await client.ws.close(code=4000, message=b"Gateway unavailable.")
+
+    def restore_gateway(self) -> None:
+        """The gateway takes connections again; clients reconnect (or resume) by themselves."""
+        self.gateway_down = False
 
     @property
     def base_url(self) -> str:
@@ -473,7 +486,9 @@ class Sandbox:
             except ConnectionError:
                 log.debug("gateway client gone while sending %s", event)
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.gateway_down:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         client = _GatewayClient(ws)

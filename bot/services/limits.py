@@ -8,7 +8,7 @@
 - `WindowBudget`: up to `budget` (seconds of audio, say) per key in any `window_seconds`.
 - `InArrivalOrder`: one piece of work at a time per key, in the order the callers arrived.
 
-A refusal is a `RateLimitedError` (a `UserFacingError`) whose message ends with when to try
+A refusal is a `RateLimitedError` (a `LimitReachedError`) whose message ends with when to try
 again; waiting that long is enough, provided nothing else was spent in between. "Try, then
 give back": `take` returns a `Charge`; `give_back()` undoes it, so a request that is refused
 later or fails costs nothing. All of it runs on one event loop: `take` never awaits, so a
@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
-from bot.errors import UserFacingError
+from bot.errors import LimitReachedError
 
 Clock = Callable[[], float]
 
@@ -41,7 +41,7 @@ def format_span(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-class RateLimitedError(UserFacingError):
+class RateLimitedError(LimitReachedError):
     """A request refused by a limit; `retry_after` is the seconds until it would go through."""
 
     def __init__(self, refusal: str, retry_after: float) -> None:

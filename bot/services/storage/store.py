@@ -244,6 +244,15 @@ class Storage:
         await self._idle.wait()
         await engine.dispose()
 
+    async def ping(self, timeout: float = 2.0) -> None:
+        """`SELECT 1` within `timeout` seconds (readiness, services/observe.py); raises
+        StorageUnavailableError (or TimeoutError) when the database doesn't answer."""
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except (OSError, DBAPIError) as exc:
+            raise _unavailable(self.url, exc) from exc
+
     @asynccontextmanager
     async def transaction(
         self, *, begin_first: bool = False, snapshot: bool = False
