@@ -23,6 +23,7 @@ BENCHMARKS = (
     "memory",
     "listen",
     "workers",
+    "metrics",
     "english",
 )
 OUT = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"

@@ -36,6 +36,15 @@ USER_ERROR = "user_error"  # bad input, no permission, not found: the user can f
 LIMITED = "limited"  # refused by a rate limit, an allowance or a full queue
 FAILED = "failed"  # a bug or an engine down: the user got the apology
 OUTCOMES = (OK, USER_ERROR, LIMITED, FAILED)
+# ... of a transcription besides ok and failed:
+NO_SPEECH = "no_speech"  # silent audio, or no engine understood a word
+UNAVAILABLE = "unavailable"  # every engine down, or none for the language
+# ... of an utterance heard while listening:
+CAPTIONED, EMPTY, DROPPED = "captioned", "empty", "dropped"
+# ... of a training besides ok and failed:
+REFUSED = "refused"  # the dataset can't be trained (not found, one label): the user can fix it
+# The model's answers.
+SURE, NOT_SURE = "sure", "not_sure"
 
 # Seconds: from a few ms (a command) to minutes (a long transcription, a training).
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

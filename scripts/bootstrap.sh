@@ -34,6 +34,25 @@ if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>
     || echo "Could not install redis-server; the shard tests will say how to install it." >&2
 fi
 
+# prometheus (only the program): the metrics tests start their own on a free loopback port
+# (tests/prometheus_server.py). --no-install-recommends leaves out the node exporter; where an
+# init system starts the package's service (on port 9090), it is stopped and disabled again.
+if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(id -u)" = 0 ]; then
+  echo "Installing prometheus (for the metrics tests)..."
+  if (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends prometheus >/dev/null); then
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+      /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+      update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+  else
+    echo "Could not install prometheus; the metrics tests will say how to install it." >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.installed
 want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)

@@ -22,6 +22,6 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-# Real PostgreSQL and Redis servers for the tests that need them: tests/postgres.py,
-# tests/redis_server.py.
-pytest_plugins = ["tests.postgres", "tests.redis_server"]
+# Real PostgreSQL, Redis and Prometheus servers for the tests that need them: tests/postgres.py,
+# tests/redis_server.py, tests/prometheus_server.py.
+pytest_plugins = ["tests.postgres", "tests.redis_server", "tests.prometheus_server"]

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.processes import alive, free_port
+from tests.processes import SERVER_FILE, free_port, server_folder, stop_orphans
 
 HOW_TO_INSTALL = (
     "redis-server was not found. Install it with `apt-get install redis-server` (as root; "
@@ -34,8 +32,6 @@ HOW_TO_INSTALL = (
 )
 START_SECONDS = 20
 FOLDER_PREFIX = "bot-redis-"
-OWNER_FILE = "owner.pid"  # the test run that started the server
-SERVER_FILE = "server.pid"
 
 
 def redis_binary() -> Path | None:
@@ -55,20 +51,6 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _stop_orphans() -> None:
-    """Stop and remove the servers of test runs that were killed before their teardown."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
-        try:
-            owner = int((folder / OWNER_FILE).read_text())
-            server = int((folder / SERVER_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if not alive(owner):
-            if alive(server):
-                os.kill(server, signal.SIGKILL)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 class RedisServer:
     """One Redis server: ours (a child process) or the one TEST_REDIS_URL names."""
 
@@ -84,9 +66,8 @@ class RedisServer:
         binary = redis_binary()
         if binary is None:
             pytest.fail(HOW_TO_INSTALL, pytrace=False)
-        _stop_orphans()
-        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
-        (folder / OWNER_FILE).write_text(str(os.getpid()))
+        stop_orphans(FOLDER_PREFIX)
+        folder = server_folder(FOLDER_PREFIX)
         port = port or free_port()
         command = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "no", "--dir", str(folder), "--daemonize", "no",

@@ -34,6 +34,7 @@ from discord.gateway import DiscordVoiceWebSocket
 from discord.utils import MISSING
 from discord.voice_state import VoiceConnectionState
 
+from bot import metrics
 from bot.services.listening.sink import AudioSink
 from bot.services.receive.dave import DaveDecryptor
 from bot.services.receive.opus import OPUS_SILENCE
@@ -57,7 +58,18 @@ class ListeningVoiceClient(discord.VoiceClient):
         self._keepalive: asyncio.Task[None] | None = None
         self._last_sent = 0.0
         self._control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-control")
+        self._counted = False  # in metrics.VOICE_CONNECTIONS: connected, not yet cleaned up
         super().__init__(client, channel)
+
+    async def connect(
+        self, *, reconnect: bool, timeout: float, self_deaf: bool = False, self_mute: bool = False
+    ) -> None:
+        await super().connect(
+            reconnect=reconnect, timeout=timeout, self_deaf=self_deaf, self_mute=self_mute
+        )
+        if not self._counted:
+            self._counted = True
+            metrics.VOICE_CONNECTIONS.inc()
 
     def create_connection_state(self) -> VoiceConnectionState:
         return VoiceConnectionState(self, hook=self._voice_hook)
@@ -106,6 +118,10 @@ class ListeningVoiceClient(discord.VoiceClient):
         log.info("Stopped receiving voice in guild %s", self.guild.id)
 
     def cleanup(self) -> None:
+        """The connection is gone for good (discord.py calls this once it has ended)."""
+        if self._counted:
+            self._counted = False
+            metrics.VOICE_CONNECTIONS.dec()
         self.stop_receiving()
         self._control.shutdown(wait=False)
         super().cleanup()

@@ -93,6 +93,7 @@ class Job:
     requested_by: str | None = None  # the user who started it
     progress: float | None = None  # 0..1 while running, when the work can tell
     summary: str = ""  # one line for people: what a finished job made
+    refused: bool = False  # it failed on input the user can fix (a UserFacingError)
 
     @property
     def finished(self) -> bool:
@@ -395,6 +396,7 @@ class JobRunner:
         except Exception as exc:
             job.status = "failed"
             job.error = short_reason(exc)
+            job.refused = isinstance(exc, UserFacingError)
             if entry.keep_exception:
                 self._exceptions[job.id] = exc
             if isinstance(exc, UserFacingError):

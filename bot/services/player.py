@@ -7,6 +7,9 @@ enqueued. A stream's first clip plays while its later clips are still being synt
 
 The queue owns the files it is given: each is deleted after playing, or when dropped by
 `skip`, `stop` or `clear`.
+
+It counts what it does: the items waiting (`metrics.VOICE_QUEUE`, over every server), and
+the time from an item's enqueueing to its first clip starting (`SAY_FIRST_PACKET_SECONDS`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot import metrics
 from bot.services.synthesis import SpokenAudio, remove_file
 
 log = logging.getLogger(__name__)
@@ -29,8 +33,14 @@ Item = SpokenAudio | AsyncIterator[SpokenAudio]
 
 
 @dataclass
+class _Queued:
+    item: Item
+    queued_at: float  # time.monotonic() when it was enqueued
+
+
+@dataclass
 class _Guild:
-    items: deque[Item] = field(default_factory=deque)
+    items: deque[_Queued] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
     current: asyncio.Task[None] | None = None
     last_activity: float = 0.0
@@ -62,7 +72,8 @@ class PlaybackQueue:
             raise RuntimeError("the playback queue is closed")
         state = self._guilds.setdefault(guild_id, _Guild(last_activity=self._clock()))
         ahead = len(state.items) + (1 if state.current is not None else 0)
-        state.items.append(item)
+        state.items.append(_Queued(item, time.monotonic()))
+        metrics.VOICE_QUEUE.inc()
         if state.worker is None or state.worker.done():
             state.worker = asyncio.create_task(
                 self._work(guild_id, state), name=f"playback-{guild_id}"
@@ -111,8 +122,9 @@ class PlaybackQueue:
         state = self._guilds.get(guild_id)
         if state is None:
             return 0
-        dropped = list(state.items)
+        dropped = [queued.item for queued in state.items]
         state.items.clear()
+        metrics.VOICE_QUEUE.dec(len(dropped))
         current = state.current
         if current is not None and not current.done():
             current.cancel()
@@ -141,8 +153,10 @@ class PlaybackQueue:
 
     async def _work(self, guild_id: int, state: _Guild) -> None:
         while state.items:
-            item = state.items.popleft()
-            state.current = asyncio.create_task(self._run_item(guild_id, state, item))
+            queued = state.items.popleft()
+            metrics.VOICE_QUEUE.dec()
+            item = queued.item
+            state.current = asyncio.create_task(self._run_item(guild_id, state, queued))
             try:
                 await asyncio.wait([state.current])
             except asyncio.CancelledError:
@@ -155,13 +169,16 @@ class PlaybackQueue:
                 # released here. Both are harmless on an item that already finished.
                 await _discard(item)
 
-    async def _run_item(self, guild_id: int, state: _Guild, item: Item) -> None:
+    async def _run_item(self, guild_id: int, state: _Guild, queued: _Queued) -> None:
+        item = queued.item
+        first_of: _Queued | None = queued
         try:
             if isinstance(item, SpokenAudio):
-                await self._play_clip(guild_id, state, item)
+                await self._play_clip(guild_id, state, item, first_of)
             else:
                 async for clip in item:
-                    await self._play_clip(guild_id, state, clip)
+                    await self._play_clip(guild_id, state, clip, first_of)
+                    first_of = None  # only the first clip's start is the item's first audio
         except asyncio.CancelledError:
             log.debug("playback in guild %d skipped or stopped", guild_id)
             raise
@@ -169,7 +186,12 @@ class PlaybackQueue:
             log.warning("playback item failed in guild %d", guild_id, exc_info=True)
             await self._report(guild_id, exc)
 
-    async def _play_clip(self, guild_id: int, state: _Guild, clip: SpokenAudio) -> None:
+    async def _play_clip(
+        self, guild_id: int, state: _Guild, clip: SpokenAudio, first_of: _Queued | None = None
+    ) -> None:
+        """Play one clip; `first_of` is the item it is the first clip of (its wait is timed)."""
+        if first_of is not None:
+            metrics.SAY_FIRST_PACKET_SECONDS.observe(time.monotonic() - first_of.queued_at)
         try:
             await self._play(guild_id, clip.path)
         finally:

@@ -24,13 +24,16 @@ import asyncio
 import http.client
 import logging
 import math
+import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from bot import metrics
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
 from bot.memory import engine_call
 from bot.services import audio, languages
@@ -431,18 +434,53 @@ class SpeechService:
         `on_progress` is awaited after each chunk with the text so far, so a caller can show
         a long transcript as it grows. When recognition fails after some text was made, the
         error is a `PartialTranscriptError` that keeps that text and where it stopped.
-        With a task runner the work is a `transcribe` task of `namespace`'s (a worker's).
+        With a task runner the work is a `transcribe` task of `namespace`'s (a worker's);
+        the process that recognizes counts the recording (`metrics.TRANSCRIPTIONS`).
         """
         hearing = _hearing(language)
         if self.tasks is not None:
             return await self._recognize_as_task(segment, hearing, on_progress, namespace)
+        started = time.perf_counter()
+        answered: list[str] = []
+        try:
+            transcript = await self._recognize_here(
+                segment, hearing, on_progress, answered, started
+            )
+        except NoSpeechError:
+            _count_recognition(hearing.language, answered, metrics.NO_SPEECH, segment)
+            raise
+        except (SpeechUnavailableError, LanguageNotServedError, PartialTranscriptError):
+            _count_recognition(hearing.language, answered, metrics.UNAVAILABLE)
+            raise
+        except UserFacingError:  # the caller stopped it (a refusal in on_progress): no count
+            raise
+        except Exception:
+            _count_recognition(hearing.language, answered, metrics.FAILED)
+            raise
+        language_label = transcript.language if hearing.language == languages.AUTO else None
+        _count_recognition(language_label or hearing.language, answered, metrics.OK, segment)
+        seconds = time.perf_counter() - started
+        engine = answered[0] if answered else "none"
+        metrics.RECOGNITION_SECONDS.labels(engine).observe(seconds)
+        if segment.duration_seconds > 0:
+            metrics.RECOGNITION_RTF.labels(engine).observe(seconds / segment.duration_seconds)
+        return transcript
+
+    async def _recognize_here(
+        self,
+        segment: AudioSegment,
+        hearing: Hearing,
+        on_progress: Callable[[Progress], Awaitable[None]] | None,
+        answered: list[str],
+        started: float,
+    ) -> Transcript:
+        """`recognize` in this process; `answered` gets the engines that answered, in order."""
         bounds = await asyncio.to_thread(
             audio.chunk_bounds, segment, self.chunk_seconds, audio.FIRST_PIECE_SECONDS
         )
         total = segment.duration_seconds
         texts: list[str] = []
         translations: list[str] = []
-        answered: list[str] = []
         first_choice = True
         heard: str | None = None if hearing.language == languages.AUTO else hearing.language
         for start, end in bounds:
@@ -462,6 +500,8 @@ class SpeechService:
                 first_choice = first_choice and result.engine == self._chain.names[0]
                 if result.value.text:
                     heard = heard or result.value.language
+                    if on_progress is not None and not texts:
+                        metrics.FIRST_TEXT_SECONDS.observe(time.perf_counter() - started)
                     texts.append(self._in_script(result.value.text, hearing, heard))
             if on_progress is not None:
                 await on_progress(Progress(" ".join(texts), end / 1000, total))
@@ -641,6 +681,21 @@ class SpeechService:
             close = getattr(self._chain.get(name), "close", None)
             if close is not None:
                 await asyncio.to_thread(close)
+
+
+# A language label: a tag as servers store it ("fr", "en-US", "zh-Hant-TW") or `auto`.
+_LANGUAGE_LABEL = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}|auto")
+
+
+def _count_recognition(
+    language: str, answered: list[str], outcome: str, segment: AudioSegment | None = None
+) -> None:
+    """Count one recording recognized here; `segment` when its audio was heard through."""
+    label = language if _LANGUAGE_LABEL.fullmatch(language) else "other"
+    engine = answered[0] if answered else "none"
+    metrics.TRANSCRIPTIONS.labels(engine, label, outcome).inc()
+    if segment is not None:
+        metrics.AUDIO_SECONDS.inc(segment.duration_seconds)
 
 
 def _hearing(language: str | Hearing) -> Hearing:

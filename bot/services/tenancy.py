@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import metrics
 from bot.services.blobcache import BlobCache
 from bot.services.datasets import DatasetStore
 from bot.services.files import FileService
@@ -117,6 +118,7 @@ class Tenants:
         tenant = self._tenants.get(namespace)
         if tenant is None:
             tenant = self._tenants[namespace] = self._build(namespace)
+            metrics.CACHED_TENANTS.inc()
         else:
             self._tenants.move_to_end(namespace)
         self._evict_idle(keep=namespace)
@@ -189,6 +191,7 @@ class Tenants:
                 idle.append(namespace)
         for namespace in idle:
             self._remember(self._tenants.pop(namespace))
+            metrics.CACHED_TENANTS.dec()
             log.debug("evicted the idle services of namespace %s (least recently used)", namespace)
 
     def _remember(self, tenant: Tenant) -> None:

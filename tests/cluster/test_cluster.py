@@ -1,6 +1,7 @@
 """The bot as a cluster, as scripts/cluster.sh runs it: a real PostgreSQL and Redis, two bot
 processes (`python -m bot` with SANDBOX_URL, shard 0 and shard 1 of 2, each its own DATA_DIR)
-and two workers (`python -m bot worker`). The sandbox lives in this test process, so the
+and two workers (`python -m bot worker`), each serving its metrics on its own METRICS_PORT,
+and a real Prometheus scraping them all. The sandbox lives in this test process, so the
 tests act as its users. The cluster starts once for the module; the tests run in order (the
 last two kill processes)."""
 
@@ -14,15 +15,19 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
+from bot import metrics
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import GUILDS, SandboxGuild
 from bot.services import audio
 from tests.postgres import PostgresServer
+from tests.processes import free_port
+from tests.prometheus_server import PrometheusServer
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,13 +40,17 @@ ANSWER_TIMEOUT = 60.0
 RAN = re.compile(r"ran (?P<command>[\w ]+) in server (?P<guild>\d+) ")
 TASK_DONE = re.compile(r"task (?P<job>\w+) \(transcribe\) done")
 TASK_STARTED = re.compile(r"task (?P<job>\w+) \(transcribe\) started")
+SCRAPED_TIMEOUT = 30.0  # Prometheus scrapes every second
+T = TypeVar("T")
 
 
 class Process:
     """A `python -m bot ...` subprocess whose output goes to a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.args, self.env = name, args, env
+        self.metrics_port = free_port()
+        self.name, self.args = name, args
+        self.env = env | {"METRICS_HOST": "127.0.0.1", "METRICS_PORT": str(self.metrics_port)}
         self.log = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -86,11 +95,25 @@ async def until(
         await asyncio.sleep(0.1)
 
 
+async def settles(read: Callable[[], T], ok: Callable[[T], bool], what: str,
+                  timeout: float = SCRAPED_TIMEOUT) -> T:  # fmt: skip
+    """`read()` (blocking: run in a thread) once `ok` holds for its value; fails with the last
+    value read."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not ok(value := await asyncio.to_thread(read)):
+        assert loop.time() < deadline, f"not in time: {what}; last seen: {value}"
+        await asyncio.sleep(0.5)
+    return value
+
+
 class Cluster:
-    def __init__(self, sandbox: Sandbox, bots: list[Process], workers: list[Process]) -> None:
+    def __init__(self, sandbox: Sandbox, bots: list[Process], workers: list[Process],
+                 prometheus: PrometheusServer) -> None:  # fmt: skip
         self.sandbox = sandbox
         self.bots = bots
         self.workers = workers
+        self.prometheus = prometheus
 
     def bot_of(self, guild: SandboxGuild) -> Process:
         """The bot process whose shard serves `guild`."""
@@ -150,6 +173,7 @@ async def cluster(
     database = postgres_server.create_database()
     redis = RedisServer.start()
     processes: list[Process] = []
+    prometheus: PrometheusServer | None = None
     try:
         async with Sandbox(shard_count=2, max_concurrency=1, out_dir=tmp / "voice") as sandbox:
             env = base_env(tmp) | {
@@ -175,14 +199,19 @@ async def cluster(
                 for shard in (0, 1)
             ]  # fmt: skip
             processes += workers + bots
+            prometheus = await asyncio.to_thread(
+                PrometheusServer.start, {p.name: f"127.0.0.1:{p.metrics_port}" for p in processes}
+            )
             for process in processes:
                 await process.wait_for("worker ready" if "worker" in process.name else "is ready")
-            yield Cluster(sandbox, bots, workers)
+            yield Cluster(sandbox, bots, workers, prometheus)
             for process in processes:
                 await asyncio.to_thread(process.stop)
     finally:
         for process in processes:
             await asyncio.to_thread(process.stop)
+        if prometheus is not None:
+            prometheus.stop()
         redis.stop()
         postgres_server.drop_database(database)
 
@@ -220,6 +249,60 @@ async def test_voice_messages_in_every_server_are_transcribed_by_the_workers(
         assert reply["content"].startswith("**Transcript:** ") and "hello world" in text, text
     done = cluster.transcribed()
     assert sum(len(ids) for ids in done.values()) == before + len(GUILDS), done
+
+
+async def test_prometheus_scrapes_every_process_and_sees_commands_and_transcriptions(
+    cluster: Cluster,
+) -> None:
+    """The operator's view (issue #21): every process is a target that is up and ready, and
+    what users do shows in Prometheus' queries."""
+    prometheus = cluster.prometheus
+    processes = cluster.bots + cluster.workers
+
+    def health() -> dict[str, str]:
+        return {
+            t["labels"]["process"]: t["health"] + (f" ({t['lastError']})" if t["lastError"] else "")
+            for t in prometheus.targets()
+        }  # fmt: skip
+
+    everyone_up = {p.name: "up" for p in processes}
+    await settles(health, lambda h: h == everyone_up, "every process's target is up")
+    async with aiohttp.ClientSession() as http:
+        for process in processes:
+            for path in ("/healthz", "/readyz"):
+                url = f"http://127.0.0.1:{process.metrics_port}{path}"
+                async with http.get(url) as answer:
+                    assert answer.status == 200, (process.name, path, await answer.text())
+
+    connected = await settles(
+        lambda: prometheus.values("discord_connected", "shard"),
+        lambda shards: shards == {"0": 1.0, "1": 1.0},
+        "discord_connected is 1 for both shards",
+    )
+    assert connected == {"0": 1.0, "1": 1.0}
+
+    for guild in GUILDS:
+        reply = await cluster.ask("!hi", guild)
+        assert reply["content"].startswith(f"Hi {guild.owner}!")
+    hi = f'voicechat_commands_total{{command="hi", outcome="{metrics.OK}"}}'
+    serving = {cluster.bot_of(g).name for g in GUILDS}
+    await settles(
+        lambda: prometheus.values(f"sum by (process) ({hi})", "process"),
+        lambda by_process: set(by_process) == serving and min(by_process.values()) > 0,
+        f"!hi counted by the processes serving the servers ({sorted(serving)})",
+    )
+    assert (prometheus.value(f"sum({hi})") or 0) >= len(GUILDS)
+
+    sandbox = GUILDS[0]
+    sent = await cluster.sandbox.send(
+        author=sandbox.owner, channel_id=sandbox.text_channel_id, voice_message=True,
+        files=[("voice-message.ogg", (FIXTURES / "hello.ogg").read_bytes())],
+    )  # fmt: skip
+    await cluster.replies(sent, lambda m: m["content"].startswith("**Transcript:** "))
+    transcribed = f'sum(voicechat_transcriptions_total{{outcome="{metrics.OK}"}})'
+    await settles(
+        lambda: prometheus.value(transcribed), lambda n: (n or 0) > 0, f"{transcribed} > 0"
+    )
 
 
 async def test_a_training_becomes_active_in_the_process_serving_the_server(

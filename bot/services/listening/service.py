@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bot import metrics
 from bot.errors import UserFacingError
 from bot.services.listening import settings as keys
 from bot.services.listening.segmenter import Segmenter, Utterance
@@ -100,6 +101,7 @@ class _Slot:
     user_id: int
     done: bool = False
     text: str = ""
+    ended_at: float = 0.0  # time.monotonic() when the segmenter ended the utterance
 
 
 @dataclass
@@ -118,7 +120,7 @@ class ListeningSession:
     _active: bool = True
     _slots: dict[int, _Slot] = field(default_factory=dict)
     _next_delivery: int = 0
-    _outbox: asyncio.Queue[tuple[int, str] | None] = field(default_factory=asyncio.Queue)
+    _outbox: asyncio.Queue[tuple[int, str, float] | None] = field(default_factory=asyncio.Queue)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _addressed: dict[int, float] = field(default_factory=dict)
     _posting: bool = False  # a caption is being posted
@@ -164,7 +166,7 @@ class ListeningSession:
         self._call_on_loop(self._started, seq, user_id)
 
     def _end(self, seq: int, utterance: Utterance | None) -> None:
-        self._call_on_loop(self._finished, seq, utterance)
+        self._call_on_loop(self._finished, seq, utterance, time.monotonic())
 
     def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
         try:
@@ -179,18 +181,24 @@ class ListeningSession:
         if self._active:
             self._spawn(self.callbacks.on_barge_in(self.guild_id, user_id), "barge-in")
 
-    def _finished(self, seq: int, utterance: Utterance | None) -> None:
+    def _finished(self, seq: int, utterance: Utterance | None, ended_at: float) -> None:
         slot = self._slots.setdefault(seq, _Slot(utterance.user_id if utterance else 0))
-        if utterance is None or not self._active:
+        slot.ended_at = ended_at
+        if utterance is None or not self._active:  # too short (a cough), or no longer heard
+            metrics.UTTERANCES.labels(metrics.DROPPED).inc()
             slot.done = True
             self._deliver_ready()
             return
         self._spawn(self._recognize(slot, utterance), f"recognize-{seq}")
 
     async def _recognize(self, slot: _Slot, utterance: Utterance) -> None:
+        outcome = metrics.DROPPED  # unless recognition ends: an error, a cancellation
         try:
             slot.text = await self.service.transcribe(self.guild_id, utterance.pcm)
+            outcome = metrics.EMPTY
         finally:
+            if not slot.text:  # with text, `deliver` counts it when its caption is posted
+                metrics.UTTERANCES.labels(outcome).inc()
             slot.done = True
             self._deliver_ready()
 
@@ -200,7 +208,7 @@ class ListeningSession:
             del self._slots[self._next_delivery]
             self._next_delivery += 1
             if slot.text:
-                self._outbox.put_nowait((slot.user_id, slot.text))
+                self._outbox.put_nowait((slot.user_id, slot.text, slot.ended_at))
 
     def pending(self) -> int:
         """Utterances begun and not yet posted: still spoken, transcribed or waiting their
@@ -210,12 +218,13 @@ class ListeningSession:
     async def deliver(self) -> None:
         """Post captions and requests one at a time (a task per session)."""
         while (item := await self._outbox.get()) is not None:
-            user_id, text = item
+            user_id, text, ended_at = item
             if self.service.is_opted_out(user_id):  # opted out while we were transcribing
+                metrics.UTTERANCES.labels(metrics.DROPPED).inc()
                 continue
             self._posting = True
             try:
-                await self.callbacks.on_caption(self.guild_id, user_id, text)
+                await self._caption(user_id, text, ended_at)
                 self._posting = False  # the answer to a request is not a pending caption
                 request = self._request_in(user_id, text)
                 if request:
@@ -224,6 +233,17 @@ class ListeningSession:
                 log.exception("delivering a caption in guild %s failed", self.guild_id)
             finally:
                 self._posting = False
+
+    async def _caption(self, user_id: int, text: str, ended_at: float) -> None:
+        """Post one caption; counted captioned (with its delay since the utterance ended)
+        or, when posting fails, dropped."""
+        try:
+            await self.callbacks.on_caption(self.guild_id, user_id, text)
+        except Exception:
+            metrics.UTTERANCES.labels(metrics.DROPPED).inc()
+            raise
+        metrics.UTTERANCES.labels(metrics.CAPTIONED).inc()
+        metrics.CAPTION_SECONDS.observe(time.monotonic() - ended_at)
 
     def _request_in(self, user_id: int, text: str) -> str | None:
         """What the bot should answer in this utterance, if anything."""

@@ -16,11 +16,13 @@ import json
 import logging
 import secrets
 import shutil
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot import metrics
 from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, file_stamp, validate_name
 from bot.services.evaluation import TestItem
@@ -61,6 +63,31 @@ STORE_FAILED = "The new model could not be stored, so the previous one stays act
 
 class NoModelError(UserFacingError):
     """The dataset has no trained model yet."""
+
+
+def count_training(job: Job) -> None:
+    """Count a finished training: ok (with how long it took), refused or failed."""
+    if job.status == "done":
+        metrics.TRAININGS.labels(metrics.OK).inc()
+        if isinstance(job.result, TrainResult):
+            metrics.TRAINING_SECONDS.observe(job.result.duration_seconds)
+    else:
+        metrics.TRAININGS.labels(metrics.REFUSED if job.refused else metrics.FAILED).inc()
+
+
+def _forget_loaded(loaded: dict[str, Any]) -> None:
+    metrics.LOADED_MODELS.dec(len(loaded))
+
+
+def _counting(on_done: Callable[[Job], Awaitable[None]] | None) -> Callable[[Job], Awaitable[None]]:
+    """`on_done` of a training in the job runner: count it, then call `on_done`."""
+
+    async def counted(job: Job) -> None:
+        count_training(job)
+        if on_done is not None:
+            await on_done(job)
+
+    return counted
 
 
 class ModelService:
@@ -105,6 +132,8 @@ class ModelService:
         self._train_fn = train_fn
         self._manifests: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
         self._loaded: dict[str, _LoadedModel] = {}
+        # Its models leave metrics.LOADED_MODELS with it (an evicted tenant's, once unused).
+        weakref.finalize(self, _forget_loaded, self._loaded)
         self._load_locks: dict[str, asyncio.Lock] = {}
 
     # -- training --------------------------------------------------------------------------
@@ -119,16 +148,20 @@ class ModelService:
         worker reads the dataset itself (`DatasetSource`), so a dataset that can't be trained
         (one label) fails the job with the reason.
         """
-        validate_name(dataset)
-        if not await self.datasets.exists_async(dataset):
-            raise NotFoundError(f"Dataset '{dataset}' not found.")
+        try:
+            validate_name(dataset)
+            if not await self.datasets.exists_async(dataset):
+                raise NotFoundError(f"Dataset '{dataset}' not found.")
+        except UserFacingError:
+            metrics.TRAININGS.labels(metrics.REFUSED).inc()
+            raise
         if self.tasks is not None:
             return await self._start_training_task(dataset, on_done)
-        out_dir, finish = self.models_dir, on_done
+        out_dir, finish = self.models_dir, _counting(on_done)
         if self.cache is not None:
             # The worker writes into a folder of its own (hidden: never a blob, never listed).
             out_dir = self.models_dir / f".training-{secrets.token_hex(6)}"
-            finish = self._publisher(dataset, out_dir, on_done)
+            finish = self._publisher(dataset, out_dir, finish)
         return self.jobs.submit(
             "train",
             f"train:{self.namespace}:{dataset}",
@@ -219,6 +252,7 @@ class ModelService:
             job.status, job.error = "failed", short_reason(exc)
             job.finished_at = datetime.now(UTC)
         await self.tasks.record(job)
+        count_training(job)
         if on_done is not None:
             try:
                 await on_done(job)
@@ -326,6 +360,7 @@ class ModelService:
         model = await self._active_model(dataset)
         label, confidence, exact = model.predict(text[:MAX_TEXT_CHARS])
         sure = confidence >= self.min_confidence
+        metrics.PREDICTIONS.labels(metrics.SURE if sure else metrics.NOT_SURE).inc()
         return Prediction(label, model.reply_for(label), confidence, sure, exact)
 
     async def evaluate(
@@ -491,6 +526,8 @@ class ModelService:
                 model = await asyncio.to_thread(
                     _load_model, folder, dataset, version, entry, converted
                 )
+                if dataset not in self._loaded:  # counted until this service goes
+                    metrics.LOADED_MODELS.inc()
                 self._loaded[dataset] = model
         return model
 

@@ -61,6 +61,7 @@ def finish(job: Job, value: dict[str, Any]) -> None:
     job.finished_at = datetime.now(UTC)
     job.status = "done" if value.get("ok") else "failed"
     job.error = None if value.get("ok") else str(value.get("error", "failed"))
+    job.refused = bool(value.get("refused"))
 
 
 class LocalRunner:

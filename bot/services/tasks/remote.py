@@ -16,10 +16,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from taskiq.receiver import Receiver
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
+from bot import metrics
 from bot.services.jobs import Job, short_reason
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import JOB_PREFIX, JobEndedError, ProgressFn, TaskResult, job_key
@@ -153,7 +155,8 @@ class TaskiqRunner:
                 await self.blobs.put(namespace, job_key(job.id, name), data)
             message = {**payload, "job_id": job.id, "namespace": namespace}
             await self.kick(job.id, task, message)
-            value = await self.wait(job.id, on_progress)
+            with _queued(task) as started:
+                value = await self.wait(job.id, on_progress, on_start=started)
             outputs = {}
             for name in value.get("outputs", []):
                 data = await self.blobs.get(namespace, job_key(job.id, str(name)))
@@ -204,20 +207,31 @@ class TaskiqRunner:
         kicker: AsyncKicker[Any, Any] = AsyncKicker(TASK_NAME, self.broker, {})
         await kicker.with_task_id(job_id).kiq(task, payload)
 
-    async def wait(self, job_id: str, on_progress: ProgressFn | None = None) -> dict[str, Any]:
-        """The task's result, once a worker saved it; progress reports meanwhile."""
+    async def wait(
+        self,
+        job_id: str,
+        on_progress: ProgressFn | None = None,
+        *,
+        on_start: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """The task's result, once a worker saved it; progress reports meanwhile, and
+        `on_start()` once a worker has taken the task (its first progress, even empty)."""
         backend = self.broker.result_backend
         seen: Any = None
         loop = asyncio.get_running_loop()
         started = next_progress = loop.time()
         while not await backend.is_result_ready(job_id):
             now = loop.time()
-            if on_progress is not None and now >= next_progress:
+            if (on_progress is not None or on_start is not None) and now >= next_progress:
                 next_progress = now + self.poll_seconds
                 progress = await backend.get_progress(job_id)
-                if progress is not None and progress.meta != seen:
-                    seen = progress.meta
-                    await on_progress(dict(seen))
+                if progress is not None and on_start is not None:
+                    on_start()
+                    on_start = None
+                if on_progress is not None and progress is not None and progress.meta:
+                    if progress.meta != seen:
+                        seen = progress.meta
+                        await on_progress(dict(seen))
             await asyncio.sleep(self.check_interval(now - started))
         result: TaskiqResult[Any] = await backend.get_result(job_id)
         if result.is_err or not isinstance(result.return_value, dict):
@@ -242,6 +256,28 @@ class TaskiqRunner:
         if self._started:
             await self.broker.shutdown()
             self._started = False
+
+
+@contextlib.contextmanager
+def _queued(task: str) -> Iterator[Callable[[], None]]:
+    """Count the task as queued until the function it gives is called (a worker took it)
+    or the block ends (its result came, or the bot stopped waiting)."""
+    from bot.services.tasks.work import task_label
+
+    gauge = metrics.TASKS_QUEUED.labels(task_label(task))
+    gauge.inc()
+    waiting = True
+
+    def started() -> None:
+        nonlocal waiting
+        if waiting:
+            waiting = False
+            gauge.dec()
+
+    try:
+        yield started
+    finally:
+        started()
 
 
 # -- the worker's side -------------------------------------------------------------------------
@@ -291,7 +327,7 @@ class WorkerContext:
 
 def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> Handler:
     """The function workers run for every task: idempotent, keyed by the job id."""
-    from bot.services.tasks.work import failure, run_body
+    from bot.services.tasks.work import failure, run_body, task_label
 
     jobstore = JobStore(blobs.storage)
 
@@ -300,6 +336,7 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
         saved = await blobs.get(namespace, job_key(job_id, "result.json")) if job_id else None
         if saved is not None:  # delivered again: the work is done, its result stands
             log.info("task %s was delivered again; returning its saved result", job_id)
+            metrics.TASKS_REDELIVERED.labels(task_label(task)).inc()
             return json.loads(saved)
         job = await jobstore.get(job_id) if job_id else None
         if job is None or job.owner != namespace:
@@ -309,9 +346,13 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
         if job.finished:  # its bot has its answer (and dropped the saved result)
             log.info("task %s was delivered after its job ended; skipped", job_id)
             return {"ok": False, "error": f"Job {job_id} has already ended.", "type": "Ended"}
+        if job.status == "running":  # a worker started it and died: this one takes over
+            log.info("task %s was delivered again; running it again", job_id)
+            metrics.TASKS_REDELIVERED.labels(task_label(task)).inc()
         started = datetime.now(UTC)
         log.info("task %s (%s) started", job_id, task)
         await jobstore.running(job_id)
+        await set_progress(broker, job_id, {})  # the bot's sign that a worker took it
         ctx = WorkerContext(broker, blobs, jobstore, services, job_id, namespace)
         value = await run_body(task, payload, ctx)
         value["outputs"] = ctx.outputs

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import metrics
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.jobs import JobRunner, short_reason
 from bot.services.speech import Hearing, PartialTranscriptError, Progress, SpeechService
@@ -37,6 +38,8 @@ class WorkServices:
 def failure(exc: BaseException) -> dict[str, Any]:
     """A task's error as a result: one clear message, never a traceback."""
     value: dict[str, Any] = {"ok": False, "error": short_reason(exc), "type": type(exc).__name__}
+    if isinstance(exc, UserFacingError):  # bad input the user can fix, not a fault here
+        value["refused"] = True
     if isinstance(exc, PartialTranscriptError):
         value["partial"] = {"text": exc.text, "stopped_at": exc.stopped_at, "total": exc.total}
     return value
@@ -138,11 +141,30 @@ async def evaluate(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 BODIES: dict[str, Body] = {"transcribe": transcribe, "train": train, "evaluate": evaluate}
 
 
+def task_label(task: str) -> str:
+    """The task's name as a metric label: one of BODIES, or "unknown" (labels stay few)."""
+    return task if task in BODIES else "unknown"
+
+
 async def run_body(task: str, payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Run a task's body; every failure becomes one failure result."""
+    """Run a task's body; every failure becomes one failure result. Counted as running
+    while it runs, then ok or failed, in the process that runs it (a worker, or the bot
+    with `LocalRunner`)."""
     body = BODIES.get(task)
     if body is None:
+        metrics.TASKS.labels(task_label(task), metrics.FAILED).inc()
         return failure(InvalidInputError(f"Unknown task {task[:40]!r}."))
+    running = metrics.TASKS_RUNNING.labels(task)
+    running.inc()
+    try:
+        value = await _run(body, task, payload, ctx)  # raises only when cancelled
+    finally:
+        running.dec()
+    metrics.TASKS.labels(task, metrics.OK if value.get("ok") else metrics.FAILED).inc()
+    return value
+
+
+async def _run(body: Body, task: str, payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     try:
         return await body(payload, ctx)
     except UserFacingError as exc:
