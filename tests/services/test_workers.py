@@ -111,8 +111,11 @@ async def test_an_unknown_job_id_gets_one_clear_error(worker: Worker, runner: Ta
     await runner.kick("feedfeed", "transcribe", {"job_id": "feedfeed", "namespace": NAMESPACE})
     value = await asyncio.wait_for(runner.wait("feedfeed"), 60)
     assert value == {
-        "ok": False, "error": "Job 'feedfeed' is unknown.", "type": "NotFoundError"
-    }  # fmt: skip
+        "ok": False,
+        "error": "Job 'feedfeed' is unknown.",
+        "type": "NotFoundError",
+        "refused": True,  # the user's to fix, not the worker's failure
+    }
 
 
 async def test_a_worker_trains_a_model_from_a_dataset_blob(
