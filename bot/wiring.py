@@ -115,7 +115,9 @@ def watch_dependencies(observer: Observer | None, settings: Settings, storage: S
         observer.add_check("task broker", lambda: redis_answers(broker))
 
 
-async def build_services(settings: Settings) -> Services:
+async def observed_storage(settings: Settings) -> tuple[Observer | None, Storage]:
+    """The observer (its port bound first: a port in use stops the process at once) and the
+    opened database, which the observer's readiness then watches; for the bot and workers."""
     observer = build_observer(settings)
     try:
         storage = await open_storage(settings)
@@ -124,6 +126,11 @@ async def build_services(settings: Settings) -> Services:
             await observer.stop()
         raise
     watch_dependencies(observer, settings, storage)
+    return observer, storage
+
+
+async def build_services(settings: Settings) -> Services:
+    observer, storage = await observed_storage(settings)
     jobstore = JobStore(storage)
     jobs = JobRunner(
         max_workers=JOB_WORKERS,

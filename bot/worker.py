@@ -32,19 +32,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         worker_handler,
     )
     from bot.services.tasks.work import WorkServices
-    from bot.wiring import WORKER_PRELOAD, build_observer, open_storage, watch_dependencies
+    from bot.wiring import WORKER_PRELOAD, observed_storage
 
     if settings.task_broker_url is None:
         raise SettingsError(["TASK_BROKER_URL: must be set for a worker"])
     stop = stop or asyncio.Event()
-    observer = build_observer(settings)  # first: a port in use stops the worker at once
-    try:
-        storage = await open_storage(settings)
-    except BaseException:
-        if observer is not None:
-            await observer.stop()
-        raise
-    watch_dependencies(observer, settings, storage)
+    observer, storage = await observed_storage(settings)
     pool = JobRunner(
         max_workers=settings.worker_concurrency,
         start_method=best_start_method(),

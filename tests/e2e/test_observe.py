@@ -13,7 +13,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bot.cogs._checks import NO_PERMISSION
 from bot.config import Settings
@@ -21,16 +20,8 @@ from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E, REPO
 from tests.processes import free_port
 from tests.redis_server import RedisServer
+from tests.services.test_observe import sample
 from tests.worker_process import Worker
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text (0 when absent)."""
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and found.labels == labels:
-                return found.value
-    return 0.0
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
