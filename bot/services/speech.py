@@ -487,9 +487,13 @@ class SpeechService:
             prefer = answered[-1] if answered else None
             piece = audio.cut(segment, start, end)
             try:
-                result = await self._transcribe_piece(piece, heard, hearing.fallback, prefer)
-                if result is not None and result.value.text and hearing.translate:
-                    translations.append(await self._translate(piece, result.value.language))
+                result = None
+                if (wav := await self._voiced_wav(piece)) is not None:
+                    result = await self._transcribe_piece(
+                        wav, piece, heard, hearing.fallback, prefer
+                    )
+                    if result.value.text and hearing.translate:
+                        translations.append(await self._translate(wav, result.value.language))
             except SpeechUnavailableError as exc:
                 if not texts:
                     raise
@@ -595,16 +599,18 @@ class SpeechService:
         return transcript
 
     async def _transcribe_piece(
-        self, piece: AudioSegment, language: str | None, fallback: str, prefer: str | None
-    ) -> EngineResult[Heard] | None:
-        """One chunk through the chain; None for a silent chunk (no engine is asked).
+        self,
+        wav: bytes,
+        piece: AudioSegment,
+        language: str | None,
+        fallback: str,
+        prefer: str | None,
+    ) -> EngineResult[Heard]:
+        """One voiced chunk (`wav` of `piece`) through the chain.
 
         `language` None means "detect": whisper detects it, unless the chunk is too short to
         tell or the detection is unsure; then the chunk is heard in `fallback`.
         """
-        if await asyncio.to_thread(audio.is_silent, piece):
-            return None
-        wav = await asyncio.to_thread(audio.to_wav, piece)
         if language is None and piece.duration_seconds < MIN_DETECT_SECONDS:
             log.info(
                 "audio of %.1f s is too short to detect its language: using %s",
@@ -642,7 +648,15 @@ class SpeechService:
             log.warning("no speech engine could run: %s", exc)
             raise SpeechUnavailableError(UNAVAILABLE_MESSAGE) from exc
 
-    async def _translate(self, piece: AudioSegment, language: str | None) -> str:
+    @staticmethod
+    async def _voiced_wav(piece: AudioSegment) -> bytes | None:
+        """The chunk as WAV for the engines, once for recognition and translation; None for a
+        silent chunk (no engine is asked)."""
+        if await asyncio.to_thread(audio.is_silent, piece):
+            return None
+        return await asyncio.to_thread(audio.to_wav, piece)
+
+    async def _translate(self, wav: bytes, language: str | None) -> str:
         """English for a chunk, by the first engine that can translate (whisper); "" when
         the speech is English already or no engine translates."""
         if language is not None and languages.is_english(language):
@@ -652,7 +666,6 @@ class SpeechService:
             translate = getattr(engine, "translate", None)
             if translate is None or self._chain.is_resting(name):
                 continue
-            wav = await asyncio.to_thread(audio.to_wav, piece)
             try:
                 return str(await asyncio.to_thread(engine_call, translate, wav, source)).strip()
             except EngineUnavailableError as exc:
