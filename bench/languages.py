@@ -41,7 +41,7 @@ from bot.memory import tune_malloc
 from bot.sandbox.runner import sandboxed_bot
 from bot.services import audio, languages, whisper_models
 from bot.services.speech import SpeechService
-from bot.services.synthesis import SynthesisService, remove_file
+from bot.services.voice.synthesis import SynthesisService, remove_file
 from bot.services.whisper import WhisperEngine
 from tests.fixtures.recordings import FOLDER, Recording, error_rate, long_reading, recordings
 

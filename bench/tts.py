@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.common import LagTicker, median, table
 from bot.errors import EngineUnavailableError
-from bot.services.synthesis import SynthesisService
+from bot.services.voice.synthesis import SynthesisService
 
 FIVE_SENTENCES = (
     "Thanks for asking, I have been running without trouble all day. "

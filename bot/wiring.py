@@ -15,11 +15,11 @@ from bot.services.observe import Observer, redis_answers
 from bot.services.server_language import ServerLanguages
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
-from bot.services.synthesis import SynthesisService
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
+from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from bot.services.speech import (
     Transcript,
 )
 from bot.services.storage import Storage
-from bot.services.synthesis import SynthesisService
+from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from bot.errors import InvalidInputError, LimitReachedError, UserFacingError
 from bot.services.audio import ffmpeg_exe
 from bot.services.languages import own_name
 from bot.services.limits import TokenBucket
-from bot.services.player import PlaybackQueue
 from bot.services.server_language import ServerLanguages
-from bot.services.speech_text import clean_for_speech
 from bot.services.storage import Storage
-from bot.services.synthesis import SynthesisService
+from bot.services.voice.player import PlaybackQueue
+from bot.services.voice.spoken_text import clean_for_speech
+from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 

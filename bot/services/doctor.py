@@ -37,7 +37,7 @@ from bot.errors import EngineUnavailableError
 from bot.services import audio, languages, whisper_models
 from bot.services.storage import database_url, shown_url
 from bot.services.storage.migrate import ForeignSchemaError, current_version, script_directory
-from bot.services.synthesis import EspeakEngine, PiperEngine
+from bot.services.voice.synthesis import EspeakEngine, PiperEngine
 from bot.services.whisper import WhisperEngine
 
 log = logging.getLogger(__name__)

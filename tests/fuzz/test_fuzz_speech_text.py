@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.speech_text import CUT_NOTICE, clean_for_speech
-from bot.services.synthesis import SynthesisService, split_sentences, stream_pieces
+from bot.services.voice.spoken_text import CUT_NOTICE, clean_for_speech
+from bot.services.voice.synthesis import SynthesisService, split_sentences, stream_pieces
 from tests.fuzz.contract import async_outcome, outcome
 from tests.fuzz.strategies import simple, text
 
@@ -49,7 +49,9 @@ class SilentEngine:
 
     name = "silent"
 
-    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+    def synthesize(
+        self, text: str, language: str, voice: str | None, out_dir: Path, speed: float = 1.0
+    ) -> Path:
         assert any(char.isalnum() for char in text)
         path = out_dir / f"tts-silent-{abs(hash(text))}.wav"
         with wave.open(str(path), "wb") as wav:

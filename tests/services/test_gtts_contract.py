@@ -21,7 +21,7 @@ import imageio_ffmpeg
 import pytest
 
 from bot.errors import EngineUnavailableError
-from bot.services.synthesis import GttsEngine, SynthesisService, audio_duration
+from bot.services.voice.synthesis import GttsEngine, SynthesisService, audio_duration
 
 BATCHEXECUTE = "/_/TranslateWebserverUi/data/batchexecute"
 

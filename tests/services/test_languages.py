@@ -18,9 +18,9 @@ from bot.services.engines import Heard
 from bot.services.languages import EngineFit, matching_languages, own_name, parse_code, verdict
 from bot.services.server_language import ServerLanguages
 from bot.services.speech import Hearing, SpeechService
-from bot.services.speech_text import clean_for_speech
 from bot.services.storage import Storage
-from bot.services.synthesis import (
+from bot.services.voice.spoken_text import clean_for_speech
+from bot.services.voice.synthesis import (
     EspeakEngine,
     GttsEngine,
     LanguageNotSpokenError,
@@ -146,7 +146,9 @@ class Recorded:
     def supports(self, language: str) -> bool:
         return self.inner.supports(language)
 
-    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+    def synthesize(
+        self, text: str, language: str, voice: str | None, out_dir: Path, speed: float = 1.0
+    ) -> Path:
         self.languages.append(language)
         return self.inner.synthesize(text, language, voice, out_dir)
 

@@ -19,7 +19,6 @@ from bot.services.datasets import DatasetStore
 from bot.services.jobs import Job, JobRunner
 from bot.services.listening.service import Callbacks, ListeningService
 from bot.services.models import ModelService
-from bot.services.player import PlaybackQueue
 from bot.services.speech import (
     NoSpeechError,
     Progress,
@@ -28,13 +27,14 @@ from bot.services.speech import (
     WhisperEngine,
 )
 from bot.services.storage import Storage
-from bot.services.synthesis import SpokenAudio
 from bot.services.tasks.base import job_key
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
 from bot.services.tasks.work import WorkServices
 from bot.services.tenancy import TenantLimits, Tenants
+from bot.services.voice.player import PlaybackQueue
+from bot.services.voice.synthesis import SpokenAudio
 from tests.services.listening.audio import Clock, silence, tone
 from tests.services.listening.test_service import FakeSpeech, Heard, speak, until
 

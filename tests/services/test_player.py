@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.player import PlaybackQueue
-from bot.services.synthesis import SpokenAudio, SynthesisService
+from bot.services.voice.player import PlaybackQueue
+from bot.services.voice.synthesis import SpokenAudio, SynthesisService
 
 GUILD = 1
 OTHER_GUILD = 2

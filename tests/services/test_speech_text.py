@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.speech_text import CUT_NOTICE, clean_for_speech
+from bot.services.voice.spoken_text import CUT_NOTICE, clean_for_speech
 
 USERS = {123: "Alice", 456: "Bob"}
 ROLES = {7: "Moderators"}

@@ -17,7 +17,7 @@ import pytest
 from bot.config import load_settings
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services.engines import AllEnginesFailedError
-from bot.services.synthesis import (
+from bot.services.voice.synthesis import (
     GTTS_TIMEOUT_SECONDS,
     EspeakEngine,
     GttsEngine,
@@ -66,7 +66,9 @@ class FakeEngine:
         self.gate: threading.Event | None = None
         self.wrote = threading.Event()  # set once a file has been written
 
-    def synthesize(self, text: str, language: str, voice: str | None, out_dir: Path) -> Path:
+    def synthesize(
+        self, text: str, language: str, voice: str | None, out_dir: Path, speed: float = 1.0
+    ) -> Path:
         self.calls.append((text, language, voice))
         if self.gate is not None:
             self.gate.wait(5)
@@ -448,7 +450,7 @@ def test_unknown_engine_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_long_first_sentence_is_streamed_in_two_pieces() -> None:
-    from bot.services.synthesis import stream_pieces
+    from bot.services.voice.synthesis import stream_pieces
 
     assert stream_pieces("Hello there, nice to meet you. Bye.") == [
         "Hello there,",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot import metrics
-from bot.services.synthesis import SpokenAudio, remove_file
+from bot.services.voice.synthesis import SpokenAudio, remove_file
 
 log = logging.getLogger(__name__)
 
