@@ -17,6 +17,7 @@ import yarl
 from discord.ext import commands
 
 from bot.cogs._context import VoiceContext
+from bot.cogs._speaker import Speaker
 from bot.cogs.help import HelpCommand
 from bot.config import Settings
 from bot.services.login_turns import LoginTurns
@@ -30,6 +31,7 @@ EXTENSIONS = (
     "bot.cogs.greeting",
     "bot.cogs.transcribe",
     "bot.cogs.voice",
+    "bot.cogs.reading",
     "bot.cogs.model",
     "bot.cogs.chat",
     "bot.cogs.listen",
@@ -77,6 +79,10 @@ class VoiceChatBot(commands.AutoShardedBot):
         )
         self.settings = settings
         self.services = services
+        # The bot's voice in every server, shared by voice, reading aloud and listening.
+        self.speaker = Speaker(
+            self, settings, services.synthesis, services.storage, services.languages
+        )
         self.warming: asyncio.Task[None] | None = None
         self.login_turns: LoginTurns | None = build_login_turns(settings)
         self.max_concurrency = 1  # logins per 5 s, from GET /gateway/bot when it matters
@@ -189,6 +195,7 @@ class VoiceChatBot(commands.AutoShardedBot):
             # needs the event queue that login's set-up creates.
             await self._async_setup_hook()
         await super().close()
+        await self.speaker.close()  # before synthesis: queued clips are deleted
         await self.services.close()
         if self.login_turns is not None:
             await self.login_turns.close()

@@ -19,6 +19,7 @@ from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
+from bot.services.voice.reading import ReadAloud
 from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Services:
     listening: ListeningService
     jobstore: JobStore
     languages: ServerLanguages
+    reading: ReadAloud
     tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
     observer: Observer | None = None  # /metrics, /healthz, /readyz when METRICS_PORT is set
 
@@ -148,10 +150,11 @@ async def build_services(settings: Settings) -> Services:
     )
     speech = SpeechService.from_settings(settings, jobs, tasks)
     languages = ServerLanguages(storage, settings.language)
+    synthesis = SynthesisService.from_settings(settings)
     return Services(
         settings=settings,
         storage=storage,
-        synthesis=SynthesisService.from_settings(settings),
+        synthesis=synthesis,
         speech=speech,
         jobs=jobs,
         tenants=Tenants(
@@ -165,6 +168,13 @@ async def build_services(settings: Settings) -> Services:
         listening=ListeningService(speech, storage, languages=languages),
         jobstore=jobstore,
         languages=languages,
+        reading=ReadAloud(
+            storage,
+            synthesis,
+            languages,
+            prefix=settings.command_prefix,
+            max_chars=settings.max_spoken_chars,
+        ),
         tasks=tasks,
         observer=observer,
     )

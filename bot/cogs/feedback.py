@@ -31,6 +31,7 @@ from bot.services.listening.service import ListeningService
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenants
+from bot.services.voice.reading import ReadAloud
 
 MAX_FEEDBACK_CHARS = 1000
 THANKS = "Thank you for your feedback. We will use it to improve the model."
@@ -84,11 +85,13 @@ class Feedback(commands.Cog):
         storage: Storage,
         tenants: Tenants,
         listening: ListeningService,
+        reading: ReadAloud,
     ) -> None:
         self.bot = bot
         self.storage = storage
         self.tenants = tenants
         self.listening = listening
+        self.reading = reading
         self.menu = app_commands.ContextMenu(name="Correct this reply", callback=self.correct_menu)
 
     async def cog_load(self) -> None:
@@ -321,7 +324,7 @@ class Feedback(commands.Cog):
     # ----- forgetting --------------------------------------------------------------------
 
     @commands.hybrid_command(
-        brief="Delete your feedback, corrections, logged messages and listening choice.",
+        brief="Delete your feedback, corrections, logged messages, listening and reading choices.",
         extras={"example": "forgetme"},
     )
     async def forgetme(self, ctx: VoiceContext) -> None:
@@ -336,6 +339,10 @@ class Feedback(commands.Cog):
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
         text = f"Done: I deleted {total} row(s) about you ({detail})."
+        if servers := await self.reading.forget(ctx.author.id):
+            text += (
+                f" Your reading-aloud voice, speed and nickname ({servers} server(s)) are gone too."
+            )
         if await self.listening.forget(ctx.author.id):
             text += (
                 " Your listening choice is gone too: where listening is on, I hear you again "
@@ -346,4 +353,6 @@ class Feedback(commands.Cog):
 
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
-    await bot.add_cog(Feedback(bot, services.storage, services.tenants, services.listening))
+    await bot.add_cog(
+        Feedback(bot, services.storage, services.tenants, services.listening, services.reading)
+    )

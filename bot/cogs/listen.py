@@ -33,7 +33,6 @@ from bot.services.text import split_message
 
 if TYPE_CHECKING:
     from bot.cogs.chat import Chat
-    from bot.cogs.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,6 @@ class Listen(commands.Cog):
         await self.listening.close()
 
     @property
-    def voice(self) -> Voice:
-        return self.bot.get_cog("Voice")  # type: ignore[return-value]
-
-    @property
     def chat(self) -> Chat:
         return self.bot.get_cog("Chat")  # type: ignore[return-value]
 
@@ -84,7 +79,7 @@ class Listen(commands.Cog):
     async def start_listening(self, guild: discord.Guild, channel: VoiceChannel) -> None:
         """Join `channel` (or move there) and hear it, undeafened."""
         async with self._locks.setdefault(guild.id, asyncio.Lock()):
-            await self.voice.connect_to(channel)
+            await self.bot.speaker.connect_to(channel)
             client = guild.voice_client
             if not hasattr(client, "start_receiving"):
                 raise UserFacingError(NO_RECEIVER)
@@ -207,7 +202,7 @@ class Listen(commands.Cog):
 
     async def _barge_in(self, guild_id: int, user_id: int) -> None:
         """Someone started speaking: the bot stops talking and listens."""
-        queue = self.voice.queue
+        queue = self.bot.speaker.queue
         if queue.is_playing(guild_id):
             removed = await queue.stop(guild_id)
             log.info("barge-in by %s in guild %s: %d item(s) stopped", user_id, guild_id, removed)

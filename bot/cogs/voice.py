@@ -1,60 +1,49 @@
-"""Voice: `!join`, `!leave`, `!say`, `!skip`, `!stop`, `!voice`, spoken replies and auto-leave.
+"""Voice: `!join`, `!leave`, `!say`, `!skip`, `!stop`, `!voice` (with `read`, `me` and
+`nickname`), spoken replies and auto-leave.
 
 Each command works as `/` too; the **Speak** context menu reads a message aloud the way
 `!say` does (same cleanup and limits).
 
-Synthesis and the per-server queue are services; this cog connects them to discord.py's
-voice client. A reply is spoken when the bot dispatches `bot_reply` for a user who is in a
-voice channel of that server. `!say` allows a per-user burst (admins exempt) and refuses to
-queue past SAY_QUEUE_MAX items; a refused or failed `!say` costs the user nothing.
+Everything is spoken through the bot's one `Speaker` (`bot.speaker`). A reply is spoken when
+the bot dispatches `bot_reply` for a user who is in a voice channel of that server. `!say`
+allows a per-user burst (admins exempt) and refuses to queue past SAY_QUEUE_MAX items; a
+refused or failed `!say` costs the user nothing. Reading a channel aloud is the reading cog's;
+its settings are the `!voice read`, `!voice me` and `!voice nickname` commands here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from pathlib import Path
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, user_is_admin
+from bot.cogs._checks import is_admin, require_admin, user_is_admin
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._messages import ON_OFF, parse_on_off
-from bot.cogs._receiver import ListeningVoiceClient
+from bot.cogs._speaker import voice_channel_of
 from bot.cogs._suggest import admins_only, matching, suggest
 from bot.cogs.errors import reply_error
 from bot.config import TTS_ENGINE_NAMES
-from bot.errors import InvalidInputError, LimitReachedError, UserFacingError
-from bot.services.audio import ffmpeg_exe
+from bot.errors import InvalidInputError, UserFacingError
 from bot.services.languages import own_name
 from bot.services.limits import TokenBucket
 from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
-from bot.services.voice.player import PlaybackQueue
-from bot.services.voice.spoken_text import clean_for_speech
+from bot.services.voice.reading import OPTION_KEYS, SILENCE_PREFIX, ReadAloud
 from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 
 NOT_IN_VOICE = "You are not in a voice channel."
 BOT_NOT_IN_VOICE = "I am not in a voice channel."
-CONNECT_TIMEOUT = 15.0
-MENTION = re.compile(r"<(@!?|@&|#)(\d+)>")
 ENGINE_CHOICES = [app_commands.Choice(name=n, value=n) for n in ("auto", *TTS_ENGINE_NAMES)]
-
-
-class NotConnected(Exception):
-    """The bot has no working voice connection in that server."""
-
-
-def _voice_channel(user: discord.abc.User) -> discord.VoiceChannel | discord.StageChannel | None:
-    state = getattr(user, "voice", None)
-    return state.channel if state is not None else None
+READ_CHOICES = [app_commands.Choice(name=n, value=n) for n in ("on", "off", *OPTION_KEYS)]
+ME_CHOICES = [app_commands.Choice(name=n, value=n) for n in ("voice", "speed", "read")]
 
 
 class Voice(commands.Cog):
@@ -64,13 +53,15 @@ class Voice(commands.Cog):
         synthesis: SynthesisService,
         storage: Storage,
         languages: ServerLanguages,
+        reading: ReadAloud,
     ) -> None:
         self.bot = bot
         self.synthesis = synthesis
         self.storage = storage
         self.languages = languages
-        self.queue = PlaybackQueue(self._play, on_error=self._playback_failed)
-        self._connect_locks: dict[int, asyncio.Lock] = {}
+        self.reading = reading
+        self.speaker = bot.speaker
+        self.queue = bot.speaker.queue
         self.say_limit = TokenBucket(
             bot.settings.say_burst,
             bot.settings.say_refill_seconds,
@@ -88,123 +79,13 @@ class Voice(commands.Cog):
     async def cog_unload(self) -> None:
         self.idle_watch.cancel()
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
-        await self.queue.close()
-
-    # ----- playback ---------------------------------------------------------------------
-
-    async def _play(self, guild_id: int, path: Path) -> None:
-        """Play one clip; return when it has finished. Cancelled: stop playing."""
-        guild = self.bot.get_guild(guild_id)
-        client = guild.voice_client if guild else None
-        if not isinstance(client, discord.VoiceClient) or not client.is_connected():
-            raise NotConnected(f"no voice connection in guild {guild_id}")
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[Exception | None] = loop.create_future()
-
-        def after(error: Exception | None) -> None:
-            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(error))
-
-        source = discord.FFmpegOpusAudio(
-            str(path), executable=ffmpeg_exe(), options="-loglevel error"
-        )
-        client.play(source, after=after)
-        try:
-            error = await finished
-        except asyncio.CancelledError:
-            client.stop()
-            raise
-        if error is not None:
-            raise error
-
-    async def _playback_failed(self, guild_id: int, error: Exception) -> None:
-        log.warning("speaking in guild %s failed: %s", guild_id, error)
-
-    async def connect_to(self, channel: discord.VoiceChannel | discord.StageChannel) -> None:
-        """Join `channel`, or move there; one attempt at a time per server."""
-        lock = self._connect_locks.setdefault(channel.guild.id, asyncio.Lock())
-        async with lock:
-            client = channel.guild.voice_client
-            if isinstance(client, discord.VoiceClient) and client.is_connected():
-                if client.channel != channel:
-                    await client.move_to(channel)
-                return
-            if client is not None:
-                await client.disconnect(force=True)
-            try:
-                await channel.connect(
-                    timeout=CONNECT_TIMEOUT, self_deaf=True, cls=ListeningVoiceClient
-                )
-            except (TimeoutError, discord.ClientException) as exc:
-                reason = str(exc) or "Discord did not answer (check my Connect permission)"
-                raise UserFacingError(f"I couldn't join **{channel.name}**: {reason}") from exc
-            self.queue.touch(channel.guild.id)
-
-    async def speak(
-        self,
-        guild: discord.Guild,
-        channel: discord.VoiceChannel | discord.StageChannel,
-        text: str,
-        *,
-        max_queue: int | None = None,
-    ) -> bool:
-        """Queue `text` for speech in `channel`; False when there is nothing to speak.
-
-        With `max_queue`, raise LimitReachedError rather than queue behind that many items.
-        """
-        language = await self.languages.speaking(guild.id)
-        cleaned = clean_for_speech(
-            text,
-            prefix=self.bot.settings.command_prefix,
-            max_chars=self.bot.settings.max_spoken_chars,
-            language=language,
-            **self._names(guild, text),
-        )
-        if cleaned is None:
-            return False
-        settings = await self.storage.guild_settings(guild.id)
-        await self.connect_to(channel)
-        if max_queue is not None:
-            self.check_queue_room(guild.id, max_queue)  # no await from here to enqueue
-        stream = self.synthesis.synthesize_stream(
-            cleaned,
-            language,
-            voice=settings.get("tts_voice"),
-            engine=settings.get("tts_engine"),
-        )
-        self.queue.enqueue(guild.id, stream)
-        return True
-
-    def check_queue_room(self, guild_id: int, max_queue: int) -> None:
-        if self.queue.size(guild_id) >= max_queue:
-            prefix = self.bot.settings.command_prefix
-            raise LimitReachedError(
-                f"The voice queue is full ({max_queue} items); try again when it has played, "
-                f"or `{prefix}stop` it."
-            )
-
-    def _names(self, guild: discord.Guild, text: str) -> dict[str, dict[int, str]]:
-        """Names for the mentions in `text`, so they are spoken as names."""
-        users: dict[int, str] = {}
-        roles: dict[int, str] = {}
-        channels: dict[int, str] = {}
-        for kind, raw_id in MENTION.findall(text):
-            found_id = int(raw_id)
-            if kind == "@&" and (role := guild.get_role(found_id)):
-                roles[found_id] = role.name
-            elif kind == "#" and (chan := guild.get_channel(found_id)):
-                channels[found_id] = chan.name
-            elif kind.startswith("@") and kind != "@&":
-                user = guild.get_member(found_id) or self.bot.get_user(found_id)
-                if user is not None:
-                    users[found_id] = user.display_name
-        return {"users": users, "roles": roles, "channels": channels}
 
     # ----- spoken replies and auto-leave ------------------------------------------------
 
     @commands.Cog.listener()
     async def on_bot_reply(self, ctx: VoiceContext, text: str) -> None:
         """Speak a reply to a request when its author is in a voice channel of that server."""
-        channel = _voice_channel(ctx.author)
+        channel = voice_channel_of(ctx.author)
         if ctx.guild is None or channel is None:
             return
         if not await self.storage.get_guild_setting(ctx.guild.id, "autospeak", True):
@@ -217,7 +98,7 @@ class Voice(commands.Cog):
         ):
             return  # don't leave people who are listening elsewhere for an automatic reply
         try:
-            await self.speak(ctx.guild, channel, text)
+            await self.speaker.speak(ctx.guild, channel, text)
         except Exception as exc:  # noqa: BLE001 - the text reply stands; say why no voice
             await reply_error(ctx, exc)
 
@@ -229,6 +110,7 @@ class Voice(commands.Cog):
         if self.bot.user is not None and member.id == self.bot.user.id:
             if after.channel is None:  # left, kicked, or the connection dropped for good
                 await self.queue.clear(guild.id)
+                self.reading.clear(guild.id)
             return
         client = guild.voice_client
         if isinstance(client, discord.VoiceClient) and client.channel is not None:
@@ -261,10 +143,10 @@ class Voice(commands.Cog):
     @commands.hybrid_command(brief="Join your voice channel.", extras={"example": "join"})
     @commands.guild_only()
     async def join(self, ctx: VoiceContext) -> None:
-        channel = _voice_channel(ctx.author)
+        channel = voice_channel_of(ctx.author)
         if channel is None:
             raise UserFacingError(NOT_IN_VOICE)
-        await self.connect_to(channel)
+        await self.speaker.connect_to(channel)
         await ctx.answer(f"Joined **{channel.name}**.")
 
     @commands.hybrid_command(brief="Leave the voice channel.", extras={"example": "leave"})
@@ -277,6 +159,7 @@ class Voice(commands.Cog):
         name = getattr(client.channel, "name", "the voice channel")
         await client.disconnect(force=True)
         await self.queue.clear(ctx.guild.id)
+        self.reading.clear(ctx.guild.id)
         await ctx.answer(f"Left **{name}**.")
 
     @commands.hybrid_command(
@@ -296,14 +179,14 @@ class Voice(commands.Cog):
     async def say_text(self, ctx: VoiceContext, text: str) -> None:
         """Queue `text` in the caller's voice channel, within the `!say` limits."""
         assert ctx.guild is not None
-        channel = _voice_channel(ctx.author)
+        channel = voice_channel_of(ctx.author)
         if channel is None:
             raise UserFacingError(NOT_IN_VOICE)
         max_queue = self.bot.settings.say_queue_max
-        self.check_queue_room(ctx.guild.id, max_queue)  # before joining; checked again at enqueue
+        self.speaker.check_queue_room(ctx.guild.id, max_queue)  # checked again at enqueue
         exempt = await user_is_admin(self.bot, ctx.author)
         with self.say_limit.spending(ctx.author.id, exempt=exempt):  # refused or failed: free
-            if not await self.speak(ctx.guild, channel, text, max_queue=max_queue):
+            if not await self.speaker.speak(ctx.guild, channel, text, max_queue=max_queue):
                 raise InvalidInputError("There is nothing to say in that text.")
         await ctx.acknowledge("🔊", f"Speaking in **{channel.name}**.")
 
@@ -319,6 +202,7 @@ class Voice(commands.Cog):
     async def stop(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
         removed = await self.queue.stop(ctx.guild.id)
+        self.reading.clear(ctx.guild.id)
         await ctx.answer(f"Stopped; {removed} item(s) removed.")
 
     @commands.hybrid_group(
@@ -328,7 +212,12 @@ class Voice(commands.Cog):
         help="`!voice` (`/voice show`) shows the settings and the voices that speak the "
         "server's language. Admins: `!voice engine NAME|auto`, `!voice voice NAME|default` "
         "(one of those voices), `!voice autospeak on|off`. The language is set with "
-        "`!language`.",
+        "`!language`.\n\nReading aloud: `!voice read` shows which channels are read to the "
+        "people in my voice channel; admins: `!voice read on|off` (this channel, or a voice "
+        "channel's own chat), `!voice read names|bots|autojoin on|off`. A message starting "
+        f"with `{SILENCE_PREFIX}` is never read. Everyone: `!voice me` (your voice and speed: "
+        "`!voice me voice NAME|default`, `!voice me speed 0.5-2`, `!voice me read on|off`), "
+        "`!voice nickname NAME|off` (the name said before your messages).",
         extras={"example": "voice"},
     )
     @commands.guild_only()
@@ -343,19 +232,10 @@ class Voice(commands.Cog):
             f"Engine: `{settings.get('tts_engine') or 'auto'}` (order: {order})",
             f"Voice: `{settings.get('tts_voice') or 'default'}`",
             f"Spoken replies: {'on' if settings.get('autospeak', True) else 'off'}",
-            f"Voices for `{language}`: {await self._voices_line(language)}",
+            f"Reading aloud: {await self._read_summary(ctx.guild.id)}",
+            f"Voices for `{language}`: {await self.reading.voices_line(language)}",
         ]
         await ctx.answer("\n".join(lines))
-
-    async def _voices_line(self, language: str) -> str:
-        """ "piper: en_US-joe-medium; espeak: en-gb, en-us, …; gtts (online)"."""
-        parts = []
-        for fit in self.synthesis.speaking(language):
-            voices = await self.synthesis.voices(fit.name, language)
-            shown = ", ".join(voices[:12]) + (", …" if len(voices) > 12 else "")
-            online = " (online)" if fit.online else ""
-            parts.append(f"{fit.name}{online}: {shown}" if shown else f"{fit.name}{online}")
-        return "; ".join(parts) or "none installed"
 
     async def _engine_for(self, guild_id: int, language: str) -> str | None:
         """The engine that speaks for the server: its choice if it speaks the language, else
@@ -401,7 +281,7 @@ class Voice(commands.Cog):
             if name not in voices:
                 raise InvalidInputError(
                     f"`{name}` is not a voice for `{language}`. Voices for it: "
-                    f"{await self._voices_line(language)}."
+                    f"{await self.reading.voices_line(language)}."
                 )
         value = None if name.lower() == "default" else name
         await self.storage.set_guild_setting(ctx.guild.id, "tts_voice", value)
@@ -431,7 +311,138 @@ class Voice(commands.Cog):
         await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
         await ctx.answer(f"Spoken replies are now {'on' if enabled else 'off'}.")
 
+    # ----- reading aloud ---------------------------------------------------------------
+
+    async def _read_summary(self, guild_id: int) -> str:
+        settings = await self.reading.settings(guild_id)
+        channels = ", ".join(f"<#{c}>" for c in sorted(settings.channels)) or "no channel"
+        return (
+            f"{channels} · names {_on(settings.names)} · bots and webhooks "
+            f"{_on(settings.bots)} · auto-join {_on(settings.autojoin)}"
+        )
+
+    @voice.command(name="read", brief="Read this channel aloud to people in voice (admins).")
+    @app_commands.describe(
+        what="on/off: read this channel; names, bots, autojoin: switch that option",
+        state="on or off, for names, bots and autojoin",
+    )
+    @app_commands.choices(what=READ_CHOICES, state=ON_OFF)
+    @commands.guild_only()
+    async def voice_read(
+        self, ctx: VoiceContext, what: str | None = None, state: str | None = None
+    ) -> None:
+        assert ctx.guild is not None
+        prefix = ctx.shown_prefix
+        if what is None:
+            await ctx.answer(
+                f"**Reading aloud**: {await self._read_summary(ctx.guild.id)}.\n"
+                "I read messages typed in those channels by people in my voice channel; "
+                f"a message starting with `{SILENCE_PREFIX}` stays silent. "
+                f"Admins: `{prefix}voice read on|off` in a channel."
+            )
+            return
+        await require_admin(ctx)
+        option = what.lower()
+        if option in OPTION_KEYS:
+            if state is None:
+                raise InvalidInputError(f"Say `{prefix}voice read {option} on` or `off`.")
+            settings = await self.reading.set_option(ctx.guild.id, option, parse_on_off(state))
+            await ctx.answer(f"Reading aloud: {await self._read_summary(ctx.guild.id)}.")
+            return
+        on = parse_on_off(what)
+        settings = await self.reading.set_channel(ctx.guild.id, ctx.channel.id, on)
+        if not on:
+            await ctx.answer(f"I no longer read <#{ctx.channel.id}> aloud.")
+            return
+        here = self.speaker.channel(ctx.guild)
+        where = (
+            f"the people in **{here.name}**"
+            if here is not None
+            else f"people in voice once I'm there (`{prefix}join`"
+            + (", or auto-join when someone joins)" if settings.autojoin else ")")
+        )
+        await ctx.answer(
+            f"I'll read <#{ctx.channel.id}> aloud for {where}. Start a message with "
+            f"`{SILENCE_PREFIX}` to keep it silent."
+        )
+
+    @voice.command(name="me", brief="Your own voice, speed and reading choice.")
+    @app_commands.describe(
+        what="voice, speed or read", value="a voice or default; a speed 0.5-2; on or off"
+    )
+    @app_commands.choices(what=ME_CHOICES)
+    @commands.guild_only()
+    async def voice_me(
+        self, ctx: VoiceContext, what: str | None = None, *, value: str | None = None
+    ) -> None:
+        assert ctx.guild is not None
+        guild_id, user_id = ctx.guild.id, ctx.author.id
+        option = (what or "").lower()
+        if what is not None and value is None:
+            raise InvalidInputError(f"Say `{ctx.shown_prefix}voice me {option} VALUE`.")
+        if option == "voice" and value is not None:
+            reader = await self.reading.set_voice(guild_id, user_id, value)
+        elif option == "speed" and value is not None:
+            reader = await self.reading.set_speed(guild_id, user_id, value)
+        elif option == "read" and value is not None:
+            reader = await self.reading.set_read(guild_id, user_id, parse_on_off(value))
+        elif what is not None:
+            raise InvalidInputError(f"Choose `voice`, `speed` or `read`, not `{what}`.")
+        else:
+            reader = await self.reading.reader(guild_id, user_id)
+        language = await self.languages.speaking(guild_id)
+        server_engine = await self._engine_for(guild_id, language)
+        voice = f"{reader.engine}: {reader.voice or 'its own'}" if reader.engine else "default"
+        lines = [
+            f"**Your voice here**: `{voice}` · speed {reader.speed:g} · your messages are "
+            f"{'read' if reader.read else 'not read'} · said as "
+            f"**{reader.nickname or ctx.author.display_name}**",
+        ]
+        if note := self.reading.speed_note(reader, server_engine):
+            lines.append(note)
+        if what is None or option == "voice":
+            lines.append(f"Voices for `{language}`: {await self.reading.voices_line(language)}")
+        await ctx.answer("\n".join(lines), private=True)
+
+    @voice_me.autocomplete("value")
+    @suggest
+    async def _me_values(
+        self, interaction: discord.Interaction[VoiceChatBot], current: str
+    ) -> list[str]:
+        if interaction.guild is None:
+            return []
+        what = str(getattr(interaction.namespace, "what", "") or "")
+        if what == "speed":
+            return matching(["0.75", "1", "1.25", "1.5", "2"], current)
+        if what == "read":
+            return matching(["on", "off"], current)
+        language = await self.languages.speaking(interaction.guild.id)
+        names = ["default"]
+        for fit in self.synthesis.speaking(language):
+            names += [fit.name, *await self.synthesis.voices(fit.name, language)]
+        return matching(names, current)
+
+    @voice.command(name="nickname", brief="The name said before your messages when read.")
+    @app_commands.describe(name="Your name for speech, or off for your display name")
+    @commands.guild_only()
+    async def voice_nickname(self, ctx: VoiceContext, *, name: str | None = None) -> None:
+        assert ctx.guild is not None
+        if name is None:
+            reader = await self.reading.reader(ctx.guild.id, ctx.author.id)
+            shown = reader.nickname or f"{ctx.author.display_name} (your display name)"
+            await ctx.answer(f"I say your name as **{shown}**.", private=True)
+            return
+        reader = await self.reading.set_nickname(ctx.guild.id, ctx.author.id, name)
+        shown = reader.nickname or ctx.author.display_name
+        await ctx.answer(f"I'll say your name as **{shown}**.", private=True)
+
+
+def _on(value: bool) -> str:
+    return "on" if value else "off"
+
 
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
-    await bot.add_cog(Voice(bot, services.synthesis, services.storage, services.languages))
+    await bot.add_cog(
+        Voice(bot, services.synthesis, services.storage, services.languages, services.reading)
+    )

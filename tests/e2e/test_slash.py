@@ -466,6 +466,15 @@ async def test_autocomplete_respects_permissions_and_namespaces(e2e: E2E) -> Non
         await sandbox.autocomplete("voice voice", "name", "", author="moderator")
     )
     assert await sandbox.autocomplete("voice voice", "name", "", author="member") == []
+    # anyone's own voice: the voices for the server's language, then speeds
+    own = values(
+        await sandbox.autocomplete(
+            "voice me", "value", "en", author="member", options={"what": "voice"}
+        )
+    )
+    assert "en-us" in own and "default" not in own
+    speeds = await sandbox.autocomplete("voice me", "value", "1.", options={"what": "speed"})
+    assert values(speeds) == ["1.25", "1.5"]
     helped = values(await sandbox.autocomplete("help", "command", "voice e", author="member"))
     assert helped == ["voice engine"]
     # every option that has suggestions was tried above

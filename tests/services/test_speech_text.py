@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot.services.voice.spoken_text import CUT_NOTICE, clean_for_speech
@@ -11,9 +13,15 @@ ROLES = {7: "Moderators"}
 CHANNELS = {9: "general"}
 
 
-def clean(text: str, max_chars: int = 300) -> str | None:
+def clean(text: str, max_chars: int = 300, **options: Any) -> str | None:
     return clean_for_speech(
-        text, prefix="!", max_chars=max_chars, users=USERS, roles=ROLES, channels=CHANNELS
+        text,
+        prefix="!",
+        max_chars=max_chars,
+        users=USERS,
+        roles=ROLES,
+        channels=CHANNELS,
+        **options,
     )
 
 
@@ -114,9 +122,21 @@ def test_repeated_characters_are_capped(text: str, spoken: str) -> None:
 
 
 def test_markdown_markers_are_removed() -> None:
-    assert clean("**bold** *it* __under__ ~~gone~~ ||secret|| ***both***") == (
-        "bold it under gone secret both"
-    )
+    assert clean("**bold** *it* __under__ ~~gone~~ ***both***") == "bold it under gone both"
+
+
+def test_a_spoiler_is_never_read_only_named() -> None:
+    assert clean("the end: ||he was the killer|| wow") == "the end: a spoiler wow"
+    assert clean("||multi\nline secret||") == "a spoiler"
+    assert clean("||secret||", language="fr-FR") == "un spoiler"
+
+
+def test_a_code_block_is_skipped_or_described() -> None:
+    text = "look:\n```py\nprint('hi')\n```\nneat"
+    assert clean(text) == "look: neat"
+    assert clean(text, describe_code=True) == "look: a code block. neat"
+    assert clean("```only code```", describe_code=True) == "a code block."
+    assert clean("```only code```", describe_code=True, language="de") == "ein Codeblock."
 
 
 def test_snake_case_and_math_keep_their_characters() -> None:

@@ -343,6 +343,9 @@ class Storage:
         """Store any JSON-serializable value; None removes the key (the default applies)."""
         await self._set_setting("user", user_id, key, value)
 
+    async def user_settings(self, user_id: int) -> dict[str, Any]:
+        return await self._all_settings("user", user_id)
+
     async def users_with_setting(self, key: str) -> dict[int, Any]:
         """Every user who has `key` set, with its value."""
         rows = await self._rows(

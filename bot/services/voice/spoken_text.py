@@ -1,13 +1,15 @@
 """Turn a chat message into text worth reading aloud.
 
 Discord markup is replaced by what a listener would want to hear: mentions by names, links by
-"a link", custom emoji by their names. Code blocks are skipped, shouting is toned down
-("soooooo" -> "sooo"), and long messages are cut at a word with the cut announced.
+"a link", custom emoji by their names, spoilers by "a spoiler" (never their content). Code
+blocks are skipped (or, when reading a channel aloud, said to be there: "a code block"),
+shouting is toned down ("soooooo" -> "sooo"), and long messages are cut at a word with the cut
+announced.
 
 The few words the cleanup adds ("a link", "someone", the cut notice) are said in the
-message's language when `PHRASES` has it (English otherwise). Numbers and Unicode emoji are
-left for the voice: espeak-ng reads both per language, from its own dictionaries. Text in any
-script passes through unchanged apart from Discord's markup.
+message's language when `words.WORDS` has it (English otherwise). Numbers and Unicode emoji
+are left for the voice: espeak-ng reads both per language, from its own dictionaries. Text in
+any script passes through unchanged apart from Discord's markup.
 """
 
 from __future__ import annotations
@@ -15,25 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-CUT_NOTICE = "… (message cut)"
+from bot.services.voice.words import ENGLISH, Words, words_for
 
-# What the cleanup says in place of markup: link, someone, role, channel, time, cut notice.
-_ENGLISH = ("a link", "someone", "a role", "a channel", "a time", CUT_NOTICE)
-PHRASES: dict[str, tuple[str, str, str, str, str, str]] = {
-    "en": _ENGLISH,
-    "fr": ("un lien", "quelqu'un", "un rôle", "un salon", "une heure", "… (message coupé)"),
-    "de": ("ein Link", "jemand", "eine Rolle", "ein Kanal", "eine Uhrzeit", "… (gekürzt)"),
-    "es": ("un enlace", "alguien", "un rol", "un canal", "una hora", "… (mensaje cortado)"),
-    "it": ("un link", "qualcuno", "un ruolo", "un canale", "un orario", "… (messaggio tagliato)"),
-    "pt": ("um link", "alguém", "um cargo", "um canal", "um horário", "… (mensagem cortada)"),
-    "nl": ("een link", "iemand", "een rol", "een kanaal", "een tijd", "… (bericht ingekort)"),
-    "pl": ("link", "ktoś", "rola", "kanał", "godzina", "… (wiadomość skrócona)"),
-    "ru": ("ссылка", "кто-то", "роль", "канал", "время", "… (сообщение обрезано)"),
-    "uk": ("посилання", "хтось", "роль", "канал", "час", "… (повідомлення обрізано)"),
-    "ja": ("リンク", "だれか", "ロール", "チャンネル", "時刻", "…（以下省略）"),
-    "zh": ("一个链接", "某人", "一个身份组", "一个频道", "一个时间", "…（消息已截断）"),
-    "ko": ("링크", "누군가", "역할", "채널", "시간", "… (메시지 잘림)"),
-}
+CUT_NOTICE = ENGLISH.cut
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
@@ -46,8 +32,9 @@ _CUSTOM_EMOJI = re.compile(r"<a?:(\w+):\d+>")
 _MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(<?https?://[^)\s]+>?\)")
 _LINK = re.compile(r"<?\b(?:https?://|www\.)[^\s<>]*[^\s<>.,!?;:'\")\]]>?", re.IGNORECASE)
 _EVERYONE = re.compile(r"@(everyone|here)\b")
-# Paired emphasis markers: **bold**, *italic*, __underline__, ~~strike~~, ||spoiler||.
-_EMPHASIS = re.compile(r"(\*{1,3}|_{2}|~~|\|\|)(?=\S)(.+?)(?<=\S)\1")
+_SPOILER = re.compile(r"\|\|(.+?)\|\|", re.DOTALL)
+# Paired emphasis markers: **bold**, *italic*, __underline__, ~~strike~~.
+_EMPHASIS = re.compile(r"(\*{1,3}|_{2}|~~)(?=\S)(.+?)(?<=\S)\1")
 _LINE_MARKUP = re.compile(r"^\s*(?:>{1,3}|#{1,3}|-#|[-*•])\s+")
 # A run of more than three of the same character; digits are left alone (1000000).
 _REPEATS = re.compile(r"([^\d\s])\1{3,}")
@@ -63,35 +50,32 @@ def clean_for_speech(
     roles: Mapping[int, str] | None = None,
     channels: Mapping[int, str] | None = None,
     language: str = "en",
+    describe_code: bool = False,
 ) -> str | None:
     """The text to speak for a message, or None when there is nothing to speak.
 
     Messages starting with the command `prefix` are never spoken. Mentions are replaced by
     the names in `users`, `roles` and `channels` (unknown ids by "someone", "a role",
     "a channel"). At most `max_chars` characters of the message are spoken; a longer one
-    is cut at a word and `CUT_NOTICE` is appended.
+    is cut at a word and `CUT_NOTICE` is appended. With `describe_code`, a code block is
+    said to be there ("a code block") rather than skipped.
     """
     if text.lstrip().startswith(prefix):
         return None
-    words = phrases(language)
-    text = _CODE_BLOCK.sub(" ", text)
+    words = words_for(language)
+    text = _CODE_BLOCK.sub(f" {words.code}. " if describe_code else " ", text)
+    text = _SPOILER.sub(f" {words.spoiler} ", text)
     text = _INLINE_CODE.sub(r"\1", text)
     text = _replace_mentions(text, users or {}, roles or {}, channels or {}, words)
     text = _MARKDOWN_LINK.sub(r"\1", text)
-    text = _LINK.sub(words[0], text)
+    text = _LINK.sub(words.link, text)
     text = _CUSTOM_EMOJI.sub(lambda m: m.group(1).replace("_", " "), text)
     text = _strip_markdown(text)
     text = _REPEATS.sub(r"\1\1\1", text)
     text = _join_lines(text)
     if not any(ch.isalnum() for ch in text):
         return None
-    return _cap(text, max_chars, words[5])
-
-
-def phrases(language: str) -> tuple[str, str, str, str, str, str]:
-    """The cleanup's words in `language` (its language subtag), English when not known."""
-    primary = language.strip().replace("_", "-").split("-", 1)[0].lower()
-    return PHRASES.get(primary, _ENGLISH)
+    return cap(text, max_chars, words.cut)
 
 
 def _replace_mentions(
@@ -99,13 +83,13 @@ def _replace_mentions(
     users: Mapping[int, str],
     roles: Mapping[int, str],
     channels: Mapping[int, str],
-    words: tuple[str, ...] = _ENGLISH,
+    words: Words = ENGLISH,
 ) -> str:
-    text = _USER.sub(lambda m: users.get(int(m.group(1)), words[1]), text)
-    text = _ROLE.sub(lambda m: roles.get(int(m.group(1)), words[2]), text)
-    text = _CHANNEL.sub(lambda m: channels.get(int(m.group(1)), words[3]), text)
+    text = _USER.sub(lambda m: users.get(int(m.group(1)), words.someone), text)
+    text = _ROLE.sub(lambda m: roles.get(int(m.group(1)), words.role), text)
+    text = _CHANNEL.sub(lambda m: channels.get(int(m.group(1)), words.channel), text)
     text = _SLASH_COMMAND.sub(lambda m: m.group(1), text)
-    text = _TIMESTAMP.sub(words[4], text)
+    text = _TIMESTAMP.sub(words.time, text)
     return _EVERYONE.sub(r"\1", text)
 
 
@@ -127,7 +111,8 @@ def _join_lines(text: str) -> str:
     )
 
 
-def _cap(text: str, max_chars: int, notice: str = CUT_NOTICE) -> str:
+def cap(text: str, max_chars: int, notice: str = CUT_NOTICE) -> str:
+    """`text` cut at a word to at most `max_chars` characters, `notice` appended when cut."""
     if len(text) <= max_chars:
         return text
     cut = text[: max_chars + 1]
