@@ -21,6 +21,7 @@ when its time comes, so the queue never speaks stale text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -150,6 +151,11 @@ class ReadAloud:
         self._clock = clock
         self._settings: dict[int, ReadingSettings] = {}
         self._turns: dict[int, Turns] = {}
+        # One change at a time per server: settings and choices are read, changed, written.
+        self._changing: dict[int, asyncio.Lock] = {}
+
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        return self._changing.setdefault(guild_id, asyncio.Lock())
 
     # ----- a server's settings -----------------------------------------------------------------
 
@@ -170,10 +176,11 @@ class ReadAloud:
         return found
 
     async def set_channel(self, guild_id: int, channel_id: int, on: bool) -> ReadingSettings:
-        current = await self.settings(guild_id)
-        channels = current.channels | {channel_id} if on else current.channels - {channel_id}
-        await self.storage.set_guild_setting(guild_id, CHANNELS_KEY, sorted(channels) or None)
-        self._settings[guild_id] = replace(current, channels=frozenset(channels))
+        async with self._lock(guild_id):
+            current = await self.settings(guild_id)
+            channels = current.channels | {channel_id} if on else current.channels - {channel_id}
+            await self.storage.set_guild_setting(guild_id, CHANNELS_KEY, sorted(channels) or None)
+            self._settings[guild_id] = replace(current, channels=frozenset(channels))
         if not channels:
             self.clear(guild_id)
         return self._settings[guild_id]
@@ -182,11 +189,12 @@ class ReadAloud:
         """Switch `names`, `bots` or `autojoin`."""
         if option not in OPTION_KEYS:
             raise InvalidInputError(f"Unknown reading option `{option}`.")
-        current = await self.settings(guild_id)
-        stored = None if on == OPTION_DEFAULTS[option] else on
-        await self.storage.set_guild_setting(guild_id, OPTION_KEYS[option], stored)
-        self._settings[guild_id] = replace(current, **{option: on})
-        return self._settings[guild_id]
+        async with self._lock(guild_id):
+            current = await self.settings(guild_id)
+            stored = None if on == OPTION_DEFAULTS[option] else on
+            await self.storage.set_guild_setting(guild_id, OPTION_KEYS[option], stored)
+            self._settings[guild_id] = replace(current, **{option: on})
+            return self._settings[guild_id]
 
     # ----- a person's choices ------------------------------------------------------------------
 
@@ -194,9 +202,12 @@ class ReadAloud:
         stored = await self.storage.get_user_setting(user_id, reader_key(guild_id))
         return Reader.from_stored(stored)
 
-    async def _save(self, guild_id: int, user_id: int, reader: Reader) -> Reader:
-        await self.storage.set_user_setting(user_id, reader_key(guild_id), reader.stored())
-        return reader
+    async def _change(self, guild_id: int, user_id: int, **changes: Any) -> Reader:
+        """Read, change and store one person's choices (one change at a time per server)."""
+        async with self._lock(guild_id):
+            reader = replace(await self.reader(guild_id, user_id), **changes)
+            await self.storage.set_user_setting(user_id, reader_key(guild_id), reader.stored())
+            return reader
 
     async def set_speed(self, guild_id: int, user_id: int, value: str) -> Reader:
         try:
@@ -208,18 +219,16 @@ class ReadAloud:
                 f"The speed is a number from {MIN_SPEED} to {MAX_SPEED} (1 is normal), "
                 f"not `{value}`."
             )
-        reader = await self.reader(guild_id, user_id)
-        return await self._save(guild_id, user_id, replace(reader, speed=speed))
+        return await self._change(guild_id, user_id, speed=speed)
 
     async def set_voice(self, guild_id: int, user_id: int, name: str) -> Reader:
         """`default`, an engine's name (its own voice), `engine:voice`, or a voice of an
         engine that speaks the server's language."""
-        reader = await self.reader(guild_id, user_id)
         if name.strip().lower() == "default":
-            return await self._save(guild_id, user_id, replace(reader, engine=None, voice=None))
+            return await self._change(guild_id, user_id, engine=None, voice=None)
         language = await self.languages.speaking(guild_id)
         engine, voice = await self._find_voice(name.strip(), language)
-        return await self._save(guild_id, user_id, replace(reader, engine=engine, voice=voice))
+        return await self._change(guild_id, user_id, engine=engine, voice=voice)
 
     async def _find_voice(self, name: str, language: str) -> tuple[str, str | None]:
         speaking = [fit.name for fit in self.synthesis.speaking(language)]
@@ -248,7 +257,6 @@ class ReadAloud:
 
     async def set_nickname(self, guild_id: int, user_id: int, value: str | None) -> Reader:
         """The name said before the person's messages; None, `off` or `default` clears it."""
-        reader = await self.reader(guild_id, user_id)
         nickname = None
         if value is not None and value.strip().lower() not in ("", "off", "default", "none"):
             nickname = " ".join(_NICKNAME_MARKUP.sub(" ", value).split())
@@ -256,11 +264,10 @@ class ReadAloud:
                 raise InvalidInputError(
                     f"A nickname has letters or digits and at most {MAX_NICKNAME_CHARS} characters."
                 )
-        return await self._save(guild_id, user_id, replace(reader, nickname=nickname))
+        return await self._change(guild_id, user_id, nickname=nickname)
 
     async def set_read(self, guild_id: int, user_id: int, on: bool) -> Reader:
-        reader = await self.reader(guild_id, user_id)
-        return await self._save(guild_id, user_id, replace(reader, read=on))
+        return await self._change(guild_id, user_id, read=on)
 
     def speed_note(self, reader: Reader, server_engine: str | None) -> str:
         """What the speed means for the engine that speaks for the person ("" when exact)."""
