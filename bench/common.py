@@ -6,6 +6,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -58,3 +59,21 @@ def table(rows: list[tuple[str, str, str, bool | None]]) -> str:
         verdict = "—" if passed is None else ("pass" if passed else "**miss**")
         lines.append(f"| {figure} | {target} | {measured} | {verdict} |")
     return "\n".join(lines)
+
+
+async def first_packet(sandbox: Any, bot: Any, content: str) -> float:
+    """Seconds from sending `content` (a message or a command) to the first voice packet of
+    what the bot said in the Sandbox server; returns once it has finished speaking."""
+    started = time.monotonic()
+    await sandbox.send(content)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not (
+        heard := [u for u in sandbox.voice.utterances(sandbox.GUILD_ID) if u.started_at >= started]
+    ):
+        if loop.time() > deadline:
+            raise TimeoutError("the bot said nothing")
+        await asyncio.sleep(0.005)
+    await bot.speaker.queue.wait_idle(sandbox.GUILD_ID)
+    await asyncio.sleep(0.6)  # let the sandbox close the last utterance
+    return float(heard[0].started_at - started)

@@ -15,8 +15,7 @@ import random
 import tempfile
 import time
 
-from bench.common import LagTicker, median, percentile, table
-from bot.app import VoiceChatBot
+from bench.common import LagTicker, first_packet, median, percentile, table
 from bot.config import load_settings
 from bot.sandbox.runner import bot_on, sandboxed_bot
 from bot.sandbox.server import Sandbox
@@ -34,23 +33,6 @@ LINES = (
     "lol",
     "ok so the plan is: we meet at eight, then head over together",
 )
-
-
-async def first_packet(sandbox: Sandbox, bot: VoiceChatBot, content: str) -> float:
-    """Seconds from sending `content` to the first packet of what the bot said."""
-    started = time.monotonic()
-    await sandbox.send(content)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not (
-        heard := [u for u in sandbox.voice.utterances(sandbox.GUILD_ID) if u.started_at >= started]
-    ):
-        if loop.time() > deadline:
-            raise TimeoutError("the bot said nothing")
-        await asyncio.sleep(0.005)
-    await bot.speaker.queue.wait_idle(sandbox.GUILD_ID)
-    await asyncio.sleep(0.6)  # let the sandbox close the last utterance
-    return heard[0].started_at - started
 
 
 async def latencies(engine: str) -> tuple[list[float], list[float]]:

@@ -12,11 +12,9 @@ import logging
 import tempfile
 import time
 
-from bench.common import LagTicker, median, percentile, table
-from bot.app import VoiceChatBot
+from bench.common import LagTicker, first_packet, median, percentile, table
 from bot.config import load_settings
 from bot.sandbox.runner import sandboxed_bot
-from bot.sandbox.server import Sandbox
 
 RUNS = 8
 SHORT = "Hello there, nice to meet you."
@@ -39,25 +37,8 @@ async def first_packet_latencies(engine: str, runs: int) -> list[float]:
         )
         async with sandboxed_bot(settings) as (sandbox, bot):
             await sandbox.join_voice("owner")
-            await say_and_wait(sandbox, bot, SHORT)  # warm-up: joins voice, loads the voice
-            return [await say_and_wait(sandbox, bot, SHORT) for _ in range(runs)]
-
-
-async def say_and_wait(sandbox: Sandbox, bot: VoiceChatBot, text: str) -> float:
-    """Seconds from sending `!say text` to the first packet of what the bot said."""
-    started = time.monotonic()
-    await sandbox.send(f"!say {text}")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not (
-        heard := [u for u in sandbox.voice.utterances(sandbox.GUILD_ID) if u.started_at >= started]
-    ):
-        if loop.time() > deadline:
-            raise TimeoutError("the bot said nothing")
-        await asyncio.sleep(0.01)
-    await bot.get_cog("Voice").queue.wait_idle(sandbox.GUILD_ID)
-    await asyncio.sleep(0.6)  # let the sandbox close the last utterance
-    return heard[0].started_at - started
+            await first_packet(sandbox, bot, f"!say {SHORT}")  # warm-up: joins, loads the voice
+            return [await first_packet(sandbox, bot, f"!say {SHORT}") for _ in range(runs)]
 
 
 async def long_text() -> tuple[float, float, LagTicker]:
@@ -74,13 +55,13 @@ async def long_text() -> tuple[float, float, LagTicker]:
         )
         async with sandboxed_bot(settings) as (sandbox, bot):
             await sandbox.join_voice("owner")
-            await say_and_wait(sandbox, bot, SHORT)
+            await first_packet(sandbox, bot, f"!say {SHORT}")
             whole_started = time.monotonic()
             clip = await bot.services.synthesis.synthesize(FIVE_SENTENCES, "en-US")
             whole = time.monotonic() - whole_started
             clip.path.unlink()
             with LagTicker() as ticker:
-                first = await say_and_wait(sandbox, bot, FIVE_SENTENCES)
+                first = await first_packet(sandbox, bot, f"!say {FIVE_SENTENCES}")
             return first, whole, ticker
 
 
