@@ -24,7 +24,7 @@ TONE = encode_opus(
 
 async def speech(e2e: E2E, text: str) -> bytes:
     """`text` spoken by the bot's own first voice (piper), as WAV bytes."""
-    spoken = await e2e.bot.services.voice.synthesis.synthesize(text, "en-US")
+    spoken = await e2e.bot.services.synthesis.synthesize(text, "en-US")
     try:
         return spoken.path.read_bytes()
     finally:

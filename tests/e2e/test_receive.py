@@ -76,7 +76,7 @@ async def listening_bot(e2e: E2E, sink: RecordingSink) -> ListeningVoiceClient:
 
 
 async def speech(e2e: E2E, text: str) -> bytes:
-    spoken = await e2e.bot.services.voice.synthesis.synthesize(text, "en-US")
+    spoken = await e2e.bot.services.synthesis.synthesize(text, "en-US")
     try:
         return spoken.path.read_bytes()
     finally:

@@ -28,7 +28,7 @@ async def test_say_is_heard_in_the_voice_channel(e2e: E2E, hear) -> None:
     sent = await e2e.sandbox.send("!say hello world")
     said = await e2e.sandbox.voice.wait_for_utterance(GUILD, timeout=30)
     assert (int(sent["id"]), "🔊") in e2e.sandbox.reactions
-    reference = await e2e.bot.services.voice.synthesis.synthesize("Hello world.", "en-US")
+    reference = await e2e.bot.services.synthesis.synthesize("Hello world.", "en-US")
     assert abs(said.duration - reference.duration_seconds) <= 0.25 * reference.duration_seconds
     heard = await hear(said.mono16k_wav())
     assert "hello" in heard and "world" in heard

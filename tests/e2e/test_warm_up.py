@@ -53,7 +53,7 @@ async def test_warm_up_loads_whisper_and_piper_before_any_request(make_settings)
         assert bot.warming is not None
         await eventually(bot.warming.done, timeout=90)
         whisper = bot.services.speech._chain.get("whisper")
-        piper = bot.services.voice.synthesis.engine("piper")
+        piper = bot.services.synthesis.engine("piper")
         assert whisper is not None and whisper.english.loaded
         assert not whisper.multilingual.loaded  # an English bot never pays for it
         assert piper is not None and piper._loaded
@@ -76,7 +76,7 @@ async def test_online_engines_named_first_have_nothing_to_warm(make_settings) ->
         assert bot.warming is not None
         await eventually(bot.warming.done, timeout=30)
         assert not bot.services.speech._chain.get("whisper").english.loaded  # on first use
-        assert not bot.services.voice.synthesis.engine("piper")._loaded
+        assert not bot.services.synthesis.engine("piper")._loaded
         assert not bot.services.speech._chain.is_resting("google")  # not contacted
 
 
