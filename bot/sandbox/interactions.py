@@ -5,7 +5,8 @@ as Discord sends it, and an `InteractionRecord` collects what the bot answers: t
 type and how long after the interaction it came, the messages (original and followups, with
 their flags), suggestions and forms. The bot answers through the endpoints in `responses.py`
 (callback, followups, @original; a first response after 3 seconds is refused with 10062 and
-kept in `late`, so the tests fail on it).
+kept in `late`, so the tests fail on it). The record and the interaction kinds are in
+`records.py`, a form's inputs in `modals.py`; the sandbox is seen through `protocol.Host`.
 
 Ephemeral messages (flag 64) are seen only by the user: they never reach the gateway or the
 channel's history, only the interaction's record and the console. Commands registered with
