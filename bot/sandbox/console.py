@@ -4,7 +4,8 @@ Started by `python -m bot` when no DISCORD_TOKEN is set, or by `python -m bot.sa
 the bots in other processes (SANDBOX_URL). A plain line is a message;
 lines starting with `/` are console commands (see HELP); `//` runs the bot's own `/`
 commands, `/menu` its context menus and `/modal` answers the form it opened. Answers only
-the user sees (ephemeral) are marked "(only you)".
+the user sees (ephemeral) are marked "(only you)". Every message is printed with its id in
+brackets, which `/reply`, `/edit`, `/delete` and `/menu` take.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ HELP = """Sandbox console: you are {user} in #general of {server}, on a local st
   /upload PATH [text]     send a message with a file attached (audio is transcribed)
   /voice PATH [text]      send PATH as a Discord voice message
   /reply ID text          reply to message ID (e.g. !correct, !transcribe)
+  /edit ID text           edit your message ID;  /delete ID  delete it
+  /nick NAME|off          your nickname in this server (what the bot calls you)
+  /vc text                type text into the voice channel's own text chat
+  /webhook text           a webhook posts text in #general
   /voice join|leave       move yourself into or out of the voice channel
   /voice say PATH [as NAME]  say an audio file in the voice channel, as you or NAME
   /as NAME                speak as someone else in this server: {people}
+                          (someone in voice: /as NAME, /voice join, then type a line)
   /server NAME            switch server: {servers} (each has its own data)
   /dm text                send a direct message to the bot
   //NAME [SUB] opt:value  run the bot's / command, e.g. //train name:weather file:data.csv
@@ -112,7 +118,9 @@ class Console:
         marker = "(edited) " if event == "MESSAGE_UPDATE" and not was_loading else ""
         channel = int(data["channel_id"])
         where = ""
-        if channel != self.server.text_channel_id:
+        if channel == self.server.voice_channel_id:
+            where = "(voice chat) "
+        elif channel != self.server.text_channel_id:
             guild = self.sandbox.world.guild_of_channel(channel)
             where = f"({guild.name}) " if guild else "(DM) "
         self.say(f"[{data['id']}] {where}bot{self._only(data)}: {marker}{data['content']}")
@@ -188,14 +196,33 @@ class Console:
         elif command in ("/upload", "/voice") and args:
             await self.upload(args[0], " ".join(args[1:]), command == "/voice")
         elif command == "/reply" and len(args) >= 2 and args[0].isdigit():
-            await self.sandbox.send(
-                " ".join(args[1:]),
+            text = " ".join(args[1:])
+            sent = await self.sandbox.send(
+                text,
                 author=self.user,
                 reply_to=int(args[0]),
                 channel_id=self.server.text_channel_id,
             )
+            self.say(f"[{sent['id']}] {self.user} (reply to {args[0]}): {text}")
         elif command == "/dm" and args:
-            await self.sandbox.send(" ".join(args), author=self.user, dm=True)
+            sent = await self.sandbox.send(" ".join(args), author=self.user, dm=True)
+            self.say(f"[{sent['id']}] (DM) {self.user}: {sent['content']}")
+        elif command in ("/edit", "/delete") and args[:1] and args[0].isdigit():
+            await self.change(command, int(args[0]), " ".join(args[1:]))
+        elif command == "/nick" and len(args) == 1:
+            await self.nick(None if args[0] == "off" else args[0])
+        elif command == "/vc" and args:
+            text = " ".join(args)
+            sent = await self.sandbox.send(
+                text, author=self.user, channel_id=self.server.voice_channel_id
+            )
+            self.say(f"[{sent['id']}] (voice chat) {self.user}: {text}")
+        elif command == "/webhook" and args:
+            text = " ".join(args)
+            sent = await self.sandbox.send(
+                text, webhook=True, channel_id=self.server.text_channel_id
+            )
+            self.say(f"[{sent['id']}] webhook: {text}")
         elif command == "/menu" and len(args) >= 2 and args[-1].isdigit():
             await self.menu(" ".join(args[:-1]), int(args[-1]))
         elif command == "/modal" and args:
@@ -203,6 +230,31 @@ class Console:
         else:
             self.say("  unknown console command; /help lists them")
         return True
+
+    async def change(self, command: str, message_id: int, text: str) -> None:
+        """`/edit ID text` or `/delete ID`: only your own messages, as on Discord."""
+        message = self.sandbox.messages.get(message_id)
+        if message is None:
+            self.say(f"  there is no message {message_id}")
+            return
+        if message["author"]["id"] != str(self.sandbox.user(self.user).id):
+            self.say(f"  message {message_id} is not yours, {self.user}")
+            return
+        if command == "/delete":
+            await self.sandbox.delete(message_id)
+            self.say(f"  {self.user} deleted message {message_id}")
+        elif not text:
+            self.say("  usage: /edit ID text")
+        else:
+            await self.sandbox.edit(message_id, text)
+            self.say(f"[{message_id}] {self.user}: (edited) {text}")
+
+    async def nick(self, nick: str | None) -> None:
+        await self.sandbox.set_nick(self.user, nick, guild=self.server.key)
+        if nick is None:
+            self.say(f"  {self.user} has no nickname in {self.server.name} now")
+        else:
+            self.say(f"  {self.user} is now called {nick} in {self.server.name}")
 
     async def slash(self, text: str) -> None:
         """`//voice engine name:piper`: a `/` command with options; `opt:text?` asks for the
@@ -274,14 +326,14 @@ class Console:
         except OSError as exc:
             self.say(f"  can't read {name}: {exc.strerror}")
             return
-        await self.sandbox.send(
+        sent = await self.sandbox.send(
             text,
             author=self.user,
             files=[(filename, data)],
             voice_message=voice_message,
             channel_id=self.server.text_channel_id,
         )
-        self.say(f"  {self.user} sent {filename} ({len(data)} bytes)")
+        self.say(f"[{sent['id']}] {self.user} sent {filename} ({len(data)} bytes)")
 
     async def voice_say(self, name: str, speaker: str) -> None:
         """`speaker` says the audio file `name` in this server's voice channel."""

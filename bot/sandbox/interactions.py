@@ -5,7 +5,8 @@ as Discord sends it, and an `InteractionRecord` collects what the bot answers: t
 type and how long after the interaction it came, the messages (original and followups, with
 their flags), suggestions and forms. The bot answers through the endpoints in `responses.py`
 (callback, followups, @original; a first response after 3 seconds is refused with 10062 and
-kept in `late`, so the tests fail on it).
+kept in `late`, so the tests fail on it). The record and the interaction kinds are in
+`records.py`, a form's inputs in `modals.py`; the sandbox is seen through `protocol.Host`.
 
 Ephemeral messages (flag 64) are seen only by the user: they never reach the gateway or the
 channel's history, only the interaction's record and the console. Commands registered with
@@ -22,9 +23,8 @@ import copy
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from bot.sandbox.commands import (
     ATTACHMENT,
@@ -38,105 +38,49 @@ from bot.sandbox.commands import (
     SUB_COMMAND_GROUP,
     Registry,
 )
+from bot.sandbox.modals import check_input, submitted, text_inputs
+from bot.sandbox.protocol import Host
+from bot.sandbox.records import (
+    ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    APPLICATION_COMMAND,
+    ATTACHMENT_SIZE_LIMIT,
+    AUTOCOMPLETE,
+    CHAT_INPUT_COMMAND_MESSAGE,
+    CONTEXT_MENU_COMMAND_MESSAGE,
+    DEFAULT_MESSAGE,
+    DEFERRED,
+    EPHEMERAL,
+    LOADING,
+    MESSAGE_REPLY,
+    MODAL_SUBMIT,
+    InteractionRecord,
+    is_ephemeral,
+    is_loading,
+)
 from bot.sandbox.world import SandboxGuild, SandboxUser
 
-if TYPE_CHECKING:
-    from bot.sandbox.server import Sandbox
+# The interaction's kinds and record live in records.py; tests and the console import these here.
+__all__ = [
+    "DEFERRED",
+    "EPHEMERAL",
+    "LOADING",
+    "MESSAGE_REPLY",
+    "InteractionRecord",
+    "Interactions",
+    "is_ephemeral",
+    "is_loading",
+]
 
 log = logging.getLogger(__name__)
-
-APPLICATION_COMMAND, COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
-MESSAGE_REPLY, DEFERRED, DEFERRED_UPDATE, UPDATE, CHOICES, MODAL = 4, 5, 6, 7, 8, 9
-EPHEMERAL = 1 << 6
-LOADING = 1 << 7
-ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
-ADMINISTRATOR = 1 << 3
-ALL_PERMISSIONS = (1 << 51) - 1
-# Message types of responses: to a slash command, to a context menu, anything else.
-CHAT_INPUT_COMMAND_MESSAGE, CONTEXT_MENU_COMMAND_MESSAGE, DEFAULT_MESSAGE = 20, 23, 0
-
-
-def is_ephemeral(message: dict[str, Any]) -> bool:
-    return bool(message.get("flags", 0) & EPHEMERAL)
-
-
-def is_loading(message: dict[str, Any]) -> bool:
-    return bool(message.get("flags", 0) & LOADING)
-
-
-@dataclass
-class InteractionRecord:
-    """One interaction and everything the bot answered to it, for tests and the console."""
-
-    id: int
-    token: str
-    type: int
-    name: str  # "train", "voice engine", "Transcribe", or a modal's custom_id
-    user: SandboxUser
-    channel_id: int
-    guild_id: int | None
-    payload: dict[str, Any]
-    message_type: int
-    created: float  # monotonic
-    changed: asyncio.Condition
-    callback: int | None = None  # the callback type of the first response
-    callback_after: float | None = None  # seconds from creation to the first response
-    original: dict[str, Any] | None = None
-    original_deleted: bool = False
-    followups: list[dict[str, Any]] = field(default_factory=list)
-    choices: list[dict[str, Any]] | None = None
-    modal: dict[str, Any] | None = None
-    refused: list[tuple[int, str, float]] = field(default_factory=list)  # code, what, after
-
-    @property
-    def deferred(self) -> bool:
-        return self.callback == DEFERRED
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        """The original response (unless deleted) and the followups, in order."""
-        first = [self.original] if self.original is not None and not self.original_deleted else []
-        return first + self.followups
-
-    def finished_messages(self) -> list[dict[str, Any]]:
-        return [m for m in self.messages if not is_loading(m)]
-
-    async def wait(self, check: Callable[[InteractionRecord], bool], timeout: float = 15.0) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(lambda: check(self)), timeout)
-
-    async def responded(self, timeout: float = 15.0) -> InteractionRecord:
-        """Wait for the first response (any callback type)."""
-        await self.wait(lambda r: r.callback is not None, timeout)
-        return self
-
-    async def reply(
-        self,
-        predicate: Callable[[dict[str, Any]], bool] | None = None,
-        *,
-        timeout: float = 15.0,
-    ) -> dict[str, Any]:
-        """The first finished message of this interaction (original or followup) matching."""
-
-        def find() -> dict[str, Any] | None:
-            return next(
-                (m for m in self.finished_messages() if predicate is None or predicate(m)), None
-            )
-
-        await self.wait(lambda _r: find() is not None, timeout)
-        return find()  # type: ignore[return-value]
-
-    async def replies(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        await self.wait(lambda r: len(r.finished_messages()) >= count, timeout)
-        return self.finished_messages()[:count]
 
 
 class Interactions:
     """The interaction side of the sandbox (see the module's docstring)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Host) -> None:
         self.sandbox = sandbox
-        self.registry = Registry(sandbox.APPLICATION_ID, sandbox._next_id)
+        self.registry = Registry(sandbox.APPLICATION_ID, sandbox.store.next_id)
         self.records: dict[int, InteractionRecord] = {}
         self.ephemeral: dict[int, dict[str, Any]] = {}  # message id -> ephemeral message
         self.late: list[InteractionRecord] = []  # first responses refused as too late
@@ -229,11 +173,12 @@ class Interactions:
         wait: float = 10.0,
     ) -> InteractionRecord:
         """Use the message context menu `name` on a message."""
-        target = self.sandbox.messages.get(int(message_id))
+        target = self.sandbox.store.messages.get(int(message_id))
         if target is None:
             raise ValueError(f"there is no message {message_id} to use {name!r} on")
         channel_id = int(target["channel_id"])
-        user, channel_id, guild = self._where(author, channel_id, self.sandbox._is_dm(channel_id))
+        dm = self.sandbox.store.is_dm(channel_id)
+        user, channel_id, guild = self._where(author, channel_id, dm)
         definition = await self._registered(guild, MESSAGE, name, wait)
         self._check_visible(definition, user, guild, force)
         data = {
@@ -267,11 +212,11 @@ class Interactions:
         filled: dict[str, str] = {}
         for component, label in inputs:
             value = values.get(component["custom_id"], values.get(label or "", ""))
-            _check_input(component, label, value)
+            check_input(component, label, value)
             filled[component["custom_id"]] = value
         data = {
             "custom_id": shown.modal["custom_id"],
-            "components": _submitted(shown.modal["components"], filled),
+            "components": submitted(shown.modal["components"], filled),
         }
         guild = self.sandbox.world.guild_by_id(shown.guild_id) if shown.guild_id else None
         return await self._create(
@@ -298,9 +243,9 @@ class Interactions:
     def _where(
         self, author: str, channel_id: int | None, dm: bool
     ) -> tuple[SandboxUser, int, SandboxGuild | None]:
-        user = self.sandbox.user(author)
+        user = self.sandbox.world.user(author)
         if dm:
-            return user, self.sandbox._dm_channel(user.id), None
+            return user, self.sandbox.store.dm_channel(user.id), None
         world = self.sandbox.world
         channel_id = channel_id or world.home_guild(user).text_channel_id
         guild = world.guild_of_channel(channel_id)
@@ -384,7 +329,7 @@ class Interactions:
         kind, name = definition["type"], definition["name"]
         if kind == ATTACHMENT:
             filename, data = raw
-            attachment = self.sandbox._store_file(filename, data)
+            attachment = self.sandbox.store.store_file(filename, data)
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
             return attachment["id"]
         value: Any
@@ -435,7 +380,7 @@ class Interactions:
         name: str,
         message_type: int,
     ) -> InteractionRecord:
-        interaction_id = self.sandbox._next_id()
+        interaction_id = self.sandbox.store.next_id()
         token = f"interaction-{interaction_id}-{secrets.token_urlsafe(16)}"
         payload: dict[str, Any] = {
             "id": str(interaction_id),
@@ -480,7 +425,7 @@ class Interactions:
             changed=self.changed,
         )
         self.records[interaction_id] = record
-        await self.sandbox._publish("INTERACTION_CREATE", payload)
+        await self.sandbox.publish("INTERACTION_CREATE", payload)
         return record
 
     def tell(self, event: str, data: dict[str, Any]) -> None:
@@ -525,51 +470,3 @@ def _leaf(
         return options
 
     return node, nest
-
-
-def text_inputs(components: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """(text input, its label) in a modal: in action rows (type 1) or labels (type 18)."""
-    for component in components:
-        if component.get("type") == 1:
-            for child in component.get("components") or []:
-                if child.get("type") == 4:
-                    yield child, child.get("label")
-        elif component.get("type") == 18 and component.get("component", {}).get("type") == 4:
-            yield component["component"], component.get("label")
-
-
-def _check_input(component: dict[str, Any], label: str | None, value: str) -> None:
-    """What Discord's client enforces before it lets a user submit."""
-    required = component.get("required", True)
-    low, high = component.get("min_length", 0), component.get("max_length", 4000)
-    if required and not value:
-        raise ValueError(f"the modal's {label!r} must be filled in")
-    if value and not low <= len(value) <= high:
-        raise ValueError(f"the modal's {label!r} takes {low} to {high} characters")
-
-
-def _submitted(components: list[dict[str, Any]], filled: dict[str, str]) -> list[dict[str, Any]]:
-    """The modal's components as Discord sends them back on submit: ids and values."""
-    out: list[dict[str, Any]] = []
-    for component in components:
-        if component.get("type") == 1:
-            children = [
-                {"type": 4, "custom_id": c["custom_id"], "value": filled.get(c["custom_id"], "")}
-                for c in component.get("components") or []
-                if c.get("type") == 4
-            ]
-            out.append({"type": 1, "components": children})
-        elif component.get("type") == 18:
-            inner = component.get("component", {})
-            out.append(
-                {
-                    "type": 18,
-                    "id": component.get("id"),
-                    "component": {
-                        "type": inner.get("type"),
-                        "custom_id": inner.get("custom_id"),
-                        "value": filled.get(inner.get("custom_id", ""), ""),
-                    },
-                }
-            )
-    return out

@@ -17,7 +17,6 @@ path is the credential.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -26,7 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from bot.sandbox.commands import InvalidFormBody
-from bot.sandbox.interactions import (
+from bot.sandbox.interactions import Interactions
+from bot.sandbox.messages import deleted_event
+from bot.sandbox.modals import text_inputs
+from bot.sandbox.records import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
     CHOICES,
@@ -40,11 +42,10 @@ from bot.sandbox.interactions import (
     MODAL_SUBMIT,
     UPDATE,
     InteractionRecord,
-    Interactions,
     is_ephemeral,
     is_loading,
-    text_inputs,
 )
+from bot.sandbox.rest import json_response, read_message_body
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,8 @@ TOKEN_SECONDS = 15 * 60
 MAX_MODAL_INPUTS = 5
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    # discord.py parses a body as JSON only when Content-Type is exactly application/json.
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
-    )
-
-
 def _error(status: int, code: int, message: str) -> web.Response:
-    return _json({"message": message, "code": code}, status=status)
+    return json_response({"message": message, "code": code}, status=status)
 
 
 class Endpoints:
@@ -110,15 +104,15 @@ class Endpoints:
             stored = self.interactions.registry.replace(guild_id, await request.json())
         except InvalidFormBody as exc:
             log.info("sandbox refused a command sync: %s", exc)
-            return _json(exc.body, status=400)
+            return json_response(exc.body, status=400)
         await self.interactions.notify()
-        return _json(stored)
+        return json_response(stored)
 
     async def _get_commands(self, request: web.Request) -> web.Response:
         known, guild_id = self._scope(request)
         if not known:
             return _error(403, 50001, "Missing Access")
-        return _json(self.interactions.registry.listing(guild_id))
+        return json_response(self.interactions.registry.listing(guild_id))
 
     # ----- the bot's side: responses -----------------------------------------------------------
 
@@ -126,7 +120,7 @@ class Endpoints:
         record = self.interactions.records.get(int(request.match_info["interaction_id"]))
         if record is None or not secrets.compare_digest(record.token, request.match_info["token"]):
             return _error(404, 10062, "Unknown interaction")
-        body, uploads = await self.sandbox._read_message_body(request)
+        body, uploads = await read_message_body(request)
         after = time.monotonic() - record.created
         if record.callback is not None:
             return _error(400, 40060, "Interaction has already been acknowledged.")
@@ -165,7 +159,7 @@ class Endpoints:
             record.modal = data
             self.interactions.tell("INTERACTION_MODAL", {"id": str(record.id), "modal": data})
         await self.interactions.notify()
-        return _json(self._callback_body(record, kind))
+        return json_response(self._callback_body(record, kind))
 
     def _callback_body(self, record: InteractionRecord, kind: int) -> dict[str, Any]:
         original = record.original
@@ -199,7 +193,7 @@ class Endpoints:
         record = self._by_token(request)
         if isinstance(record, web.Response):
             return record
-        body, uploads = await self.sandbox._read_message_body(request)
+        body, uploads = await read_message_body(request)
         original = record.original
         if original is not None and not record.original_deleted and is_loading(original):
             # The first followup after a defer replaces the loading message, flags and all.
@@ -209,7 +203,7 @@ class Endpoints:
             record.followups.append(message)
         await self.interactions.notify()
         if request.query.get("wait") in ("1", "true", "True"):
-            return _json(message)
+            return json_response(message)
         return web.Response(status=204)
 
     def _find(self, record: InteractionRecord, message_id: str) -> dict[str, Any] | None:
@@ -233,17 +227,17 @@ class Endpoints:
         target = self._target(request)
         if isinstance(target, web.Response):
             return target
-        return _json(target[1])
+        return json_response(target[1])
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         target = self._target(request)
         if isinstance(target, web.Response):
             return target
         record, message = target
-        body, uploads = await self.sandbox._read_message_body(request)
+        body, uploads = await read_message_body(request)
         await self._edit(record, message, body, uploads)
         await self.interactions.notify()
-        return _json(message)
+        return json_response(message)
 
     async def _delete_message(self, request: web.Request) -> web.Response:
         target = self._target(request)
@@ -260,11 +254,8 @@ class Endpoints:
                 "MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"]}
             )
         else:
-            self.sandbox.messages.pop(int(message["id"]), None)
-            deleted = {"id": message["id"], "channel_id": message["channel_id"]}
-            if "guild_id" in message:
-                deleted["guild_id"] = message["guild_id"]
-            await self.sandbox._publish("MESSAGE_DELETE", deleted)
+            self.sandbox.store.messages.pop(int(message["id"]), None)
+            await self.sandbox.publish("MESSAGE_DELETE", deleted_event(message))
         await self.interactions.notify()
         return web.Response(status=204)
 
@@ -273,10 +264,10 @@ class Endpoints:
     async def _new_message(
         self, record: InteractionRecord, data: dict[str, Any], uploads: list[Any], flags: int
     ) -> dict[str, Any]:
-        sandbox = self.sandbox
-        attachments = [sandbox._store_file(f.filename, f.data) for f in uploads]
-        message = sandbox._message(
-            sandbox.bot_user,
+        sandbox, store = self.sandbox, self.sandbox.store
+        attachments = [store.store_file(f.filename, f.data) for f in uploads]
+        message = store.message(
+            sandbox.world.bot_user,
             record.channel_id,
             data.get("content") or "",
             attachments=attachments,
@@ -295,11 +286,11 @@ class Endpoints:
             },
         )
         if is_ephemeral(message):
-            sandbox.messages.pop(int(message["id"]), None)  # never in the channel's history
+            store.messages.pop(int(message["id"]), None)  # never in the channel's history
             self.interactions.ephemeral[int(message["id"])] = message
             self.interactions.tell("MESSAGE_CREATE", message)
         else:
-            await sandbox._publish("MESSAGE_CREATE", message)
+            await sandbox.publish("MESSAGE_CREATE", message)
         return message
 
     async def _edit(
@@ -315,19 +306,19 @@ class Endpoints:
         if "attachments" in body or uploads:
             kept = {str(a.get("id")) for a in body.get("attachments") or []}
             message["attachments"] = [a for a in message["attachments"] if a["id"] in kept] + [
-                self.sandbox._store_file(f.filename, f.data) for f in uploads
+                self.sandbox.store.store_file(f.filename, f.data) for f in uploads
             ]
         message["flags"] = message.get("flags", 0) & ~LOADING
         message["edited_timestamp"] = None if is_ephemeral(message) else message["timestamp"]
         if is_ephemeral(message):
             self.interactions.tell("MESSAGE_UPDATE", message)
         else:
-            await self.sandbox._publish("MESSAGE_UPDATE", message)
+            await self.sandbox.publish("MESSAGE_UPDATE", message)
         return message
 
 
 def _invalid(path: tuple[str, ...], code: str, message: str) -> web.Response:
-    return _json(InvalidFormBody([(("data",) + path, code, message)]).body, status=400)
+    return json_response(InvalidFormBody([(("data",) + path, code, message)]).body, status=400)
 
 
 def _check_callback(kind: int, data: dict[str, Any]) -> tuple[tuple[str, ...], str, str] | None:

@@ -119,6 +119,7 @@ class World:
         self.voice_states: dict[int, int] = {}  # user id -> voice channel id (one at a time)
         self.bot_voice: dict[int, int] = {}  # guild id -> the bot's voice channel there
         self.bot_self_deaf: dict[int, bool] = {}  # guild id -> the bot shows itself deafened
+        self.nicks: dict[tuple[int, int], str] = {}  # (guild id, user id) -> server nickname
 
     # ----- lookups -----------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class World:
             "joined_at": now_iso(),
             "deaf": False,
             "mute": False,
-            "nick": None,
+            "nick": self.nicks.get((guild.id, user.id)),
             "flags": 0,
         }
         if with_user:

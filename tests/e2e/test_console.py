@@ -222,3 +222,38 @@ def test_console_says_a_file_in_voice(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_console_tries_what_read_aloud_reads(tmp_path: Path) -> None:
+    """Nicknames, a voice channel's text chat, edits, deletions and webhooks, against the bot."""
+    proc = console(tmp_path / "data")
+    assert proc.stdin is not None
+    output = Output(proc)
+
+    send = typer(proc)
+    try:
+        send("/nick Boss")
+        output.expect("owner is now called Boss in Sandbox")
+        send("!hi")
+        output.expect("bot: Hi Boss! Type `!help`")
+        send("/vc !hi")
+        output.expect("(voice chat) owner: !hi")
+        output.expect("(voice chat) bot: Hi Boss!")  # the bot answered in the voice chat
+        send("/nick off")
+        output.expect("owner has no nickname in Sandbox now")
+        send("typo here")
+        message_id = output.expect("owner: typo here").split("]")[0].lstrip("[")
+        send(f"/edit {message_id} fixed here")
+        output.expect(f"[{message_id}] owner: (edited) fixed here")
+        send(f"/delete {message_id}")
+        output.expect(f"owner deleted message {message_id}")
+        send("/webhook news from a feed")
+        output.expect("webhook: news from a feed")
+        send("/help")
+        output.expect("/nick NAME|off")
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+        output.expect("Bye.")
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -312,13 +312,13 @@ async def test_defer_then_followups(bot: Bot) -> None:
 
 async def test_ephemeral_defer_keeps_its_followup_private(bot: Bot) -> None:
     published: list[tuple[str, str]] = []
-    publish = bot.sandbox._publish
+    publish = bot.sandbox.publish
 
     async def spy(event: str, data: dict[str, Any]) -> None:
         published.append((event, data.get("id", "")))
         await publish(event, data)
 
-    bot.sandbox._publish = spy  # type: ignore[method-assign]
+    bot.sandbox.publish = spy  # type: ignore[method-assign]
     record = await bot.sandbox.slash("ping", author="member")
     await bot.respond(record, 5, {"flags": EPHEMERAL})
     status, reply = await bot.followup(record, {"content": "only you"})
