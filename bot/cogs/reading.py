@@ -57,21 +57,27 @@ class Reading(commands.Cog):
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         guild = self.bot.get_guild(payload.guild_id) if payload.guild_id else None
         content = payload.data.get("content")
-        if guild is None or not isinstance(content, str) or not self.reading.waiting(guild.id):
+        if guild is None or not isinstance(content, str):
             return
-        mentions = mentions_in(self.bot, guild, content)
-        await self.reading.edit(guild.id, payload.message_id, content, mentions)
+        if payload.channel_id in (await self.reading.settings(guild.id)).channels:
+            mentions = mentions_in(self.bot, guild, content)
+            await self.reading.edit(guild.id, payload.message_id, content, mentions)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        if payload.guild_id is not None:
-            self.reading.delete(payload.guild_id, payload.message_id)
+        if await self._read_here(payload.guild_id, payload.channel_id):
+            self.reading.delete(payload.guild_id, payload.message_id)  # type: ignore[arg-type]
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        if payload.guild_id is not None:
+        if await self._read_here(payload.guild_id, payload.channel_id):
             for message_id in payload.message_ids:
-                self.reading.delete(payload.guild_id, message_id)
+                self.reading.delete(payload.guild_id, message_id)  # type: ignore[arg-type]
+
+    async def _read_here(self, guild_id: int | None, channel_id: int) -> bool:
+        if guild_id is None:
+            return False
+        return channel_id in (await self.reading.settings(guild_id)).channels
 
     @commands.Cog.listener()
     async def on_voice_state_update(

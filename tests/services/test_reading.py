@@ -239,6 +239,18 @@ async def test_edits_and_deletions_of_waiting_messages(reading: ReadAloud) -> No
     assert await spoken_turns(reading) == ["alice said: one", "two, edited"]
 
 
+async def test_an_edit_or_deletion_before_the_message_is_queued_still_counts(
+    reading: ReadAloud,
+) -> None:
+    deleted, edited = typed(ALICE, "three"), typed(ALICE, "four")
+    assert not reading.delete(GUILD, deleted.id)  # Discord's event came first
+    assert not await reading.edit(GUILD, edited.id, "four, edited")
+    assert not await reading.offer(deleted)
+    assert await reading.offer(edited)
+    assert await reading.edit(GUILD, deleted.id, "edited after deletion") is False
+    assert await spoken_turns(reading) == ["alice said: four, edited"]
+
+
 async def test_stop_clears_what_waits(reading: ReadAloud) -> None:
     await reading.offer(typed(ALICE, "one"))
     await reading.offer(typed(BOB, "two"))

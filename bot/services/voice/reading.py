@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SILENCE_PREFIX = "-"
 MAX_NICKNAME_CHARS = 32
+EARLY_CHANGES_KEPT = 50  # per server: edits and deletions of messages not (yet) queued
 
 CHANNELS_KEY = "read_channels"
 OPTION_KEYS = {"names": "read_names", "bots": "read_bots", "autojoin": "read_autojoin"}
@@ -151,6 +153,9 @@ class ReadAloud:
         self._clock = clock
         self._settings: dict[int, ReadingSettings] = {}
         self._turns: dict[int, Turns] = {}
+        # Edits and deletions that came before the message was queued (it was still being
+        # looked at): applied when it is. A few per server, the newest.
+        self._early: dict[int, OrderedDict[int, tuple[str, Mentions] | None]] = {}
         # One change at a time per server: settings and choices are read, changed, written.
         self._changing: dict[int, asyncio.Lock] = {}
 
@@ -316,7 +321,16 @@ class ReadAloud:
         if await self.silent_because(typed) is not None:
             return False
         reader = await self.reader(typed.guild_id, typed.author_id)
-        text = await self._clean(typed.guild_id, typed.content, typed.mentions)
+        language = await self.languages.speaking(typed.guild_id)
+        # No await from here on: an edit or a deletion is either early or finds it queued.
+        content, mentions = typed.content, typed.mentions
+        early = self._early.get(typed.guild_id, {})
+        if typed.id in early:  # edited or deleted while it was being looked at
+            change = early.pop(typed.id)
+            if change is None or change[0].lstrip().startswith((self.prefix, SILENCE_PREFIX)):
+                return False
+            content, mentions = change
+        text = self._clean(language, content, mentions)
         if text is None and not typed.attachments:
             return False
         turns = self._turns.get(typed.guild_id)
@@ -344,10 +358,12 @@ class ReadAloud:
         turns = self._turns.get(guild_id)
         waiting = turns.find(message_id) if turns is not None else None
         if turns is None or waiting is None:
+            self._remember_early(guild_id, message_id, (content, mentions or Mentions()))
             return False
         if content.lstrip().startswith((self.prefix, SILENCE_PREFIX)):
             return turns.remove(message_id)
-        waiting.text = await self._clean(guild_id, content, mentions or Mentions())
+        language = await self.languages.speaking(guild_id)
+        waiting.text = self._clean(language, content, mentions or Mentions())
         if waiting.text is None and not waiting.attachments:
             turns.remove(message_id)
         return True
@@ -355,7 +371,22 @@ class ReadAloud:
     def delete(self, guild_id: int, message_id: int) -> bool:
         """A message not yet spoken was deleted: it never is. False when it is not waiting."""
         turns = self._turns.get(guild_id)
-        return turns is not None and turns.remove(message_id)
+        if turns is not None and turns.remove(message_id):
+            return True
+        self._remember_early(guild_id, message_id, None)
+        return False
+
+    def _remember_early(
+        self, guild_id: int, message_id: int, change: tuple[str, Mentions] | None
+    ) -> None:
+        """An edit (or, None, a deletion) of a message not queued: maybe not queued *yet*."""
+        early = self._early.setdefault(guild_id, OrderedDict())
+        if early.get(message_id, ()) is None:
+            return  # deleted stays deleted
+        early[message_id] = change
+        early.move_to_end(message_id)
+        while len(early) > EARLY_CHANGES_KEPT:
+            early.popitem(last=False)
 
     def waiting(self, guild_id: int) -> int:
         turns = self._turns.get(guild_id)
@@ -366,7 +397,7 @@ class ReadAloud:
         turns = self._turns.pop(guild_id, None)
         return turns.clear() if turns is not None else 0
 
-    async def _clean(self, guild_id: int, content: str, mentions: Mentions) -> str | None:
+    def _clean(self, language: str, content: str, mentions: Mentions) -> str | None:
         return clean_for_speech(
             content,
             prefix=self.prefix,
@@ -374,7 +405,7 @@ class ReadAloud:
             users=mentions.users,
             roles=mentions.roles,
             channels=mentions.channels,
-            language=await self.languages.speaking(guild_id),
+            language=language,
             describe_code=True,
         )
 
