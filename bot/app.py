@@ -16,10 +16,10 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.cogs._context import VoiceContext
-from bot.cogs._speaker import Speaker
 from bot.cogs.help import HelpCommand
 from bot.config import Settings
+from bot.core.context import VoiceContext
+from bot.core.speaker import Speaker
 from bot.services.login_turns import LoginTurns
 from bot.wiring import Services, build_login_turns
 

@@ -1,4 +1,4 @@
-"""The discord.py internals bot/cogs/_receiver.py relies on (discord.py has no receive API).
+"""The discord.py internals bot/core/voice_client.py relies on (discord.py has no receive API).
 
 Each test names the internal it checks, so an upgrade that breaks receiving fails here first,
 with a message saying what moved. pyproject.toml pins the range these were read from.

@@ -15,13 +15,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, namespace_of
-from bot.cogs._context import VoiceContext
-from bot.cogs._messages import ON_OFF, Kind, kind_of, parse_on_off
-from bot.cogs.errors import reply_error
-from bot.cogs.model import active_dataset, describe_job
+from bot.core.checks import is_admin, namespace_of
+from bot.core.context import VoiceContext
+from bot.core.jobs import describe_job
+from bot.core.messages import ON_OFF, Kind, kind_of, parse_on_off
+from bot.core.replies import reply_error
 from bot.services.jobs import Job
 from bot.services.models import NoModelError
+from bot.services.models.policy import active_dataset
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenant, Tenants
 
@@ -55,6 +56,11 @@ class Chat(commands.Cog):
         if await self.chat_enabled(ctx.message):
             await self.answer(ctx, text)
 
+    @commands.Cog.listener()
+    async def on_spoken_request(self, ctx: VoiceContext, text: str) -> None:
+        """A request said in voice (a wake word, or conversation mode): always answered."""
+        await self.answer(ctx, text)
+
     async def chat_enabled(self, message: discord.Message) -> bool:
         if message.guild is None or self.bot.user in message.mentions:
             return True
@@ -74,7 +80,7 @@ class Chat(commands.Cog):
         try:
             tenant = self.tenants.get(namespace_of(ctx.guild, ctx.author))
             dataset = await active_dataset(
-                self.storage, self.bot.settings, ctx.guild and ctx.guild.id
+                self.storage, self.bot.settings.default_dataset, ctx.guild and ctx.guild.id
             )
             try:
                 prediction = await tenant.models.predict(dataset, text)

@@ -16,18 +16,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import (
+from bot.core.checks import (
     OWNER_VIEW_HELP,
     namespace_of,
     require_admin,
     scope_for,
     scope_from_option,
 )
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._suggest import matching, owners_only, suggest
-from bot.cogs.model import active_dataset
+from bot.core.context import VoiceContext, context_of
+from bot.core.suggest import matching, owners_only, suggest
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.listening.service import ListeningService
+from bot.services.models.policy import active_dataset
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenants
@@ -275,7 +275,9 @@ class Feedback(commands.Cog):
             )
             return
         # Teach the dataset whose model made the reply, even if another one is active now.
-        dataset = logged.dataset or await active_dataset(self.storage, self.bot.settings, guild_id)
+        dataset = logged.dataset or await active_dataset(
+            self.storage, self.bot.settings.default_dataset, guild_id
+        )
         # The record first: a crash in between leaves a record !forgetme can still act on.
         await self.storage.add_correction(
             target.id,

@@ -13,9 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, require_admin, scope_for, scope_from_option
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_only, suggest
+from bot.core.checks import is_admin, require_admin, scope_for, scope_from_option
+from bot.core.context import VoiceContext, context_of
+from bot.core.suggest import admins_only, matching, namespace_asked, owners_only, suggest
 from bot.errors import InvalidInputError
 from bot.services.namespaces import Scope
 from bot.services.tenancy import Tenants

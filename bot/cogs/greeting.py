@@ -8,8 +8,8 @@ from pathlib import Path
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._context import VoiceContext
-from bot.cogs._messages import send_chunks
+from bot.core.context import VoiceContext
+from bot.core.messages import send_chunks
 from bot.errors import NotFoundError
 
 

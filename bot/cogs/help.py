@@ -9,9 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._messages import send_chunks
-from bot.cogs._suggest import matching, suggest
+from bot.core.context import VoiceContext, context_of
+from bot.core.messages import send_chunks
+from bot.core.suggest import matching, suggest
 from bot.errors import NotFoundError
 
 HELP_BRIEF = "Show the commands, or details of one."

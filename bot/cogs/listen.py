@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, require_admin
-from bot.cogs._context import VoiceContext
-from bot.cogs._messages import ON_OFF, parse_on_off
+from bot.core.checks import is_admin, require_admin
+from bot.core.context import VoiceContext
+from bot.core.messages import ON_OFF, parse_on_off
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.listening import settings as keys
 from bot.services.listening.service import Callbacks, ListeningService, ListeningSession
 from bot.services.listening.wakewords import MAX_WAKE_WORDS
 from bot.services.text import split_message
-
-if TYPE_CHECKING:
-    from bot.cogs.chat import Chat
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +66,6 @@ class Listen(commands.Cog):
             if getattr(client, "receiving", False):
                 client.stop_receiving()  # type: ignore[attr-defined]
         await self.listening.close()
-
-    @property
-    def chat(self) -> Chat:
-        return self.bot.get_cog("Chat")  # type: ignore[return-value]
 
     # ----- starting and stopping --------------------------------------------------------------
 
@@ -194,11 +187,12 @@ class Listen(commands.Cog):
         caption = self._last_caption.pop((guild_id, user_id), None)
         guild = self.bot.get_guild(guild_id)
         member = guild.get_member(user_id) if guild else None
-        if caption is None or member is None or self.chat is None:
+        if caption is None or member is None:
             return
         ctx = await self.bot.get_context(caption)
         ctx.author = member  # type: ignore[misc]  # the speaker asks, not the bot
-        await self.chat.answer(ctx, text)  # logged like chat; the voice cog speaks the reply
+        # The chat cog answers it like a message (logged like chat); the reply is spoken.
+        self.bot.dispatch("spoken_request", ctx, text)
 
     async def _barge_in(self, guild_id: int, user_id: int) -> None:
         """Someone started speaking: the bot stops talking and listens."""

@@ -18,11 +18,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for, scope_from_option
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._messages import send_chunks
-from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_only, suggest
-from bot.config import Settings
+from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for, scope_from_option
+from bot.core.context import VoiceContext, context_of
+from bot.core.jobs import describe_job
+from bot.core.messages import send_chunks
+from bot.core.suggest import admins_only, matching, namespace_asked, owners_only, suggest
 from bot.errors import NotFoundError
 from bot.services.datasets import check_size, name_from_filename, parse_inline
 from bot.services.evaluation import (
@@ -35,6 +35,7 @@ from bot.services.models import (
     Evaluation,
     NoModelError,
 )
+from bot.services.models.policy import active_dataset
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tasks.jobstore import JobStore
@@ -52,30 +53,6 @@ JOB_BRIEF = "Show a job's status."
 JOBS_BRIEF = "List this server's latest jobs."
 MODELS_BRIEF = "List a dataset's model versions."
 SERVER_OPTION = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"
-
-
-async def active_dataset(storage: Storage, settings: Settings, guild_id: int | None) -> str:
-    """The dataset whose model answers chat in this server (DMs use the default)."""
-    if guild_id is None:
-        return settings.default_dataset
-    return await storage.get_guild_setting(guild_id, "dataset", settings.default_dataset)
-
-
-def describe_job(job: Job, *, show_owner: bool = False) -> str:
-    where = f" in `{job.owner}`" if show_owner and job.owner else ""
-    text = f"Job `{job.id}` ({job.kind} `{job.subject}`{where}): **{job.status}**"
-    if job.waited and job.waited >= 0.1:
-        text += f", waited {job.waited:.1f} s"
-    if job.duration is not None:
-        verb = "ran" if job.finished else "running for"
-        text += f", {verb} {job.duration:.1f} s"
-    if job.status == "done" and job.summary:
-        text += f"\n{job.summary}"
-    if job.status == "interrupted":
-        text += f"\n{job.error} The previous model stays in use."
-    elif job.status == "failed":
-        text += f"\nReason: {job.error}. The previous model stays in use."
-    return text
 
 
 def _split_train_args(args: str) -> tuple[str | None, str]:
@@ -138,7 +115,9 @@ class Model(commands.Cog):
         return self.tenants.get(namespace_of(ctx.guild, ctx.author))
 
     async def dataset_for(self, guild: discord.Guild | None) -> str:
-        return await active_dataset(self.storage, self.bot.settings, guild and guild.id)
+        return await active_dataset(
+            self.storage, self.bot.settings.default_dataset, guild and guild.id
+        )
 
     # ----- datasets ----------------------------------------------------------------------
 

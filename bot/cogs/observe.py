@@ -21,8 +21,8 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
-from bot.cogs._context import VoiceContext
-from bot.cogs._metrics import count_command, count_interaction
+from bot.core.command_metrics import count_command, count_interaction
+from bot.core.context import VoiceContext
 from bot.metrics import CONNECTED, GUILDS, LATENCY, ON_COMMAND, ON_INTERACTION, SHARDS
 from bot.services.observe import NotReady, Observer
 

@@ -15,7 +15,7 @@ import discord
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._speaker import mentions_in, voice_channel_of
+from bot.core.speaker import mentions_in, voice_channel_of
 from bot.services.voice.reading import ReadAloud, Typed, attachment_kind
 
 log = logging.getLogger(__name__)

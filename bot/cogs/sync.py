@@ -25,8 +25,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_owner
-from bot.cogs._context import VoiceContext
+from bot.core.checks import is_owner
+from bot.core.context import VoiceContext
 
 log = logging.getLogger(__name__)
 

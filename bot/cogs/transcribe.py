@@ -24,12 +24,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import NotAdmin, is_admin, namespace_of, user_is_admin
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off
-from bot.cogs._suggest import admins_only, suggest
-from bot.cogs.errors import error_text, reply_error
 from bot.config import parse_language
+from bot.core.checks import NotAdmin, is_admin, namespace_of, user_is_admin
+from bot.core.context import VoiceContext, context_of
+from bot.core.messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off
+from bot.core.replies import error_text, reply_error
+from bot.core.suggest import admins_only, suggest
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.audio import STREAM_AFTER_SECONDS, format_clock
 from bot.services.languages import (

@@ -22,13 +22,13 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.app import VoiceChatBot
-from bot.cogs._checks import is_admin, require_admin, user_is_admin
-from bot.cogs._context import VoiceContext, context_of
-from bot.cogs._messages import ON_OFF, parse_on_off
-from bot.cogs._speaker import voice_channel_of
-from bot.cogs._suggest import admins_only, matching, suggest
-from bot.cogs.errors import reply_error
 from bot.config import TTS_ENGINE_NAMES
+from bot.core.checks import is_admin, require_admin, user_is_admin
+from bot.core.context import VoiceContext, context_of
+from bot.core.messages import ON_OFF, parse_on_off
+from bot.core.replies import reply_error
+from bot.core.speaker import voice_channel_of
+from bot.core.suggest import admins_only, matching, suggest
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.languages import own_name
 from bot.services.limits import TokenBucket

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from discord.ext import commands
 
-from bot.cogs._checks import NotAdmin
-from bot.cogs.errors import message_for_exception, outcome_of
+from bot.core.checks import NotAdmin
+from bot.core.replies import message_for_exception, outcome_of
 from bot.errors import EngineUnavailableError, LimitReachedError, NotFoundError
 from bot.services.limits import RateLimitedError
 

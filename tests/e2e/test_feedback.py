@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from bot.cogs._checks import NO_PERMISSION
+from bot.core.checks import NO_PERMISSION
 from tests.e2e.conftest import E2E, eventually
 from tests.e2e.test_model import FIRST_TRAINING, TRAINING_TIMEOUT, train
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cogs._checks import NO_PERMISSION
 from bot.config import Settings
+from bot.core.checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 from bot.services.files import IS_FOLDER, PATH_REFUSED

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.cogs import _receiver as receiver
-from bot.cogs._receiver import ListeningVoiceClient
+from bot.core import voice_client as receiver
+from bot.core.voice_client import ListeningVoiceClient
 from bot.sandbox.server import Sandbox
 from bot.sandbox.voice_speak import encode_opus, encrypt_rtp
 from tests.e2e.conftest import E2E, eventually

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot.cogs.errors import APOLOGY
 from bot.config import Settings
+from bot.core.replies import APOLOGY
 from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E
 from tests.e2e.test_model import train

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.cogs._checks import NO_PERMISSION
 from bot.config import Settings
+from bot.core.checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E
 

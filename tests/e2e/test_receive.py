@@ -11,7 +11,7 @@ import wave
 
 import numpy as np
 
-from bot.cogs._receiver import ListeningVoiceClient
+from bot.core.voice_client import ListeningVoiceClient
 from bot.sandbox.server import Sandbox
 from bot.sandbox.voice_speak import encrypt_rtp
 from bot.services.listening.sink import FRAME_BYTES

@@ -13,10 +13,10 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._checks import NO_PERMISSION, NOT_OWNER, OWNERS_ONLY_OPTION
 from bot.cogs.feedback import THANKS
 from bot.cogs.sync import HASH_FILE
 from bot.cogs.voice import NOT_IN_VOICE
+from bot.core.checks import NO_PERMISSION, NOT_OWNER, OWNERS_ONLY_OPTION
 from bot.sandbox.interactions import DEFERRED, MESSAGE_REPLY, is_ephemeral
 from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E, assert_no_late_interactions, eventually

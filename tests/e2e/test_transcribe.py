@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cogs._checks import NO_PERMISSION
+from bot.core.checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
 from bot.services import audio
 from tests.e2e.conftest import E2E, eventually

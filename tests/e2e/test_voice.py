@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.cogs._checks import NO_PERMISSION
 from bot.cogs.voice import BOT_NOT_IN_VOICE, NOT_IN_VOICE
+from bot.core.checks import NO_PERMISSION
 from bot.sandbox.server import Sandbox
 from tests.e2e.conftest import E2E, eventually
 

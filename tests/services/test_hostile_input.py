@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cogs.errors import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for_exception
 from bot.config import SettingsError, load_settings, parse_language
+from bot.core.replies import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for_exception
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services import safejson
 from bot.services.datasets import DatasetStore, Row, parse_dataset, rows_to_csv

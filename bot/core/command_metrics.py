@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.cogs._context import VoiceContext
+from bot.core.context import VoiceContext
 from bot.metrics import COMMAND_SECONDS, COMMANDS, OK
 
 PREFIX, SLASH, MENU = "prefix", "slash", "menu"

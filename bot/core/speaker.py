@@ -16,8 +16,8 @@ from pathlib import Path
 
 import discord
 
-from bot.cogs._receiver import ListeningVoiceClient
 from bot.config import Settings
+from bot.core.voice_client import ListeningVoiceClient
 from bot.errors import LimitReachedError, UserFacingError
 from bot.services.audio import ffmpeg_exe
 from bot.services.server_language import ServerLanguages
