@@ -209,3 +209,21 @@ async def test_reading_and_listening_at_once_never_caption_the_bot(e2e: E2E, hea
     await eventually(lambda: any("gospel" in c.lower() for c in captions()), 60)
     assert all(c.startswith("**owner:**") for c in captions())
     assert not any("keyboard" in c.lower() for c in captions())
+
+
+async def test_own_choices_are_per_person_and_forgotten(e2e: E2E) -> None:
+    shown = await e2e.ask_text("!voice me", author="member")
+    assert shown.startswith("**Your voice here**: `default` · speed 1 · your messages are read")
+    assert "said as **member**" in shown and "Voices for `en-US`: piper: " in shown
+    assert "not read" in await e2e.ask_text("!voice me read off", author="member")
+    assert "speed 0.75" in await e2e.ask_text("!voice me speed 0.75", author="member")
+    assert "your messages are read" in await e2e.ask_text("!voice me")  # owner's own
+    assert "is not a voice for `en-US`" in await e2e.ask_text("!voice me voice fr-fr")
+    assert await e2e.ask_text("!voice me volume 3") == (
+        "Choose `voice`, `speed` or `read`, not `volume`."
+    )
+    assert await e2e.ask_text("!voice me speed") == "Say `!voice me speed VALUE`."
+    assert "at most 32" in await e2e.ask_text(f"!voice nickname {'x' * 40}")
+    forgot = await e2e.ask_text("!forgetme", author="member")
+    assert "Your reading-aloud voice, speed and nickname (1 server(s)) are gone too." in forgot
+    assert "speed 1 · your messages are read" in await e2e.ask_text("!voice me", author="member")
