@@ -353,8 +353,8 @@ async def main(api_base: str, gateway_url: str, bare: bool = False) -> None:
     if bare:
         bot: commands.Bot = bare_bot(connector, api_base, gateway_url)
     else:
-        from bot.app import VoiceChatBot, use_endpoints
         from bot.config import load_settings
+        from bot.core.bot import VoiceChatBot, use_endpoints
         from bot.wiring import build_services
 
         use_endpoints(api_base, gateway_url)

@@ -18,8 +18,8 @@ import aiohttp
 from discord.ext import commands
 
 from bench.common import median, percentile, table
-from bot.app import intents, use_endpoints
 from bot.config import load_settings
+from bot.core.bot import intents, use_endpoints
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 

@@ -47,7 +47,7 @@ FAILED = {
 
 
 async def run_discord(settings) -> None:  # type: ignore[no-untyped-def]
-    from bot.app import VoiceChatBot, use_endpoints
+    from bot.core.bot import VoiceChatBot, use_endpoints
     from bot.wiring import build_services
 
     use_endpoints(settings.discord_api_base, settings.discord_gateway_url)

@@ -18,9 +18,9 @@ from typing import Any
 
 import discord
 
-from bot.app import EXTENSIONS, VoiceChatBot
 from bot.cogs.sync import command_payload
 from bot.config import load_settings
+from bot.core.bot import EXTENSIONS, VoiceChatBot
 from bot.sandbox.commands import ATTACHMENT, CHAT_INPUT, validate_commands
 from bot.wiring import build_services
 

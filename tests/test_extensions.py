@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from bot.app import EXTENSIONS, VoiceChatBot
 from bot.config import load_settings
+from bot.core.bot import EXTENSIONS, VoiceChatBot
 from bot.wiring import build_services
 
 

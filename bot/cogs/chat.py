@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import is_admin, namespace_of
 from bot.core.context import VoiceContext
 from bot.core.jobs import describe_job

@@ -14,7 +14,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.command_metrics import count_command, count_interaction
 from bot.core.context import VoiceContext
 from bot.core.replies import APOLOGY, answer, message_for, message_for_app_error, outcome_of

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import is_admin, require_admin, scope_for, scope_from_option
 from bot.core.context import VoiceContext, context_of
 from bot.core.suggest import admins_only, matching, namespace_asked, owners_only, suggest

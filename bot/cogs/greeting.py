@@ -7,7 +7,7 @@ from pathlib import Path
 
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.context import VoiceContext
 from bot.core.messages import send_chunks
 from bot.errors import NotFoundError

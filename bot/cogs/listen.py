@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import is_admin, require_admin
 from bot.core.context import VoiceContext
 from bot.core.messages import ON_OFF, parse_on_off

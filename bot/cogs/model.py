@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for, scope_from_option
 from bot.core.context import VoiceContext, context_of
 from bot.core.jobs import describe_job

@@ -20,7 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.command_metrics import count_command, count_interaction
 from bot.core.context import VoiceContext
 from bot.metrics import CONNECTED, GUILDS, LATENCY, ON_COMMAND, ON_INTERACTION, SHARDS

@@ -14,7 +14,7 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
+from bot.core.bot import VoiceChatBot
 from bot.core.speaker import mentions_in, voice_channel_of
 from bot.services.voice.reading import ReadAloud, Typed, attachment_kind
 

@@ -23,8 +23,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import VoiceChatBot
 from bot.config import parse_language
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import NotAdmin, is_admin, namespace_of, user_is_admin
 from bot.core.context import VoiceContext, context_of
 from bot.core.messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off

@@ -21,8 +21,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.app import VoiceChatBot
 from bot.config import TTS_ENGINE_NAMES
+from bot.core.bot import VoiceChatBot
 from bot.core.checks import is_admin, require_admin, user_is_admin
 from bot.core.context import VoiceContext, context_of
 from bot.core.messages import ON_OFF, parse_on_off

@@ -5,16 +5,23 @@ for the `server` option of `/` commands)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import discord
 from discord.ext import commands
 
+from bot.config import Settings
 from bot.errors import UserFacingError
 from bot.services.namespaces import Scope, namespace_for, parse_namespace
 
-if TYPE_CHECKING:
-    from bot.app import VoiceChatBot
+
+class _Bot(Protocol):
+    """What the checks need of the bot (`core.bot.VoiceChatBot`)."""
+
+    settings: Settings
+
+    async def is_owner(self, user: discord.abc.User, /) -> bool: ...
+
 
 NO_PERMISSION = "You don't have permission to use this command."
 OWNERS_ONLY = (
@@ -42,12 +49,12 @@ class NotOwner(commands.CheckFailure):
         super().__init__(NOT_OWNER)
 
 
-async def is_bot_owner(bot: VoiceChatBot, user: discord.abc.User) -> bool:
+async def is_bot_owner(bot: _Bot, user: discord.abc.User) -> bool:
     """The application's owner(s) and BOT_OWNER_IDS: admins everywhere, with a bot-wide view."""
     return user.id in bot.settings.bot_owner_ids or await bot.is_owner(user)
 
 
-async def user_is_admin(bot: VoiceChatBot, user: discord.abc.User) -> bool:
+async def user_is_admin(bot: _Bot, user: discord.abc.User) -> bool:
     """Admins: the bot's owners, and members holding ADMIN_ROLE in the server at hand."""
     if await is_bot_owner(bot, user):
         return True

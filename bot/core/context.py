@@ -23,22 +23,19 @@ import asyncio
 import copy
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord.ext import commands
 
 from bot.errors import UserFacingError
 
-if TYPE_CHECKING:
-    from bot.app import VoiceChatBot
-
 log = logging.getLogger(__name__)
 
 AUTO_DEFER_SECONDS = 1.5
 
 
-class VoiceContext(commands.Context["VoiceChatBot"]):
+class VoiceContext(commands.Context[Any]):  # the bot: core.bot.VoiceChatBot
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self._respond_lock = asyncio.Lock()
@@ -184,7 +181,7 @@ class _Deferring:
         return None
 
 
-async def context_of(bot: VoiceChatBot, interaction: discord.Interaction[Any]) -> VoiceContext:
+async def context_of(bot: commands.Bot, interaction: discord.Interaction[Any]) -> VoiceContext:
     """The request's context for an app command or context menu (made once, then reused)."""
     found = interaction.extras.get("context")
     if isinstance(found, VoiceContext):

@@ -20,8 +20,8 @@ from typing import Any
 
 import av
 
-from bot.app import VoiceChatBot
 from bot.config import Settings
+from bot.core.bot import VoiceChatBot
 from bot.sandbox.commands import ATTACHMENT
 from bot.sandbox.interactions import InteractionRecord, is_ephemeral, is_loading
 from bot.sandbox.runner import sandboxed_bot

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import VoiceChatBot, use_endpoints
 from bot.config import Settings
+from bot.core.bot import VoiceChatBot, use_endpoints
 from bot.sandbox.server import API_PREFIX, CA_PATH, Sandbox
 from bot.wiring import Services, build_services
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import VoiceChatBot
 from bot.config import Settings, load_settings
+from bot.core.bot import VoiceChatBot
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 from bot.services.speech import WhisperEngine

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from discord.ext import commands
 
-from bot.cogs.help import HEADER, MENUS, both_forms, example, slash_names
+from bot.core.help import HEADER, MENUS, both_forms, example, slash_names
 from bot.core.replies import APOLOGY
 from bot.sandbox.runner import sandboxed_bot
 from tests.e2e.conftest import E2E

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.app import VoiceChatBot
 from bot.config import Settings
+from bot.core.bot import VoiceChatBot
 from bot.sandbox.runner import bot_on, sandboxed_bot
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import GUILDS

@@ -555,7 +555,7 @@ async def test_a_refused_sync_is_logged_and_the_bot_keeps_running(e2e: E2E, capl
 async def test_a_refused_sync_at_start_never_stops_the_bot(
     make_settings, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    from bot.app import VoiceChatBot
+    from bot.core.bot import VoiceChatBot
 
     setup_hook = VoiceChatBot.setup_hook
 

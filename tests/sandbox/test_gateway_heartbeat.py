@@ -21,7 +21,7 @@ import discord
 import pytest
 from discord import gateway
 
-from bot.app import use_endpoints
+from bot.core.bot import use_endpoints
 from bot.sandbox.server import HEARTBEAT_ACK_DELAY, HEARTBEAT_MS, Sandbox
 
 INTERVAL_MS = 400

@@ -16,9 +16,9 @@ import discord
 import yarl
 from discord.ext import commands
 
-from bot.cogs.help import HelpCommand
 from bot.config import Settings
 from bot.core.context import VoiceContext
+from bot.core.help import HelpCommand
 from bot.core.speaker import Speaker
 from bot.services.login_turns import LoginTurns
 from bot.wiring import Services, build_login_turns
