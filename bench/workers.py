@@ -31,6 +31,7 @@ from bot.services import audio
 from bot.services.jobs import Job, JobRunner, new_job_id
 from bot.services.speech import SpeechService, WhisperEngine
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, make_broker
@@ -149,7 +150,7 @@ async def _run() -> str:
         storage = Storage(folder / "shared.db")
         await storage.open()
         jobstore = JobStore(storage)
-        remote = TaskiqRunner(make_broker(url), storage.blobs, jobstore)
+        remote = TaskiqRunner(make_broker(url), DatabaseBlobs(storage), jobstore)
         pool = JobRunner(max_workers=1)
         whisper = WhisperEngine()
         await asyncio.to_thread(whisper.load)

@@ -15,6 +15,7 @@ from bot.services.observe import Observer, redis_answers
 from bot.services.server_language import ServerLanguages
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
@@ -93,7 +94,7 @@ async def open_storage(settings: Settings) -> Storage:
         moved = await asyncio.to_thread(migrate_files, data_dir, target)
         if moved:
             log.info("moved %d shared data entries into namespace %s", moved, target)
-    uploaded = await adopt_local_files(storage.blobs, data_dir)
+    uploaded = await adopt_local_files(DatabaseBlobs(storage), data_dir)
     if uploaded:
         log.info("uploaded %d local data files to the database", uploaded)
     return storage
@@ -162,7 +163,7 @@ async def build_services(settings: Settings) -> Services:
             jobs,
             limits,
             tasks=tasks,
-            blobs=storage.blobs,
+            blobs=DatabaseBlobs(storage),
             max_cached=settings.max_cached_servers,
         ),
         listening=ListeningService(speech, storage, languages=languages),
@@ -190,7 +191,7 @@ def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Run
     broker = make_broker(
         settings.task_broker_url, idle_timeout_seconds=settings.worker_idle_timeout_seconds
     )
-    return TaskiqRunner(broker, storage.blobs, jobstore)
+    return TaskiqRunner(broker, DatabaseBlobs(storage), jobstore)
 
 
 def build_login_turns(settings: Settings) -> LoginTurns | None:

@@ -25,6 +25,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     from bot.services.jobs import JobRunner, best_start_method
     from bot.services.speech import SpeechService
+    from bot.services.storage.blobs import DatabaseBlobs
     from bot.services.tasks.remote import (
         make_broker,
         patient_receiver,
@@ -52,7 +53,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         idle_timeout_seconds=settings.worker_idle_timeout_seconds,
         concurrency=settings.worker_concurrency,
     )
-    register(broker, worker_handler(broker, storage.blobs, WorkServices(speech, pool)))
+    register(broker, worker_handler(broker, DatabaseBlobs(storage), WorkServices(speech, pool)))
     broker.is_worker_process = True
     await broker.startup()
     receiver = asyncio.create_task(

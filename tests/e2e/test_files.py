@@ -16,6 +16,7 @@ from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 from bot.services.files import IS_FOLDER, PATH_REFUSED
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from tests.e2e.conftest import E2E
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree
 
@@ -108,7 +109,7 @@ async def test_a_file_kept_only_in_the_database_is_sent_by_a_fresh_process(
     empty DATA_DIR on the same database and still lists and sends it."""
     database = f"sqlite:///{tmp_path / 'shared' / 'bot.db'}"
     async with Storage(database) as storage:
-        await storage.blobs.put(str(Sandbox.GUILD_ID), "datasets/greet.csv", CSV.encode())
+        await DatabaseBlobs(storage).put(str(Sandbox.GUILD_ID), "datasets/greet.csv", CSV.encode())
     settings = make_settings(DATA_DIR=str(tmp_path / "fresh"), DATABASE_URL=database)
     async with sandboxed_bot(settings) as (sandbox, bot):
         e2e = E2E(sandbox, bot)

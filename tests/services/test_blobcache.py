@@ -13,6 +13,7 @@ from bot.services.blobcache import BlobCache, blob_path
 from bot.services.datasets import Row
 from bot.services.jobs import JobRunner
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tenancy import Tenant, TenantLimits, Tenants
 from tests.services.conftest import Location
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree
@@ -42,7 +43,7 @@ async def storage(location: Location) -> AsyncIterator[Storage]:
 def process(storage: Storage, jobs: JobRunner, data_dir: Path) -> Tenant:
     """One namespace as one process of the bot sees it: its own DATA_DIR, the shared
     database."""
-    return Tenants(data_dir, jobs, LIMITS, blobs=storage.blobs).get(GUILD)
+    return Tenants(data_dir, jobs, LIMITS, blobs=DatabaseBlobs(storage)).get(GUILD)
 
 
 async def train(tenant: Tenant, jobs: JobRunner, dataset: str) -> str:
@@ -105,7 +106,7 @@ async def test_the_sample_model_installed_by_one_process_is_the_others(
     assert (await one.models.predict("smalltalk", "hello")).reply
     assert (await two.models.predict("smalltalk", "hello")).reply
     assert [v.version for v in await two.models.list_versions("smalltalk")] == ["v1"]
-    stored = [b.path for b in await storage.blobs.list(GUILD)]
+    stored = [b.path for b in await DatabaseBlobs(storage).list(GUILD)]
     assert stored == ["models/smalltalk/manifest.json", "models/smalltalk/v1.npz"]
 
 
@@ -137,13 +138,15 @@ async def test_replacing_a_dataset_deletes_its_other_format_everywhere(
     one = process(storage, jobs, tmp_path / "one")
     two = process(storage, jobs, tmp_path / "two")
     jsonl = "".join(f'{{"text": "{r.text}", "label": "{r.label}"}}\n' for r in ROWS).encode()
-    await storage.blobs.put(GUILD, "datasets/greet.jsonl", jsonl)
+    await DatabaseBlobs(storage).put(GUILD, "datasets/greet.jsonl", jsonl)
     assert (await two.datasets.info_async("greet")).rows == 4
     cached = tmp_path / "two" / "servers" / GUILD / "datasets"
     assert (cached / "greet.jsonl").exists()
 
     await one.datasets.save_async("greet", ROWS[:3] + [Row("later", "bye")])
-    assert [b.path for b in await storage.blobs.list(GUILD, "datasets/")] == ["datasets/greet.csv"]
+    assert [b.path for b in await DatabaseBlobs(storage).list(GUILD, "datasets/")] == [
+        "datasets/greet.csv"
+    ]
     assert (await two.datasets.info_async("greet")).rows == 4
     assert sorted(p.name for p in cached.iterdir() if not p.name.startswith(".")) == ["greet.csv"]
 
@@ -168,13 +171,13 @@ async def test_files_only_in_the_folder_are_uploaded_and_deleted_ones_go(
     (folder / "datasets").mkdir(parents=True)
     (folder / "datasets" / "old.csv").write_bytes(b"text,label\n")
     (folder / "datasets" / ".old.csv.123.tmp").write_bytes(b"half")  # never uploaded
-    cache = BlobCache(storage.blobs, GUILD, folder)
+    cache = BlobCache(DatabaseBlobs(storage), GUILD, folder)
     assert await cache.adopt() == 1
     assert await cache.adopt() == 0
-    assert [b.path for b in await storage.blobs.list(GUILD)] == ["datasets/old.csv"]
+    assert [b.path for b in await DatabaseBlobs(storage).list(GUILD)] == ["datasets/old.csv"]
 
     # A file this process saw in the blobs and whose blob is gone was deleted elsewhere.
-    await storage.blobs.delete(GUILD, "datasets/old.csv")
+    await DatabaseBlobs(storage).delete(GUILD, "datasets/old.csv")
     async with cache.locked():
         assert await cache.refresh("datasets/") == []
     assert not (folder / "datasets" / "old.csv").exists()
@@ -182,7 +185,7 @@ async def test_files_only_in_the_folder_are_uploaded_and_deleted_ones_go(
     (folder / "datasets" / "hand.csv").write_bytes(b"text,label\n")
     async with cache.locked():
         assert await cache.fetch("datasets/hand.csv")
-    assert [b.path for b in await storage.blobs.list(GUILD)] == ["datasets/hand.csv"]
+    assert [b.path for b in await DatabaseBlobs(storage).list(GUILD)] == ["datasets/hand.csv"]
 
 
 @pytest.mark.parametrize("path", ["", ".", "bot.db", "datasets/.hidden", "../x", "/etc/passwd"])
@@ -199,7 +202,7 @@ async def test_hostile_blob_paths_are_never_cached_or_served(
     folder = tmp_path / "data" / "servers" / GUILD
     make_hostile_tree(folder)
     for path in HOSTILE_PATHS:
-        await storage.blobs.put(GUILD, path, b"planted")
+        await DatabaseBlobs(storage).put(GUILD, path, b"planted")
     tenant = process(storage, jobs, tmp_path / "data")
     served = {}
     for path in HOSTILE_PATHS:
@@ -225,12 +228,12 @@ async def test_blobs_with_hostile_paths_never_leave_the_namespace_folder(
     storage: Storage, jobs: JobRunner, tmp_path: Path
 ) -> None:
     for path in ("../escaped.csv", "datasets/../../escaped.csv", "/tmp/escaped.csv", ".env"):
-        await storage.blobs.put(GUILD, path, b"text,label\n")
+        await DatabaseBlobs(storage).put(GUILD, path, b"text,label\n")
     (tmp_path / "outside").mkdir()
     folder = tmp_path / "data" / "servers" / GUILD
     folder.mkdir(parents=True)
     (folder / "datasets").symlink_to(tmp_path / "outside")
-    await storage.blobs.put(GUILD, "datasets/linked.csv", b"text,label\n")
+    await DatabaseBlobs(storage).put(GUILD, "datasets/linked.csv", b"text,label\n")
     tenant = process(storage, jobs, tmp_path / "data")
     # The datasets folder is a symlink out: its blob is skipped, never written there.
     assert [d.name for d in await tenant.datasets.list_async()] == ["smalltalk"]

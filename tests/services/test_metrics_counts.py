@@ -27,6 +27,7 @@ from bot.services.speech import (
     WhisperEngine,
 )
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import job_key
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
@@ -149,8 +150,9 @@ async def test_a_task_counts_ok_where_it_runs_and_the_recording_once(
     """The worker side over taskiq's in-memory broker: the handler counts the task and its
     recording; the bot's side counts it queued until a worker takes it."""
     broker = InMemoryBroker()
-    register(broker, worker_handler(broker, local_storage.blobs, work))
-    runner = TaskiqRunner(broker, local_storage.blobs, JobStore(local_storage), poll_seconds=0.01)
+    register(broker, worker_handler(broker, DatabaseBlobs(local_storage), work))
+    blobs = DatabaseBlobs(local_storage)
+    runner = TaskiqRunner(broker, blobs, JobStore(local_storage), poll_seconds=0.01)
     ok = Delta("voicechat_tasks_total", task="transcribe", outcome="ok")
     failed = Delta("voicechat_tasks_total", task="unknown", outcome="failed")
     recognized = transcriptions("whisper", "en-US", "ok")
@@ -194,11 +196,12 @@ async def test_a_task_taken_over_from_a_dead_worker_counts_redelivered(
 ) -> None:
     broker = InMemoryBroker()
     jobstore = JobStore(local_storage)
-    handle = worker_handler(broker, local_storage.blobs, work)
+    handle = worker_handler(broker, DatabaseBlobs(local_storage), work)
     redelivered = Delta("voicechat_tasks_redelivered_total", task="transcribe")
     started = a_job()
     await jobstore.record(started)
-    await local_storage.blobs.put(NAMESPACE, job_key(started.id, "audio"), HELLO.read_bytes())
+    blobs = DatabaseBlobs(local_storage)
+    await blobs.put(NAMESPACE, job_key(started.id, "audio"), HELLO.read_bytes())
     message = {"language": "en-US", "job_id": started.id, "namespace": NAMESPACE}
     assert (await handle("transcribe", message))["ok"]
     assert redelivered() == 0  # a first delivery
@@ -206,7 +209,8 @@ async def test_a_task_taken_over_from_a_dead_worker_counts_redelivered(
     taken = a_job("ef56ab78")
     await jobstore.record(taken)
     await jobstore.running(taken.id)
-    await local_storage.blobs.put(NAMESPACE, job_key(taken.id, "audio"), HELLO.read_bytes())
+    blobs = DatabaseBlobs(local_storage)
+    await blobs.put(NAMESPACE, job_key(taken.id, "audio"), HELLO.read_bytes())
     assert (await handle("transcribe", {**message, "job_id": taken.id}))["ok"]
     assert redelivered() == 1
     # And one that finished its work but died before acknowledging: its result stands.

@@ -21,6 +21,7 @@ from bot.services.storage.backup import (
     backup_database,
     restore_database,
 )
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.transfer import TargetNotEmptyError
 from tests.services.test_storage_copy import bot_db, dump
 
@@ -35,8 +36,8 @@ async def fill(location: str | Path) -> None:
         await storage.add_feedback(10, 5, 6, "more jokes please")
         await storage.log_reply(700, 6, 5, 10, 699, "q", "a", "chat", dataset="menu")
         await storage.add_correction(700, 10, 5, "a", "b", dataset="menu", user_text="q")
-        await storage.blobs.put("5", "datasets/menu.csv", b"text,label\nhi,greet\n")
-        await storage.blobs.put("5", "models/menu/v1.npz", MODEL_BYTES)
+        await DatabaseBlobs(storage).put("5", "datasets/menu.csv", b"text,label\nhi,greet\n")
+        await DatabaseBlobs(storage).put("5", "models/menu/v1.npz", MODEL_BYTES)
 
 
 def sha256(path: Path) -> str:
@@ -70,7 +71,7 @@ async def test_a_live_sqlite_database_is_backed_up_and_restored_whole(tmp_path: 
     async with Storage(tmp_path / "new" / "bot.db") as storage:
         assert await storage.get_guild_setting(5, "dataset") == "menu"
         assert [f.text for f in await storage.list_feedback(None)] == ["more jokes please"]
-        assert await storage.blobs.get("5", "models/menu/v1.npz") == MODEL_BYTES
+        assert await DatabaseBlobs(storage).get("5", "models/menu/v1.npz") == MODEL_BYTES
         assert await storage.schema_version() == SCHEMA_VERSION
         assert await storage.add_feedback(1, 5, 6, "next") == 2
 

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.services.storage import SCHEMA_VERSION, Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.transfer import TargetNotEmptyError, copied_tables, copy_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ async def test_a_copy_from_postgresql_into_sqlite_keeps_every_row(
         await storage.add_correction(700, 10, 5, "a", "b", dataset="smalltalk", user_text="q")
         await storage.forget_user(11)  # a gap in the ids
         for n in range(3):  # 3 x 7 MB: more than one batch of bytes
-            await storage.blobs.put("5", f"models/m/v{n}.joblib", os.urandom(7 << 20))
+            await DatabaseBlobs(storage).put("5", f"models/m/v{n}.joblib", os.urandom(7 << 20))
     target = tmp_path / "copy" / "bot.db"
     async with Storage(postgres_url) as source, Storage(target) as into:
         copied = await copy_database(source, into)
@@ -97,7 +98,7 @@ async def test_a_copy_from_postgresql_into_sqlite_keeps_every_row(
     assert await dump(target) == await dump(postgres_url)
     async with Storage(target) as storage:
         assert await storage.add_feedback(1, 5, 6, "next") == 4
-        assert len(await storage.blobs.get("5", "models/m/v2.joblib") or b"") == 7 << 20
+        assert len(await DatabaseBlobs(storage).get("5", "models/m/v2.joblib") or b"") == 7 << 20
 
 
 async def test_a_failed_copy_leaves_the_target_as_it_was(tmp_path: Path, postgres_url: str) -> None:

@@ -14,6 +14,7 @@ from taskiq import InMemoryBroker
 from bot.services.jobs import Job, JobRunner
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.client import raise_failure
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
@@ -43,8 +44,8 @@ async def runner(request, storage: Storage, services: WorkServices):  # type: ig
         yield LocalRunner(services, jobstore)
         return
     broker = InMemoryBroker()
-    register(broker, worker_handler(broker, storage.blobs, services))
-    tasks = TaskiqRunner(broker, storage.blobs, jobstore, poll_seconds=0.01)
+    register(broker, worker_handler(broker, DatabaseBlobs(storage), services))
+    tasks = TaskiqRunner(broker, DatabaseBlobs(storage), jobstore, poll_seconds=0.01)
     yield tasks
     await tasks.close()
 

@@ -37,6 +37,7 @@ from bot.services.namespaces import (
 )
 from bot.services.speech import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.engine import create_engine, explicit_begin
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.work import WorkServices
@@ -230,7 +231,7 @@ async def test_a_look_across_namespaces_keeps_the_cache_as_it_was(tmp_path: Path
 async def test_an_evicted_namespace_gets_its_data_back(tmp_path: Path, blobs: bool) -> None:
     runner = JobRunner(1, idle_seconds=None)
     async with Storage(tmp_path / "bot.db") as storage:
-        shared = storage.blobs if blobs else None
+        shared = DatabaseBlobs(storage) if blobs else None
         tenants = Tenants(tmp_path / "data", runner, LIMITS, blobs=shared, max_cached=3)
         try:
             tenant = tenants.get("100")
@@ -421,7 +422,7 @@ async def _check_upgraded(
         stored = {
             f"servers/{namespace}/{info.path}": info.sha256
             for namespace in (str(GUILD), LEGACY, "dm-203")
-            for info in await storage.blobs.list(namespace)
+            for info in await DatabaseBlobs(storage).list(namespace)
         }
         assert stored == {p: sha for p, sha in after.items() if "/." not in p}  # not locks
         await _check_served_from_blobs(storage, data.parent / "fresh")
@@ -443,7 +444,7 @@ async def _check_served_from_blobs(storage: Storage, fresh_dir: Path) -> None:
     """A process with an empty DATA_DIR on the same database has the upgraded data."""
     runner = JobRunner(1)
     try:
-        tenant = Tenants(fresh_dir, runner, LIMITS, blobs=storage.blobs).get(str(GUILD))
+        tenant = Tenants(fresh_dir, runner, LIMITS, blobs=DatabaseBlobs(storage)).get(str(GUILD))
         assert {"smalltalk", "weather"} <= {d.name for d in await tenant.datasets.list_async()}
         assert (await tenant.datasets.info_async("weather")).corrections == 1
         [version] = await tenant.models.list_versions("weather")

@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.services import audio
 from bot.services.jobs import Job, new_job_id
 from bot.services.storage import Storage
+from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
 from tests.redis_server import RedisServer
@@ -52,7 +53,7 @@ async def runner(worker_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Ta
     storage = Storage(tmp_path / "shared.db")
     await storage.open()
     broker = make_broker(worker_env["TASK_BROKER_URL"], idle_timeout_seconds=IDLE_TIMEOUT)
-    tasks = TaskiqRunner(broker, storage.blobs, JobStore(storage), poll_seconds=0.1)
+    tasks = TaskiqRunner(broker, DatabaseBlobs(storage), JobStore(storage), poll_seconds=0.1)
     yield tasks
     await tasks.close()
     await storage.close()
@@ -181,7 +182,7 @@ async def test_a_worker_waits_while_redis_is_down_and_works_again_when_it_is_bac
         storage = Storage(tmp_path / "shared.db")
         await storage.open()
         broker = make_broker(own.url(), idle_timeout_seconds=IDLE_TIMEOUT)
-        tasks = TaskiqRunner(broker, storage.blobs, JobStore(storage), poll_seconds=0.1)
+        tasks = TaskiqRunner(broker, DatabaseBlobs(storage), JobStore(storage), poll_seconds=0.1)
         try:
             wav = (FIXTURES / "hello.wav").read_bytes()
             result = await tasks.run("transcribe", {}, a_job(), inputs={"audio": wav})

@@ -5,7 +5,8 @@ SQLite (the default, in DATA_DIR) or PostgreSQL (DATABASE_URL).
 - `engine.py`: from a URL or path to an async engine (durability, no work on the loop).
 - `schema.py` and `migrations/`: the tables, built by Alembic migrations (`migrate.py`).
 - `transfer.py`: `python -m bot db copy`, from one database into another.
-- `blobs.py`: bytes of datasets and models by namespace and path (`storage.blobs`).
+- `blobs.py`: bytes of datasets and models by namespace and path (`DatabaseBlobs(storage)`,
+  built by wiring: storage itself never imports it).
 """
 
 from bot.services.storage.engine import DatabaseUrlError, database_url, shown_url, storable

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,8 +27,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import bot.services.storage.migrate as migrate
 from bot.services.namespaces import namespace_for
-from bot.services.storage import migrate
 from bot.services.storage.engine import (
     create_engine,
     database_url,
@@ -45,9 +45,6 @@ from bot.services.storage.schema import (
     reply_log,
     user_settings,
 )
-
-if TYPE_CHECKING:
-    from bot.services.storage.blobs import DatabaseBlobs
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +191,6 @@ class Storage:
     def path(self) -> Path | None:
         """The SQLite file, None on PostgreSQL."""
         return Path(self.url.database) if self.backend == "sqlite" and self.url.database else None
-
-    @property
-    def blobs(self) -> DatabaseBlobs:
-        """Bytes of datasets and models by namespace and path (blobs.py)."""
-        from bot.services.storage.blobs import DatabaseBlobs
-
-        return DatabaseBlobs(self)
 
     @property
     def engine(self) -> AsyncEngine:
