@@ -31,6 +31,7 @@ from bot.core.context import VoiceContext
 log = logging.getLogger(__name__)
 
 HASH_FILE = "app_commands.sha256"
+UNLOAD_WAIT_SECONDS = 5.0
 
 
 def command_payload(
@@ -108,12 +109,15 @@ class Sync(commands.Cog):
         self.bot = bot
         self.syncer = syncer
         self._task: asyncio.Task[None] | None = None
+        self._syncing = False
 
     async def cog_load(self) -> None:
         self._task = asyncio.create_task(self._sync_at_start(), name="sync-commands")
 
     async def cog_unload(self) -> None:
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
+            if self._syncing:  # finish (briefly): a hash not written means a sync next start
+                await asyncio.wait([self._task], timeout=UNLOAD_WAIT_SECONDS)
             self._task.cancel()
 
     async def _sync_at_start(self) -> None:
@@ -121,6 +125,7 @@ class Sync(commands.Cog):
             await self.bot.wait_until_ready()  # every extension is loaded by then
             if not self.bot.runs_first_shard:  # one process per bot syncs: shard 0's
                 return
+            self._syncing = True
             await self.syncer.sync()
         except discord.HTTPException as exc:
             log.error("Discord refused the / commands (%s); keeping the ones it has", exc)
