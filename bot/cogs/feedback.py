@@ -1,8 +1,10 @@
 """`!feedback`, `!correct` and `!forgetme`, their `/` forms and the **Correct this reply** menu.
 
-`/feedback send|list|export` and `/correct message: answer:` are twins of the `!` commands
-(whose free text can't be typed options) and call the same methods. The menu opens a modal
-for the right answer, then does what `!correct` does. The thank-you for feedback and
+Each command is defined once, for `!` and `/`: `!feedback TEXT` is `/feedback send`, `list` and
+`export` take the owners' scope from `core.scope_option`, and `!correct [MESSAGE_ID] TEXT` (or
+as a reply) is `/correct message: answer:`. The menu, a second definition because a context
+menu can't be a hybrid command, opens a modal for the right answer, then does what `!correct`
+does. The thank-you for feedback and
 `!forgetme`'s count are private when asked with `/`.
 """
 
@@ -16,15 +18,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import (
-    OWNER_VIEW_HELP,
-    namespace_of,
-    require_admin,
-    scope_for,
-    scope_from_option,
-)
+from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of
 from bot.core.context import VoiceContext, context_of
-from bot.core.suggest import matching, owners_only, suggest
+from bot.core.scope_option import SERVER, SlashLimited, scoped_command, slash_text
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.listening.service import ListeningService
 from bot.services.models.policy import active_dataset
@@ -37,14 +33,14 @@ MAX_FEEDBACK_CHARS = 1000
 THANKS = "Thank you for your feedback. We will use it to improve the model."
 # What `Storage.forget_user` counts (table names), in the user's words.
 FORGOTTEN = {"feedback": "feedback", "corrections": "corrections", "reply_log": "logged messages"}
-# `list [N]` / `export`, optionally with an owner's `--all` / `--server ID` (see scope_for).
-ADMIN_ACTION = re.compile(r"(list)(?:\s+(\d+))?|(export)", re.IGNORECASE)
-OWNER_FLAG_TAIL = re.compile(r"\s+--(?:all|server)\b.*$", re.IGNORECASE | re.DOTALL)
 MAX_LISTED = 50
+FEEDBACK_TEXT = slash_text(MAX_FEEDBACK_CHARS)
+# `/feedback list count:` stays within 1..50; `!feedback list 5000` lists the most there are.
+LISTED_COUNT = SlashLimited(int, 1, MAX_LISTED)
+MESSAGE_TEXT = SlashLimited(str)
 MESSAGE_ID = re.compile(r"(\d{15,22})\s*/?\s*$")  # an id, or the end of a message link
 FEEDBACK_BRIEF = "Tell the bot's admins what you think."
 CORRECT_BRIEF = "Correct one of the bot's replies; the next training learns it."
-SERVER_OPTION = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -77,8 +73,6 @@ class CorrectionModal(discord.ui.Modal, title="Correct this reply"):
 
 
 class Feedback(commands.Cog):
-    feedback_group = app_commands.Group(name="feedback", description=FEEDBACK_BRIEF)
-
     def __init__(
         self,
         bot: VoiceChatBot,
@@ -102,66 +96,49 @@ class Feedback(commands.Cog):
 
     # ----- feedback ----------------------------------------------------------------------
 
-    @commands.command(
+    @commands.hybrid_group(
+        fallback="send",
+        case_insensitive=True,
+        rest_is_raw=True,  # `!feedback` alone gets send_feedback's hint, not a usage error
         brief=FEEDBACK_BRIEF,
+        description=FEEDBACK_BRIEF,
         help="Stores your feedback for this server's admins. Admins: `!feedback list [N]` shows "
         "the latest entries and `!feedback export` sends them all as CSV."
         + OWNER_VIEW_HELP
         + " With `/`: `/feedback send`, `/feedback list`, `/feedback export`.",
-        extras={"example": "feedback The answers about the weather are wrong"},
+        extras={"example": "feedback The answers about the weather are great"},
     )
-    async def feedback(self, ctx: VoiceContext, *, text: str = "") -> None:
-        action = ADMIN_ACTION.fullmatch(OWNER_FLAG_TAIL.sub("", text.strip()))
-        if action:
-            await require_admin(ctx)
-            scope, _ = await scope_for(ctx, text)
-            if action.group(3):
-                await self.export_feedback(ctx, scope)
-            else:
-                await self.list_feedback(ctx, scope, int(action.group(2) or 10))
-            return
+    @app_commands.describe(text="What you think: what works, what doesn't, what you miss")
+    async def feedback(
+        self, ctx: VoiceContext, *, text: str = commands.parameter(converter=FEEDBACK_TEXT)
+    ) -> None:
         await self.send_feedback(ctx, text)
 
-    @feedback_group.command(name="send", description=FEEDBACK_BRIEF)
-    @app_commands.describe(text="What you think: what works, what doesn't, what you miss")
-    async def feedback_send(
-        self,
-        interaction: discord.Interaction[VoiceChatBot],
-        text: app_commands.Range[str, 1, MAX_FEEDBACK_CHARS],
-    ) -> None:
-        await self.send_feedback(await context_of(self.bot, interaction), text)
-
-    @feedback_group.command(name="list", description="Show this server's latest feedback (admins).")
-    @app_commands.describe(count="How many entries (default 10, at most 50)", server=SERVER_OPTION)
+    @scoped_command(
+        group=feedback,
+        name="list",
+        brief="Show this server's latest feedback (admins).",
+        extras={"example": "feedback list 5"},
+    )
+    @app_commands.describe(count="How many entries (default 10, at most 50)")
+    @is_admin()
     async def feedback_list(
         self,
-        interaction: discord.Interaction[VoiceChatBot],
-        count: app_commands.Range[int, 1, MAX_LISTED] = 10,
-        server: str | None = None,
+        ctx: VoiceContext,
+        count: int = commands.parameter(converter=LISTED_COUNT, default=10),
+        scope: Scope = SERVER,
     ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await require_admin(ctx)
-        await self.list_feedback(ctx, await scope_from_option(ctx, server), count)
+        await self.list_feedback(ctx, scope, count)
 
-    @feedback_group.command(
-        name="export", description="All of this server's feedback as CSV (admins)."
+    @scoped_command(
+        group=feedback,
+        name="export",
+        brief="All of this server's feedback as CSV (admins).",
+        extras={"example": "feedback export"},
     )
-    @app_commands.describe(server=SERVER_OPTION)
-    async def feedback_export(
-        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
-    ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await require_admin(ctx)
-        await self.export_feedback(ctx, await scope_from_option(ctx, server))
-
-    @feedback_list.autocomplete("server")
-    @feedback_export.autocomplete("server")
-    @suggest
-    @owners_only
-    async def _servers(
-        self, interaction: discord.Interaction[VoiceChatBot], current: str
-    ) -> list[str]:
-        return matching(["all", *self.tenants.namespaces()], current)
+    @is_admin()
+    async def feedback_export(self, ctx: VoiceContext, scope: Scope = SERVER) -> None:
+        await self.export_feedback(ctx, scope)
 
     async def send_feedback(self, ctx: VoiceContext, text: str) -> None:
         text = text.strip()
@@ -202,38 +179,32 @@ class Feedback(commands.Cog):
 
     # ----- corrections -------------------------------------------------------------------
 
-    @commands.command(
+    @scoped_command(
         brief=CORRECT_BRIEF,
         help="Reply to one of my messages with `!correct better answer`, or give its id: "
         "`!correct MESSAGE_ID better answer`. When the message was a chat reply, the pair "
         "(what was asked -> the corrected reply) is added to the training data of the dataset "
         "whose model made the reply. With `/`: `/correct message: answer:`, or "
         "**Apps → Correct this reply** on the message.",
+        usage="[MESSAGE_ID] TEXT",
+        rest_is_raw=True,  # as a reply, `!correct TEXT` is all correction: see _target_and_text
         extras={"example": "correct 1234567890 Hello! Nice to meet you."},
     )
-    async def correct(self, ctx: VoiceContext, *, text: str = "") -> None:
-        target_id, correction = self._target_and_text(ctx, text)
-        await self.correct_message(ctx, target_id, correction)
-
-    @app_commands.command(name="correct", description=CORRECT_BRIEF)
     @app_commands.describe(
         message="The id or link of my reply (or use Apps → Correct this reply on it)",
         answer="The reply I should have given",
     )
-    async def correct_slash(
+    async def correct(
         self,
-        interaction: discord.Interaction[VoiceChatBot],
-        message: str,
-        answer: app_commands.Range[str, 1, MAX_FEEDBACK_CHARS],
+        ctx: VoiceContext,
+        message: str = commands.parameter(converter=MESSAGE_TEXT),
+        *,
+        answer: str = commands.parameter(converter=FEEDBACK_TEXT),
     ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        found = MESSAGE_ID.search(message.strip())
-        if found is None:
-            raise InvalidInputError(
-                "Give the id of one of my messages, or its link (Copy Message Link)."
-            )
-        await self.correct_message(ctx, int(found.group(1)), self._checked(answer, ""))
+        target_id, correction = self._target_and_text(ctx, message, answer)
+        await self.correct_message(ctx, target_id, correction)
 
+    # A context menu can't be a hybrid command, and only a modal can ask it for the text.
     async def correct_menu(
         self, interaction: discord.Interaction[VoiceChatBot], message: discord.Message
     ) -> None:
@@ -296,17 +267,22 @@ class Feedback(commands.Cog):
             f"It takes effect after the next `{ctx.shown_prefix}train {dataset}`."
         )
 
-    def _target_and_text(self, ctx: VoiceContext, text: str) -> tuple[int, str]:
+    def _target_and_text(self, ctx: VoiceContext, first: str, rest: str) -> tuple[int, str]:
+        """The message to correct and the correction: `first` is its id or link, else (a `!`
+        reply) the correction's first word, and `rest` what follows as written."""
+        prefix = ctx.shown_prefix
         usage = (
-            f"Reply to one of my messages with `{ctx.clean_prefix}correct better answer`, or "
-            f"give its id: `{ctx.clean_prefix}correct MESSAGE_ID better answer`."
+            f"Reply to one of my messages with `{prefix}correct better answer`, or "
+            f"give its id: `{prefix}correct MESSAGE_ID better answer`."
+            if prefix != "/"
+            else "Give the id of one of my messages, or its link (Copy Message Link)."
         )
         reference = ctx.message.reference
-        words = text.split(maxsplit=1)
-        if words and words[0].isdigit() and len(words[0]) >= 15:
-            target_id, correction = int(words[0]), (words[1] if len(words) > 1 else "")
+        found = MESSAGE_ID.search(first.strip())
+        if found is not None:
+            target_id, correction = int(found.group(1)), rest
         elif reference is not None and reference.message_id:
-            target_id, correction = reference.message_id, text
+            target_id, correction = reference.message_id, first + rest
         else:
             raise InvalidInputError(usage)
         return target_id, self._checked(correction, usage)

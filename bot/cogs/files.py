@@ -1,7 +1,8 @@
 """`!getfile` and `!archive`: admin-only access to the server's own part of the data folder.
 
-Each has a `/` twin (`/getfile path: server:`, `/archive name: server:`) with the same checks;
-both defer at once, since reading or zipping a large file takes a while.
+Both are hybrid commands (`/getfile path: server:`, `/archive name: server:`): one definition,
+the same checks; an owner's `--server ID` / `server:` comes from `core.scope_option`. Both
+defer at once, since reading or zipping a large file takes a while.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import is_admin, require_admin, scope_for, scope_from_option
-from bot.core.context import VoiceContext, context_of
-from bot.core.suggest import admins_only, matching, namespace_asked, owners_only, suggest
+from bot.core.checks import is_admin
+from bot.core.context import VoiceContext
+from bot.core.scope_option import ONE_SERVER, scoped_command
+from bot.core.suggest import admins_only, matching, namespace_asked, suggest
 from bot.errors import InvalidInputError
 from bot.services.namespaces import Scope
 from bot.services.tenancy import Tenants
 from bot.services.text import MB, human_size
 
 OWNER_VIEW = " Bot owners: `--server ID` reaches another server's folder."
-GETFILE_BRIEF = "Send a file from this server's data folder (admins)."
-ARCHIVE_BRIEF = "Zip a dataset or a folder of this server's data (admins)."
-ONE_SERVER = "This works on one server's folder: name it (`--server ID`, or `server:` with `/`)."
-SERVER_OPTION = "Bot owners: a server id (dm-USERID, legacy) whose folder to use"
+ONE_FOLDER = "This works on one server's folder: name it (`--server ID`, or `server:` with `/`)."
 
 
 class Files(commands.Cog):
@@ -37,73 +36,39 @@ class Files(commands.Cog):
         self.tenants = tenants
         self.max_upload_bytes = max_upload_bytes
 
-    @commands.command(
-        brief=GETFILE_BRIEF,
+    @scoped_command(
+        brief="Send a file from this server's data folder (admins).",
         help="Sends a file from this server's part of the data folder. PATH is relative to it, "
         "e.g. datasets/mydata.csv or models/smalltalk/manifest.json. Files larger than the "
         "upload limit are refused." + OWNER_VIEW,
         extras={"example": "getfile models/smalltalk/manifest.json"},
     )
-    @is_admin()
-    async def getfile(self, ctx: VoiceContext, *, path: str) -> None:
-        scope, path = await scope_for(ctx, path)
-        await self.send_file(ctx, scope, path)
-
-    @app_commands.command(name="getfile", description=GETFILE_BRIEF)
-    @app_commands.describe(
-        path="A path inside the data folder, like datasets/mydata.csv", server=SERVER_OPTION
-    )
+    @app_commands.describe(path="A path inside the data folder, like datasets/mydata.csv")
     @app_commands.default_permissions(manage_guild=True)
-    async def getfile_slash(
-        self,
-        interaction: discord.Interaction[VoiceChatBot],
-        path: str,
-        server: str | None = None,
-    ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await require_admin(ctx)
-        await self.send_file(ctx, await scope_from_option(ctx, server), path)
-
-    async def send_file(self, ctx: VoiceContext, scope: Scope, path: str) -> None:
+    @is_admin()
+    async def getfile(self, ctx: VoiceContext, *, path: str, scope: Scope = ONE_SERVER) -> None:
         await ctx.defer()
         if scope.everywhere:
-            raise InvalidInputError(ONE_SERVER)
+            raise InvalidInputError(ONE_FOLDER)
         name, data = await self.tenants.get(scope.namespace).files.read_for_upload(path)
         await ctx.answer(
             f"`{name}` ({human_size(len(data))})",
             file=discord.File(io.BytesIO(data), filename=name),
         )
 
-    @commands.command(
-        brief=ARCHIVE_BRIEF,
+    @scoped_command(
+        brief="Zip a dataset or a folder of this server's data (admins).",
         help="Zips a dataset (by name) or a folder of this server's part of the data folder "
         "into archives/NAME-TIME.zip and attaches it when it is small enough." + OWNER_VIEW,
         extras={"example": "archive smalltalk"},
     )
-    @is_admin()
-    async def archive(self, ctx: VoiceContext, *, name: str) -> None:
-        scope, name = await scope_for(ctx, name)
-        await self.make_archive(ctx, scope, name)
-
-    @app_commands.command(name="archive", description=ARCHIVE_BRIEF)
-    @app_commands.describe(
-        name="A dataset's name, or a folder like models/smalltalk", server=SERVER_OPTION
-    )
+    @app_commands.describe(name="A dataset's name, or a folder like models/smalltalk")
     @app_commands.default_permissions(manage_guild=True)
-    async def archive_slash(
-        self,
-        interaction: discord.Interaction[VoiceChatBot],
-        name: str,
-        server: str | None = None,
-    ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await require_admin(ctx)
-        await self.make_archive(ctx, await scope_from_option(ctx, server), name)
-
-    async def make_archive(self, ctx: VoiceContext, scope: Scope, name: str) -> None:
+    @is_admin()
+    async def archive(self, ctx: VoiceContext, *, name: str, scope: Scope = ONE_SERVER) -> None:
         await ctx.defer()
         if scope.everywhere:
-            raise InvalidInputError(ONE_SERVER)
+            raise InvalidInputError(ONE_FOLDER)
         async with ctx.typing():
             archive = await self.tenants.get(scope.namespace).files.archive(name)
         size = human_size(archive.size)
@@ -122,7 +87,7 @@ class Files(commands.Cog):
 
     # ----- suggestions -------------------------------------------------------------------
 
-    @getfile_slash.autocomplete("path")
+    @getfile.autocomplete("path")
     @suggest
     @admins_only
     async def _paths(
@@ -131,7 +96,7 @@ class Files(commands.Cog):
         tenant = self.tenants.get(await namespace_asked(interaction))
         return await tenant.files.suggest_paths(current)
 
-    @archive_slash.autocomplete("name")
+    @archive.autocomplete("name")
     @suggest
     @admins_only
     async def _archivable(
@@ -140,15 +105,6 @@ class Files(commands.Cog):
         tenant = self.tenants.get(await namespace_asked(interaction))
         names = matching(await tenant.datasets.names_async(), current)
         return names + await tenant.files.suggest_paths(current, folders=True)
-
-    @getfile_slash.autocomplete("server")
-    @archive_slash.autocomplete("server")
-    @suggest
-    @owners_only
-    async def _servers(
-        self, interaction: discord.Interaction[VoiceChatBot], current: str
-    ) -> list[str]:
-        return matching(self.tenants.namespaces(), current)
 
 
 async def setup(bot: VoiceChatBot) -> None:

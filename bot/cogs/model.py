@@ -1,8 +1,8 @@
 """The chat model's data: datasets, `!train` in the background, jobs, versions and `!test`.
 
-Every command works as `/` too. The ones with the owners' `--all` / `--server ID` flags
-(`!datasets`, `!jobs`, `!job`, `!models`) have a `/` twin with typed options and an
-owners-only `server` option; both call the same method. Chat itself is in `cogs/chat.py`.
+Every command is one hybrid command, `!` and `/` alike. The ones that take the owners'
+`--all` / `--server ID` (`!datasets`, `!jobs`, `!job`, `!models`; `/… server:`) get their
+scope from `core.scope_option`. Chat itself is in `cogs/chat.py`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of, scope_for, scope_from_option
-from bot.core.context import VoiceContext, context_of
+from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of
+from bot.core.context import VoiceContext
 from bot.core.jobs import describe_job
 from bot.core.messages import send_chunks
-from bot.core.suggest import admins_only, matching, namespace_asked, owners_only, suggest
+from bot.core.scope_option import SERVER, scoped_command
+from bot.core.suggest import admins_only, matching, namespace_asked, suggest
 from bot.errors import NotFoundError
 from bot.services.datasets import check_size, name_from_filename, parse_inline
 from bot.services.evaluation import (
@@ -47,12 +48,6 @@ log = logging.getLogger(__name__)
 INLINE_DATASET = "custom"
 SHOWN_PREDICTIONS = 20
 RECENT_JOBS_PER_USER = 25
-# Shared by a `!` command and its `/` twin.
-DATASETS_BRIEF = "List this server's datasets."
-JOB_BRIEF = "Show a job's status."
-JOBS_BRIEF = "List this server's latest jobs."
-MODELS_BRIEF = "List a dataset's model versions."
-SERVER_OPTION = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"
 
 
 def _split_train_args(args: str) -> tuple[str | None, str]:
@@ -121,25 +116,13 @@ class Model(commands.Cog):
 
     # ----- datasets ----------------------------------------------------------------------
 
-    @commands.command(
-        brief=DATASETS_BRIEF,
+    @scoped_command(
+        brief="List this server's datasets.",
         help="Lists this server's datasets and the shared samples with their row and label "
         "counts." + OWNER_VIEW_HELP,
         extras={"example": "datasets"},
     )
-    async def datasets(self, ctx: VoiceContext, *, args: str = "") -> None:
-        scope, _ = await scope_for(ctx, args)
-        await self.list_datasets(ctx, scope)
-
-    @app_commands.command(name="datasets", description=DATASETS_BRIEF)
-    @app_commands.describe(server=SERVER_OPTION)
-    async def datasets_slash(
-        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
-    ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await self.list_datasets(ctx, await scope_from_option(ctx, server))
-
-    async def list_datasets(self, ctx: VoiceContext, scope: Scope) -> None:
+    async def datasets(self, ctx: VoiceContext, scope: Scope = SERVER) -> None:
         namespaces = self.tenants.namespaces() if scope.everywhere else [scope.namespace]
         active = await self.dataset_for(ctx.guild)
         own = namespace_of(ctx.guild, ctx.author)
@@ -251,33 +234,26 @@ class Model(commands.Cog):
 
     # ----- jobs --------------------------------------------------------------------------
 
-    @commands.command(
-        brief=JOB_BRIEF,
+    @scoped_command(
+        brief="Show a job's status.",
         help="Shows one of this server's jobs. Bot owners: `--all` finds any server's job.",
         extras={"example": "job a1b2c3"},
     )
-    async def job(self, ctx: VoiceContext, *, args: str) -> None:
-        scope, job_id = await scope_for(ctx, args)
-        await self.show_job(ctx, scope, job_id)
-
-    @app_commands.command(name="job", description=JOB_BRIEF)
-    @app_commands.describe(id="The job's ID (your latest are suggested)", server=SERVER_OPTION)
-    async def job_slash(
+    @app_commands.describe(id="The job's ID (your latest are suggested)")
+    async def job(
         self,
-        interaction: discord.Interaction[VoiceChatBot],
+        ctx: VoiceContext,
+        *,
         id: str,  # noqa: A002 - the option's name as users see it
-        server: str | None = None,
+        scope: Scope = SERVER,
     ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await self.show_job(ctx, await scope_from_option(ctx, server), id.strip())
-
-    async def show_job(self, ctx: VoiceContext, scope: Scope, job_id: str) -> None:
+        job_id = id.strip()
         found = await self.jobstore.get(job_id) if job_id else None
         if found is None or not (scope.everywhere or found.owner == scope.namespace):
             raise NotFoundError(f"Job `{job_id[:20]}` not found. `!jobs` lists the latest.")
         await ctx.answer(describe_job(found, show_owner=scope.everywhere))
 
-    @job_slash.autocomplete("id")
+    @job.autocomplete("id")
     @suggest
     async def _job_ids(
         self, interaction: discord.Interaction[VoiceChatBot], current: str
@@ -291,24 +267,12 @@ class Model(commands.Cog):
         ids = set(matching([j.id for j in jobs], current))
         return [(f"{j.id}: {j.kind} {j.subject}, {j.status}", j.id) for j in jobs if j.id in ids]
 
-    @commands.command(
-        brief=JOBS_BRIEF,
+    @scoped_command(
+        brief="List this server's latest jobs.",
         help="Lists this server's latest jobs." + OWNER_VIEW_HELP,
         extras={"example": "jobs"},
     )
-    async def jobs(self, ctx: VoiceContext, *, args: str = "") -> None:
-        scope, _ = await scope_for(ctx, args)
-        await self.list_jobs(ctx, scope)
-
-    @app_commands.command(name="jobs", description=JOBS_BRIEF)
-    @app_commands.describe(server=SERVER_OPTION)
-    async def jobs_slash(
-        self, interaction: discord.Interaction[VoiceChatBot], server: str | None = None
-    ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await self.list_jobs(ctx, await scope_from_option(ctx, server))
-
-    async def list_jobs(self, ctx: VoiceContext, scope: Scope) -> None:
+    async def jobs(self, ctx: VoiceContext, scope: Scope = SERVER) -> None:
         owner = None if scope.everywhere else scope.namespace
         latest = await self.jobstore.list(10, owner=owner)
         if not latest:
@@ -319,29 +283,17 @@ class Model(commands.Cog):
 
     # ----- models ------------------------------------------------------------------------
 
-    @commands.command(
-        brief=MODELS_BRIEF,
+    @scoped_command(
+        brief="List a dataset's model versions.",
         help="Lists the model versions of NAME (default: the active dataset) in this server. "
         "Bot owners: `--server ID` shows another server's.",
         extras={"example": "models"},
     )
-    async def models(self, ctx: VoiceContext, *, args: str = "") -> None:
-        scope, dataset = await scope_for(ctx, args)
-        await self.list_models(ctx, scope, dataset)
-
-    @app_commands.command(name="models", description=MODELS_BRIEF)
-    @app_commands.describe(name="The dataset (default: the active one)", server=SERVER_OPTION)
-    async def models_slash(
-        self,
-        interaction: discord.Interaction[VoiceChatBot],
-        name: str | None = None,
-        server: str | None = None,
+    @app_commands.describe(name="The dataset (default: the active one)")
+    async def models(
+        self, ctx: VoiceContext, *, name: str | None = None, scope: Scope = SERVER
     ) -> None:
-        ctx = await context_of(self.bot, interaction)
-        await self.list_models(ctx, await scope_from_option(ctx, server), (name or "").strip())
-
-    async def list_models(self, ctx: VoiceContext, scope: Scope, dataset: str) -> None:
-        name = dataset or await self.dataset_for(ctx.guild)
+        name = (name or "").strip() or await self.dataset_for(ctx.guild)
         versions = await self.tenants.get(scope.namespace).models.list_versions(name)
         if not versions:
             await ctx.answer(
@@ -428,23 +380,12 @@ class Model(commands.Cog):
     ) -> list[str]:
         return await self._dataset_names(interaction, current)
 
-    @models_slash.autocomplete("name")
+    @models.autocomplete("name")
     @suggest
     async def _models_names(
         self, interaction: discord.Interaction[VoiceChatBot], current: str
     ) -> list[str]:
         return await self._dataset_names(interaction, current)
-
-    @datasets_slash.autocomplete("server")
-    @jobs_slash.autocomplete("server")
-    @job_slash.autocomplete("server")
-    @models_slash.autocomplete("server")
-    @suggest
-    @owners_only
-    async def _servers(
-        self, interaction: discord.Interaction[VoiceChatBot], current: str
-    ) -> list[str]:
-        return matching(["all", *self.tenants.namespaces()], current)
 
     # ----- testing -----------------------------------------------------------------------
 
