@@ -92,7 +92,7 @@ def make_clips() -> tuple[dict[str, bytes], float]:
 
 
 def a_job() -> Job:
-    return Job(new_job_id(), "transcribe", "", owner=NAMESPACE, subject="bench")
+    return Job(new_job_id(), "transcribe", "", namespace=NAMESPACE, subject="bench")
 
 
 def payload(clips: Clips, name: str) -> dict[str, Any]:

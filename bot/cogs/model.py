@@ -249,9 +249,9 @@ class Model(commands.Cog):
     ) -> None:
         job_id = id.strip()
         found = await self.jobstore.get(job_id) if job_id else None
-        if found is None or not (scope.everywhere or found.owner == scope.namespace):
+        if found is None or not (scope.everywhere or found.namespace == scope.namespace):
             raise NotFoundError(f"Job `{job_id[:20]}` not found. `!jobs` lists the latest.")
-        await ctx.answer(describe_job(found, show_owner=scope.everywhere))
+        await ctx.answer(describe_job(found, show_namespace=scope.everywhere))
 
     @job.autocomplete("id")
     @suggest
@@ -261,8 +261,8 @@ class Model(commands.Cog):
         """The caller's latest jobs first, then the others of the namespace."""
         namespace = await namespace_asked(interaction)
         mine = [await self.jobstore.get(i) for i in self.recent_jobs.of(interaction.user.id)]
-        others = await self.jobstore.list(RECENT_JOBS_PER_USER, owner=namespace)
-        jobs = [j for j in mine if j is not None and j.owner == namespace]
+        others = await self.jobstore.list(RECENT_JOBS_PER_USER, namespace=namespace)
+        jobs = [j for j in mine if j is not None and j.namespace == namespace]
         jobs += [j for j in others if j not in jobs]
         ids = set(matching([j.id for j in jobs], current))
         return [(f"{j.id}: {j.kind} {j.subject}, {j.status}", j.id) for j in jobs if j.id in ids]
@@ -273,12 +273,14 @@ class Model(commands.Cog):
         extras={"example": "jobs"},
     )
     async def jobs(self, ctx: VoiceContext, scope: Scope = SERVER) -> None:
-        owner = None if scope.everywhere else scope.namespace
-        latest = await self.jobstore.list(10, owner=owner)
+        namespace = None if scope.everywhere else scope.namespace
+        latest = await self.jobstore.list(10, namespace=namespace)
         if not latest:
             await ctx.answer("No jobs yet.")
             return
-        lines = [describe_job(job, show_owner=scope.everywhere).split("\n", 1)[0] for job in latest]
+        lines = [
+            describe_job(job, show_namespace=scope.everywhere).split("\n", 1)[0] for job in latest
+        ]
         await ctx.answer("\n".join(lines))
 
     # ----- models ------------------------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.services.jobs import Job
 
 
-def describe_job(job: Job, *, show_owner: bool = False) -> str:
-    where = f" in `{job.owner}`" if show_owner and job.owner else ""
+def describe_job(job: Job, *, show_namespace: bool = False) -> str:
+    where = f" in `{job.namespace}`" if show_namespace and job.namespace else ""
     text = f"Job `{job.id}` ({job.kind} `{job.subject}`{where}): **{job.status}**"
     if job.waited and job.waited >= 0.1:
         text += f", waited {job.waited:.1f} s"

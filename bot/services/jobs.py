@@ -88,7 +88,7 @@ class Job:
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
-    owner: str | None = None  # the namespace whose job it is (see services/tenancy.py)
+    namespace: str | None = None  # whose job it is (see services/tenancy.py)
     subject: str = ""  # what it works on, for people: a dataset's name
     requested_by: str | None = None  # the user who started it
     progress: float | None = None  # 0..1 while running, when the work can tell
@@ -231,18 +231,18 @@ class JobRunner:
         fn: Callable[..., Any],
         *args: Any,
         on_done: OnDone | None = None,
-        owner: str | None = None,
+        namespace: str | None = None,
         subject: str = "",
     ) -> Job:
         """Queue `fn(*args)` for a worker and return its job at once.
 
         The job is "running" already when a worker and its key are free, else "queued".
-        `owner` and `subject` only label the job (`list` filters by owner).
+        `namespace` and `subject` only label the job (`list` filters by namespace).
 
         `on_done(job)` is awaited once the job is done or failed; its exceptions are logged.
         """
         job = self._submit(kind, key, fn, args, on_done, keep_exception=False)
-        job.owner, job.subject = owner, subject
+        job.namespace, job.subject = namespace, subject
         self._recorded.add(job.id)
         self._record(job)
         return job
@@ -269,9 +269,13 @@ class JobRunner:
         """The job with this id (case and a leading # ignored), or None if unknown or forgotten."""
         return self._jobs.get(job_id.strip().lstrip("#").lower())
 
-    def list(self, limit: int = 10, owner: str | None = None) -> list[Job]:
-        """The latest jobs, newest first; only `owner`'s when given."""
-        jobs = [j for j in reversed(self._jobs.values()) if owner is None or j.owner == owner]
+    def list(self, limit: int = 10, namespace: str | None = None) -> list[Job]:
+        """The latest jobs, newest first; only `namespace`'s when given."""
+        jobs = [
+            j
+            for j in reversed(self._jobs.values())
+            if namespace is None or j.namespace == namespace
+        ]
         return jobs[: max(limit, 0)]
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -284,11 +288,11 @@ class JobRunner:
             await asyncio.wait_for(entry.ended.wait(), timeout)
         return job
 
-    def busy_for(self, owner: str) -> bool:
-        """Whether a job of `owner` is queued, running, or still in its on_done callback
+    def busy_for(self, namespace: str) -> bool:
+        """Whether a job of `namespace` is queued, running, or still in its on_done callback
         (which may store what the job made)."""
         return any(
-            entry.job.owner == owner and not entry.ended.is_set()
+            entry.job.namespace == namespace and not entry.ended.is_set()
             for entry in self._entries.values()
         )
 

@@ -544,7 +544,7 @@ class SpeechService:
 
         assert self.tasks is not None
         wav = await asyncio.to_thread(audio.to_wav, segment)
-        job = Job(new_job_id(), "transcribe", "", owner=namespace or "shared", subject="audio")
+        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
 
         async def report(meta: dict[str, Any]) -> None:
             if on_progress is not None:
@@ -574,7 +574,7 @@ class SpeechService:
         from bot.services.tasks.client import raise_failure
 
         assert self.tasks is not None
-        job = Job(new_job_id(), "transcribe", "", owner=namespace or "shared", subject="audio")
+        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
         known = False
 
         async def length(seconds: float) -> None:

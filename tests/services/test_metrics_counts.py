@@ -141,7 +141,7 @@ async def work(whisper_engine: WhisperEngine) -> AsyncIterator[WorkServices]:
 
 
 def a_job(job_id: str = "ab12cd34") -> Job:
-    return Job(job_id, "transcribe", "", owner=NAMESPACE, subject="hello")
+    return Job(job_id, "transcribe", "", namespace=NAMESPACE, subject="hello")
 
 
 async def test_a_task_counts_ok_where_it_runs_and_the_recording_once(

@@ -51,7 +51,7 @@ async def runner(request, storage: Storage, services: WorkServices):  # type: ig
 
 
 def a_job() -> Job:
-    return Job("ab12cd34", "transcribe", "", owner="1100000000000000001", subject="hello")
+    return Job("ab12cd34", "transcribe", "", namespace="1100000000000000001", subject="hello")
 
 
 async def test_transcription_runs_on_either_runner(runner) -> None:  # type: ignore[no-untyped-def]
@@ -85,8 +85,8 @@ async def test_a_job_whose_bot_stopped_shows_as_interrupted(storage: Storage) ->
     later = JobStore(storage, stale_seconds=0.0)  # another bot process, later
     found = await later.get(job.id)
     assert found is not None and found.status == "interrupted"
-    assert (await later.list(owner=job.owner))[0].status == "interrupted"
-    assert await later.list(owner="another-server") == []
+    assert (await later.list(namespace=job.namespace))[0].status == "interrupted"
+    assert await later.list(namespace="another-server") == []
 
 
 @pytest.fixture(scope="module")

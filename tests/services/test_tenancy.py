@@ -114,7 +114,7 @@ async def test_models_and_jobs_are_per_namespace(tenants: Tenants) -> None:
     job = await a.models.start_training("mine")
     await tenants.jobs.wait(job.id, timeout=120)
     assert job.status == "done", job.error
-    assert (job.owner, job.subject) == ("100", "mine")
+    assert (job.namespace, job.subject) == ("100", "mine")
     assert (await a.models.predict("mine", "hello")).label == "hi"
     # Server B has neither the dataset nor its model, even by name.
     with pytest.raises(NotFoundError):
@@ -124,8 +124,8 @@ async def test_models_and_jobs_are_per_namespace(tenants: Tenants) -> None:
     assert await b.models.list_versions("mine") == []
     with pytest.raises(NotFoundError):
         await b.models.use_version("mine", "v1")
-    assert [j.id for j in tenants.jobs.list(10, owner="100")] == [job.id]
-    assert tenants.jobs.list(10, owner="200") == []
+    assert [j.id for j in tenants.jobs.list(10, namespace="100")] == [job.id]
+    assert tenants.jobs.list(10, namespace="200") == []
 
 
 async def test_each_namespace_trains_its_own_copy_of_the_sample(tenants: Tenants) -> None:

@@ -60,7 +60,7 @@ async def runner(worker_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Ta
 
 
 def a_job(kind: str = "transcribe") -> Job:
-    return Job(new_job_id(), kind, "", owner=NAMESPACE, subject="test")
+    return Job(new_job_id(), kind, "", namespace=NAMESPACE, subject="test")
 
 
 async def test_a_worker_transcribes_audio_from_the_blob_store(

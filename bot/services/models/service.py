@@ -170,7 +170,7 @@ class ModelService:
             out_dir,
             dataset,
             on_done=finish,
-            owner=self.namespace,
+            namespace=self.namespace,
             subject=dataset,
         )
 
@@ -181,7 +181,7 @@ class ModelService:
         back, store it as the next version here (the manifest gives it its number)."""
         files = await asyncio.to_thread(self._dataset_files, dataset)
         job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
-        job.owner, job.subject = self.namespace, dataset
+        job.namespace, job.subject = self.namespace, dataset
         payload = {
             "dataset": dataset,
             "files": list(files),
@@ -393,7 +393,7 @@ class ModelService:
                 await self._fetch_version(dataset, model.version, entry)
         data = await asyncio.to_thread(_read_verified, folder, dataset, model.version, entry)
         job = Job(new_job_id(), "test", f"test:{self.namespace}:{dataset}")
-        job.owner, job.subject = self.namespace, dataset
+        job.namespace, job.subject = self.namespace, dataset
         rows = json.dumps([[item.text, item.label] for item in items]).encode()
         payload = {"sha256": model.sha256, "min_confidence": self.min_confidence}
         result = await self.tasks.run(

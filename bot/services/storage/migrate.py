@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The schema version the migrations reach (the number of the last revision).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # The last version of the bot before Alembic (PRAGMA user_version only).
 LAST_PRE_ALEMBIC_VERSION = 4
 VERSION_TABLE = "alembic_version"

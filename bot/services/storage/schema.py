@@ -128,7 +128,7 @@ jobs = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("namespace", Text),
-    Column("owner", Text),  # the user who started it
+    Column("requested_by", Text),  # the user who started it
     Column("kind", Text, nullable=False),
     Column("subject", Text, nullable=False),
     Column("status", Text, nullable=False),

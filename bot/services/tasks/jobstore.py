@@ -44,8 +44,8 @@ def _now() -> datetime:
 def job_row(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
-        "namespace": job.owner,
-        "owner": job.requested_by,
+        "namespace": job.namespace,
+        "requested_by": job.requested_by,
         "kind": job.kind,
         "subject": job.subject,
         "status": job.status,
@@ -70,9 +70,9 @@ def _job(row: Any) -> Job:
         started_at=_time(row["started_at"]),
         finished_at=_time(row["finished_at"]),
         error=row["error"],
-        owner=row["namespace"],
+        namespace=row["namespace"],
         subject=row["subject"],
-        requested_by=row["owner"],
+        requested_by=row["requested_by"],
         progress=row["progress"],
         summary=row["summary"] or "",
     )
@@ -127,11 +127,11 @@ class JobStore:
         rows = await self.storage._rows(select(jobs).where(jobs.c.id == wanted))
         return (await self._settled([rows[0]]))[0] if rows else None
 
-    async def list(self, limit: int = 10, owner: str | None = None) -> list[Job]:
-        """The latest jobs, newest first; only namespace `owner`'s when given."""
+    async def list(self, limit: int = 10, namespace: str | None = None) -> list[Job]:
+        """The latest jobs, newest first; only `namespace`'s when given."""
         statement = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
-        if owner is not None:
-            statement = statement.where(jobs.c.namespace == owner)
+        if namespace is not None:
+            statement = statement.where(jobs.c.namespace == namespace)
         return await self._settled(await self.storage._rows(statement))
 
     async def _settled(self, rows: list[Any]) -> list[Job]:

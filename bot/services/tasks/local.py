@@ -30,7 +30,7 @@ class _LocalContext:
         services: WorkServices,
     ) -> None:
         self.job_id = job.id
-        self.namespace = job.owner or ""
+        self.namespace = job.namespace or ""
         self._inputs = inputs
         self._on_progress = on_progress
         self.services = services

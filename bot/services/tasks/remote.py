@@ -148,7 +148,7 @@ class TaskiqRunner:
         on_progress: ProgressFn | None = None,
     ) -> TaskResult:
         await self.start()
-        namespace = job.owner or ""
+        namespace = job.namespace or ""
         await record(self.jobstore, job)
         try:
             for name, data in (inputs or {}).items():
@@ -339,7 +339,7 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
             metrics.TASKS_REDELIVERED.labels(task_label(task)).inc()
             return json.loads(saved)
         job = await jobstore.get(job_id) if job_id else None
-        if job is None or job.owner != namespace:
+        if job is None or job.namespace != namespace:
             from bot.errors import NotFoundError
 
             return failure(NotFoundError(f"Job {job_id[:20]!r} is unknown."))
