@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from bot.services.hearing.listening.service import ListeningService
 from bot.services.jobs import JobRunner, best_start_method
-from bot.services.listening.service import ListeningService
 from bot.services.login_turns import LoginTurns
 from bot.services.observe import Observer, redis_answers
 from bot.services.server_language import ServerLanguages

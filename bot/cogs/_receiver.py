@@ -35,10 +35,10 @@ from discord.utils import MISSING
 from discord.voice_state import VoiceConnectionState
 
 from bot import metrics
-from bot.services.listening.sink import AudioSink
-from bot.services.receive.dave import DaveDecryptor
-from bot.services.receive.opus import OPUS_SILENCE
-from bot.services.receive.pipeline import ReceivePipeline
+from bot.services.hearing.listening.sink import AudioSink
+from bot.services.hearing.receive.dave import DaveDecryptor
+from bot.services.hearing.receive.opus import OPUS_SILENCE
+from bot.services.hearing.receive.pipeline import ReceivePipeline
 
 log = logging.getLogger(__name__)
 

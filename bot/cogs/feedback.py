@@ -27,7 +27,7 @@ from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._suggest import matching, owners_only, suggest
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.listening.service import ListeningService
+from bot.services.hearing.listening.service import ListeningService
 from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tenancy import Tenants

@@ -26,9 +26,9 @@ from bot.cogs._checks import is_admin, require_admin
 from bot.cogs._context import VoiceContext
 from bot.cogs._messages import ON_OFF, parse_on_off
 from bot.errors import InvalidInputError, UserFacingError
-from bot.services.listening import settings as keys
-from bot.services.listening.service import Callbacks, ListeningService, ListeningSession
-from bot.services.listening.wakewords import MAX_WAKE_WORDS
+from bot.services.hearing.listening import settings as keys
+from bot.services.hearing.listening.service import Callbacks, ListeningService, ListeningSession
+from bot.services.hearing.listening.wakewords import MAX_WAKE_WORDS
 from bot.services.text import split_message
 
 if TYPE_CHECKING:
