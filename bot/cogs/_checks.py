@@ -11,7 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot.errors import UserFacingError
-from bot.services.namespaces import Scope, namespace_for, parse_namespace
+from bot.services.tenancy.namespaces import Scope, namespace_for, parse_namespace
 
 if TYPE_CHECKING:
     from bot.app import VoiceChatBot

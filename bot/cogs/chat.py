@@ -23,7 +23,7 @@ from bot.cogs.model import active_dataset, describe_job
 from bot.services.jobs import Job
 from bot.services.models import NoModelError
 from bot.services.storage import Storage
-from bot.services.tenancy import Tenant, Tenants
+from bot.services.tenancy.tenants import Tenant, Tenants
 
 log = logging.getLogger(__name__)
 

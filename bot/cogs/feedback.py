@@ -28,9 +28,9 @@ from bot.cogs._suggest import matching, owners_only, suggest
 from bot.cogs.model import active_dataset
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.hearing.listening.service import ListeningService
-from bot.services.namespaces import Scope
 from bot.services.storage import Storage
-from bot.services.tenancy import Tenants
+from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.tenants import Tenants
 from bot.services.voice.reading import ReadAloud
 
 MAX_FEEDBACK_CHARS = 1000

@@ -17,8 +17,8 @@ from bot.cogs._checks import is_admin, require_admin, scope_for, scope_from_opti
 from bot.cogs._context import VoiceContext, context_of
 from bot.cogs._suggest import admins_only, matching, namespace_asked, owners_only, suggest
 from bot.errors import InvalidInputError
-from bot.services.namespaces import Scope
-from bot.services.tenancy import Tenants
+from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.tenants import Tenants
 from bot.services.text import MB, human_size
 
 OWNER_VIEW = " Bot owners: `--server ID` reaches another server's folder."

@@ -32,7 +32,7 @@ from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
 from bot.services.tasks.work import WorkServices
-from bot.services.tenancy import TenantLimits, Tenants
+from bot.services.tenancy.tenants import TenantLimits, Tenants
 from bot.services.voice.player import PlaybackQueue
 from bot.services.voice.synthesis import SpokenAudio
 from tests.services.listening.audio import Clock, silence, tone

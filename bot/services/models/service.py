@@ -213,7 +213,7 @@ class ModelService:
         over: trainings sent to workers (waiting for one, or for their model), trainings of
         its namespace queued or running in the job runner (their on_done stores the model),
         and models being loaded or installed. Idle, everything it knows is on disk or in the
-        blobs, so dropping it loses nothing (services/tenancy.py evicts idle ones)."""
+        blobs, so dropping it loses nothing (services/tenancy/tenants.py evicts idle ones)."""
         if self._background or any(lock.locked() for lock in self._load_locks.values()):
             return True
         return self.namespace is not None and self.jobs.busy_for(self.namespace)

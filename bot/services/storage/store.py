@@ -27,7 +27,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.services.namespaces import namespace_for
 from bot.services.storage import migrate
 from bot.services.storage.engine import (
     create_engine,
@@ -45,6 +44,7 @@ from bot.services.storage.schema import (
     reply_log,
     user_settings,
 )
+from bot.services.tenancy.namespaces import namespace_for
 
 if TYPE_CHECKING:
     from bot.services.storage.blobs import DatabaseBlobs

@@ -47,12 +47,12 @@ from bot.services.datasets import DatasetStore
 from bot.services.files import FileService
 from bot.services.jobs import JobRunner
 from bot.services.models import ModelService
-from bot.services.namespaces import LEGACY, known_namespaces, namespace_dir
 from bot.services.storage.blobs import BlobStore
+from bot.services.tenancy.namespaces import LEGACY, known_namespaces, namespace_dir
 
 log = logging.getLogger(__name__)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # Folders of the shared layout that namespaces replace, in the order they are moved.
 SHARED_FOLDERS = ("datasets", "models", "archives")
 # A tenant's services by attribute: what an evicted tenant leaves behind while in use.

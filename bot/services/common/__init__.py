@@ -1,0 +1,5 @@
+"""What the domains share and no single one of them owns.
+
+Owns: `languages` (the codes a server may set, their names, Chinese script, which engines
+serve a language), used by speech, voice, tenancy and the settings alike.
+"""
