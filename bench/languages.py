@@ -39,7 +39,8 @@ from bench.common import table
 from bot.config import load_settings
 from bot.memory import tune_malloc
 from bot.sandbox.runner import sandboxed_bot
-from bot.services import audio, languages, whisper_models
+from bot.services import audio, whisper_models
+from bot.services.common import languages
 from bot.services.speech import SpeechService
 from bot.services.voice.synthesis import SynthesisService, remove_file
 from bot.services.whisper import WhisperEngine

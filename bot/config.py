@@ -18,7 +18,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from bot.services import languages
+from bot.services.common import languages
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # A bad value longer than this is cut in the report.

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from bot.services.hearing.listening.service import ListeningService
 from bot.services.jobs import JobRunner, best_start_method
-from bot.services.listening.service import ListeningService
 from bot.services.login_turns import LoginTurns
 from bot.services.observe import Observer, redis_answers
-from bot.services.server_language import ServerLanguages
 from bot.services.speech import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
-from bot.services.tenancy import TenantLimits, Tenants, adopt_local_files, migrate_files
+from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.tenants import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
 from bot.services.voice.reading import ReadAloud
 from bot.services.voice.synthesis import SynthesisService

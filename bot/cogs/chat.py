@@ -24,7 +24,7 @@ from bot.services.jobs import Job
 from bot.services.models import NoModelError
 from bot.services.models.policy import active_dataset
 from bot.services.storage import Storage
-from bot.services.tenancy import Tenant, Tenants
+from bot.services.tenancy.tenants import Tenant, Tenants
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of
 from bot.core.context import VoiceContext, context_of
 from bot.core.scope_option import SERVER, SlashLimited, scoped_command, slash_text
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.listening.service import ListeningService
+from bot.services.hearing.listening.service import ListeningService
 from bot.services.models.policy import active_dataset
-from bot.services.namespaces import Scope
 from bot.services.storage import Storage
-from bot.services.tenancy import Tenants
+from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.tenants import Tenants
 from bot.services.voice.reading import ReadAloud
 
 MAX_FEEDBACK_CHARS = 1000

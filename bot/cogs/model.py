@@ -37,10 +37,10 @@ from bot.services.models import (
     NoModelError,
 )
 from bot.services.models.policy import active_dataset
-from bot.services.namespaces import Scope
 from bot.services.storage import Storage
 from bot.services.tasks.jobstore import JobStore
-from bot.services.tenancy import Tenant, Tenants
+from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.tenants import Tenant, Tenants
 from bot.services.text import split_message
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from bot.core.replies import error_text, reply_error
 from bot.core.suggest import admins_only, suggest
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.audio import STREAM_AFTER_SECONDS, format_clock
-from bot.services.languages import (
+from bot.services.common.languages import (
     AUTO,
     Verdict,
     english_name,
@@ -41,7 +41,6 @@ from bot.services.languages import (
     verdict,
 )
 from bot.services.limits import FREE, InArrivalOrder, WindowBudget, format_span
-from bot.services.server_language import ServerLanguages
 from bot.services.speech import (
     AudioSource,
     Hearing,
@@ -51,6 +50,7 @@ from bot.services.speech import (
     Transcript,
 )
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)

@@ -30,10 +30,10 @@ from bot.core.replies import reply_error
 from bot.core.speaker import voice_channel_of
 from bot.core.suggest import admins_only, matching, suggest
 from bot.errors import InvalidInputError, UserFacingError
-from bot.services.languages import own_name
+from bot.services.common.languages import own_name
 from bot.services.limits import TokenBucket
-from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.reading import OPTION_KEYS, SILENCE_PREFIX, ReadAloud
 from bot.services.voice.synthesis import SynthesisService
 

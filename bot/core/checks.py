@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.errors import UserFacingError
-from bot.services.namespaces import Scope, namespace_for, parse_namespace
+from bot.services.tenancy.namespaces import Scope, namespace_for, parse_namespace
 
 
 class _Bot(Protocol):

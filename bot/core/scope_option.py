@@ -31,7 +31,7 @@ from discord.ext import commands
 from bot.core.checks import scope_for, scope_from_option
 from bot.core.suggest import matching, owners_only, suggest
 from bot.errors import UserFacingError
-from bot.services.namespaces import Scope
+from bot.services.tenancy.namespaces import Scope
 
 OPTION_NAME = "server"
 SERVER_HELP = "Bot owners: all, or a server id (dm-USERID, legacy) to look at"

@@ -20,8 +20,8 @@ from bot.config import Settings
 from bot.core.voice_client import ListeningVoiceClient
 from bot.errors import LimitReachedError, UserFacingError
 from bot.services.audio import ffmpeg_exe
-from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.clips import SpokenAudio
 from bot.services.voice.player import PlaybackQueue
 from bot.services.voice.reading import Mentions

@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 
 from bot.core.checks import is_bot_owner, namespace_of, user_is_admin
-from bot.services.namespaces import parse_namespace
+from bot.services.tenancy.namespaces import parse_namespace
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ tests/test_discord_internals.py pins (it fails loudly, naming the internal, when
 - `add_socket_listener` / `remove_socket_listener`: every UDP datagram, on the socket-reader
   thread; `secret_key`, `mode` and `dave_session` / `dave_protocol_version` of the connection.
 
-The receive path itself lives in `bot.services.receive.pipeline.ReceivePipeline` (no discord
+The receive path itself lives in `bot.services.hearing.receive.pipeline.ReceivePipeline` (no discord
 import). The SSRC map is kept even while not receiving, because SPEAKING is sent once per
 speaker and session, possibly long before `start_receiving`.
 
@@ -35,10 +35,10 @@ from discord.utils import MISSING
 from discord.voice_state import VoiceConnectionState
 
 from bot import metrics
-from bot.services.listening.sink import AudioSink
-from bot.services.receive.dave import DaveDecryptor
-from bot.services.receive.opus import OPUS_SILENCE
-from bot.services.receive.pipeline import ReceivePipeline
+from bot.services.hearing.listening.sink import AudioSink
+from bot.services.hearing.receive.dave import DaveDecryptor
+from bot.services.hearing.receive.opus import OPUS_SILENCE
+from bot.services.hearing.receive.pipeline import ReceivePipeline
 
 log = logging.getLogger(__name__)
 

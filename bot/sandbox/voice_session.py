@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 
 from bot.sandbox.voice_hear import BotStream, Hearing
 from bot.sandbox.voice_speak import RtpStream
-from bot.services.receive.rtp import TransportDecryptor
+from bot.services.hearing.receive.rtp import TransportDecryptor
 
 log = logging.getLogger(__name__)
 

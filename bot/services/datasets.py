@@ -19,10 +19,8 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import string
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,10 +30,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
 from bot.services import safejson
+from bot.services.common.fs import atomic_write, file_stamp
 from bot.services.text import unencodable, unencodable_problem
 
 if TYPE_CHECKING:
-    from bot.services.blobcache import BlobCache
+    from bot.services.files.blobcache import BlobCache
 
 log = logging.getLogger(__name__)
 
@@ -438,21 +437,6 @@ def _one_line_end(value: str) -> str:
     return value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so that a crash leaves the old content or the new, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # -- the store -----------------------------------------------------------------------------
 
 
@@ -463,7 +447,7 @@ class DatasetStore:
     sample is used when the store has no dataset of that name, and `save` never writes there
     (its corrections go beside the store's own datasets).
 
-    With a `cache` (services/blobcache.py) the folder is a cache of the namespace's blobs:
+    With a `cache` (services/files/blobcache.py) the folder is a cache of the namespace's blobs:
     the async twins bring it up to date first, and writes go to the blobs before they return.
     The blocking methods use the folder as it is (a training worker reads what the bot
     fetched for it).
@@ -725,12 +709,3 @@ class DatasetStore:
     @staticmethod
     def _corrections_blob(name: str) -> str:
         return f"{DATASETS_DIR}/{validate_name(name)}{CORRECTIONS_SUFFIX}"
-
-
-def file_stamp(path: Path) -> tuple[Any, ...]:
-    """What changes when a file is replaced or rewritten; () when it does not exist."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return ()
-    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -34,7 +34,8 @@ from sqlalchemy.pool import NullPool
 
 from bot.config import Settings, SettingsError, hide_password, load_settings
 from bot.errors import EngineUnavailableError
-from bot.services import audio, languages, whisper_models
+from bot.services import audio, whisper_models
+from bot.services.common import languages
 from bot.services.storage import database_url, shown_url
 from bot.services.storage.migrate import ForeignSchemaError, current_version, script_directory
 from bot.services.voice.synthesis import EspeakEngine, PiperEngine

@@ -88,7 +88,7 @@ class Job:
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
-    namespace: str | None = None  # whose job it is (see services/tenancy.py)
+    namespace: str | None = None  # whose job it is (see services/tenancy/tenants.py)
     subject: str = ""  # what it works on, for people: a dataset's name
     requested_by: str | None = None  # the user who started it
     progress: float | None = None  # 0..1 while running, when the work can tell

@@ -36,7 +36,9 @@ from urllib.parse import urlsplit
 from bot import metrics
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
 from bot.memory import engine_call
-from bot.services import audio, languages
+from bot.services import audio
+from bot.services.common import languages
+from bot.services.common.languages import EngineFit
 from bot.services.engines import (
     AllEnginesFailedError,
     EngineChain,
@@ -46,7 +48,6 @@ from bot.services.engines import (
     text_of,
 )
 from bot.services.jobs import JobRunner
-from bot.services.languages import EngineFit
 from bot.services.whisper import WhisperEngine
 
 if TYPE_CHECKING:

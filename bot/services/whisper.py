@@ -25,7 +25,8 @@ from typing import Any
 
 from bot.errors import EngineUnavailableError
 from bot.memory import release_free_memory
-from bot.services import audio, languages, whisper_models
+from bot.services import audio, whisper_models
+from bot.services.common import languages
 from bot.services.engines import Heard
 
 log = logging.getLogger(__name__)

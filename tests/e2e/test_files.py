@@ -14,7 +14,8 @@ from bot.config import Settings
 from bot.core.checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
-from bot.services.files import IS_FOLDER, PATH_REFUSED
+from bot.services.files.paths import PATH_REFUSED
+from bot.services.files.service import IS_FOLDER
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from tests.e2e.conftest import E2E

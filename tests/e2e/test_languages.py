@@ -13,7 +13,8 @@ import pytest
 from bot.config import Settings
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
-from bot.services import audio, languages, whisper_models
+from bot.services import audio, whisper_models
+from bot.services.common import languages
 from bot.services.engines import Heard
 from bot.services.whisper import WhisperEngine
 from tests.e2e.conftest import E2E, eventually

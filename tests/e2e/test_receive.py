@@ -14,7 +14,7 @@ import numpy as np
 from bot.core.voice_client import ListeningVoiceClient
 from bot.sandbox.server import Sandbox
 from bot.sandbox.voice_speak import encrypt_rtp
-from bot.services.listening.sink import FRAME_BYTES
+from bot.services.hearing.listening.sink import FRAME_BYTES
 from tests.e2e.conftest import E2E, eventually
 
 GUILD = Sandbox.GUILD_ID

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from bot.core.checks import OWNERS_ONLY
-from bot.services.files import PATH_REFUSED
+from bot.services.files.paths import PATH_REFUSED
 from tests.e2e.conftest import E2E
 from tests.e2e.test_model import job_report, start_training
 

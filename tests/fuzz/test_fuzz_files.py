@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.files import MIB, FileService
+from bot.services.files.service import MIB, FileService
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import text
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services import files as files_module
-from bot.services.files import (
+from bot.services.files import service as files_module
+from bot.services.files.paths import PATH_REFUSED
+from bot.services.files.service import (
     ARCHIVES_REFUSED,
     EMPTY_ARCHIVE,
     FILE_NOT_FOUND,
     IS_FOLDER,
     MIB,
-    PATH_REFUSED,
     FileService,
 )
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree

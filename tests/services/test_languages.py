@@ -13,12 +13,19 @@ from typing import Any
 import pytest
 
 from bot.errors import EngineUnavailableError
-from bot.services import audio, languages, whisper_models
+from bot.services import audio, whisper_models
+from bot.services.common import languages
+from bot.services.common.languages import (
+    EngineFit,
+    matching_languages,
+    own_name,
+    parse_code,
+    verdict,
+)
 from bot.services.engines import Heard
-from bot.services.languages import EngineFit, matching_languages, own_name, parse_code, verdict
-from bot.services.server_language import ServerLanguages
 from bot.services.speech import Hearing, SpeechService
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.spoken_text import clean_for_speech
 from bot.services.voice.synthesis import (
     EspeakEngine,

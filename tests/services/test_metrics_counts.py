@@ -16,8 +16,8 @@ from bot.errors import EngineUnavailableError, NotFoundError
 from bot.metrics import REGISTRY
 from bot.services import audio
 from bot.services.datasets import DatasetStore
+from bot.services.hearing.listening.service import Callbacks, ListeningService
 from bot.services.jobs import Job, JobRunner
-from bot.services.listening.service import Callbacks, ListeningService
 from bot.services.models import ModelService
 from bot.services.speech import (
     NoSpeechError,
@@ -33,7 +33,7 @@ from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
 from bot.services.tasks.work import WorkServices
-from bot.services.tenancy import TenantLimits, Tenants
+from bot.services.tenancy.tenants import TenantLimits, Tenants
 from bot.services.voice.player import PlaybackQueue
 from bot.services.voice.synthesis import SpokenAudio
 from tests.services.listening.audio import Clock, silence, tone

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError
-from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.reading import (
     Mentions,
     ReadAloud,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from bot.sandbox.voice_speak import encode_opus, encrypt_rtp
-from bot.services.listening.sink import FRAME_BYTES
-from bot.services.receive.dave import OPUS_SILENCE, DaveDecryptor
-from bot.services.receive.jitter import JitterBuffer
-from bot.services.receive.pipeline import ReceivePipeline
-from bot.services.receive.rtp import MODE, TransportDecryptor, parse_header
+from bot.services.hearing.listening.sink import FRAME_BYTES
+from bot.services.hearing.receive.dave import OPUS_SILENCE, DaveDecryptor
+from bot.services.hearing.receive.jitter import JitterBuffer
+from bot.services.hearing.receive.pipeline import ReceivePipeline
+from bot.services.hearing.receive.rtp import MODE, TransportDecryptor, parse_header
 
 KEY = bytes(range(32))
 OPUS = b"\x78opus-ish payload"

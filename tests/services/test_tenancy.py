@@ -27,7 +27,13 @@ from bot.errors import InvalidInputError, NotFoundError
 from bot.services.jobs import Job, JobRunner
 from bot.services.models import NoModelError
 from bot.services.models.service import ModelService
-from bot.services.namespaces import (
+from bot.services.speech import SpeechService
+from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
+from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.storage.engine import create_engine, explicit_begin
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import WorkServices
+from bot.services.tenancy.namespaces import (
     LEGACY,
     dm_namespace,
     known_namespaces,
@@ -35,13 +41,7 @@ from bot.services.namespaces import (
     namespace_for,
     parse_namespace,
 )
-from bot.services.speech import SpeechService
-from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
-from bot.services.storage.blobs import DatabaseBlobs
-from bot.services.storage.engine import create_engine, explicit_begin
-from bot.services.tasks.local import LocalRunner
-from bot.services.tasks.work import WorkServices
-from bot.services.tenancy import SAMPLES, Tenant, TenantLimits, Tenants, migrate_files
+from bot.services.tenancy.tenants import SAMPLES, Tenant, TenantLimits, Tenants, migrate_files
 from bot.wiring import open_storage
 
 REPO = Path(__file__).resolve().parents[2]

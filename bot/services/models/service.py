@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from bot import metrics
 from bot.errors import InvalidInputError, NotFoundError, UserFacingError
-from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, file_stamp, validate_name
+from bot.services.common.fs import file_stamp
+from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, validate_name
 from bot.services.evaluation import TestItem
 from bot.services.jobs import Job, JobRunner, new_job_id, short_reason
 from bot.services.models.predictions import Evaluation, Prediction, _evaluate
@@ -50,7 +51,7 @@ from bot.services.models.store import (
 from bot.services.models.training_run import DatasetSource, TrainResult, train_model
 
 if TYPE_CHECKING:
-    from bot.services.blobcache import BlobCache
+    from bot.services.files.blobcache import BlobCache
     from bot.services.models.scorer import _LoadedModel
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def _counting(on_done: Callable[[Job], Awaitable[None]] | None) -> Callable[[Job
 class ModelService:
     """Train, store, select and use the chat models of the datasets.
 
-    Shared storage: with a `cache` (services/blobcache.py), the namespace's blobs are where
+    Shared storage: with a `cache` (services/files/blobcache.py), the namespace's blobs are where
     versions and manifests live, so every process of the bot sees the same models. Each use
     asks for the manifest's sha256 (one small query) and fetches it when another process
     changed it (a new version, a rollback); a version file is fetched when it is not cached
@@ -213,7 +214,7 @@ class ModelService:
         over: trainings sent to workers (waiting for one, or for their model), trainings of
         its namespace queued or running in the job runner (their on_done stores the model),
         and models being loaded or installed. Idle, everything it knows is on disk or in the
-        blobs, so dropping it loses nothing (services/tenancy.py evicts idle ones)."""
+        blobs, so dropping it loses nothing (services/tenancy/tenants.py evicts idle ones)."""
         if self._background or any(lock.locked() for lock in self._load_locks.values()):
             return True
         return self.namespace is not None and self.jobs.busy_for(self.namespace)

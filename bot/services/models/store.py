@@ -12,7 +12,7 @@ are read with `allow_pickle=False`, so reading one never runs code. Versions mad
 format 2 are `vN.joblib` pickles of vocabularies (format 1): they still load, through the
 same sha256 check, and are turned into arrays by a worker process when they load.
 
-In shared storage (the blobs of services/blobcache.py) `ModelService` (service.py) records
+In shared storage (the blobs of services/files/blobcache.py) `ModelService` (service.py) records
 versions in the manifest of the blobs with a compare-and-swap; the folder is then their cache.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import UserFacingError
-from bot.services.datasets import atomic_write
+from bot.services.common.fs import atomic_write
 from bot.services.models.artifact import MODEL_FORMAT, _hashed, artifact_bytes, read_artifact
 
 try:

@@ -28,7 +28,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import bot.services.storage.migrate as migrate
-from bot.services.namespaces import namespace_for
 from bot.services.storage.engine import (
     create_engine,
     database_url,
@@ -45,6 +44,7 @@ from bot.services.storage.schema import (
     reply_log,
     user_settings,
 )
+from bot.services.tenancy.namespaces import namespace_for
 
 log = logging.getLogger(__name__)
 

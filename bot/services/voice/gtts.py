@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import EngineUnavailableError, InvalidInputError
-from bot.services import languages
+from bot.services.common import languages
 from bot.services.voice.clips import SLOW_BELOW, language_parts, new_file, write_file
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.errors import InvalidInputError
-from bot.services.server_language import ServerLanguages
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.clips import MAX_SPEED, MIN_SPEED, SLOW_BELOW, SpokenAudio
 from bot.services.voice.spoken_text import cap, clean_for_speech
 from bot.services.voice.synthesis import SynthesisService

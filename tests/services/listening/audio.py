@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 
 from bot.services.audio import ffmpeg_exe
-from bot.services.listening.sink import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from bot.services.hearing.listening.sink import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 
 
 @functools.cache

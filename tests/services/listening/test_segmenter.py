@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.services.listening.segmenter import Segmenter, Utterance
-from bot.services.listening.sink import FRAME_BYTES
+from bot.services.hearing.listening.segmenter import Segmenter, Utterance
+from bot.services.hearing.listening.sink import FRAME_BYTES
 from tests.services.listening.audio import Clock, espeak, frames, noise, seconds, silence, tone
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.services.listening import settings as keys
-from bot.services.listening.service import (
+from bot.services.hearing.listening import settings as keys
+from bot.services.hearing.listening.service import (
     Callbacks,
     ListeningService,
     ListeningSession,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.services.listening.wakewords import check_wake_phrase, match_wake_word, phonetic_key
+from bot.services.hearing.listening.wakewords import (
+    check_wake_phrase,
+    match_wake_word,
+    phonetic_key,
+)
 
 PHRASES = ["hey bot", "voicechatbot"]
 

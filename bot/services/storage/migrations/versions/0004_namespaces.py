@@ -1,4 +1,4 @@
-"""Namespaces: every row belongs to one (bot/services/tenancy.py).
+"""Namespaces: every row belongs to one (bot/services/tenancy/tenants.py).
 
 A server's rows go to the server; DM rows to the user's DM namespace; corrections that name
 no server and no logged reply to `legacy`. The datasets and models an older install shared go
@@ -19,7 +19,7 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-LEGACY = "legacy"  # bot.services.namespaces.LEGACY as it was when this shipped
+LEGACY = "legacy"  # bot.services.tenancy.namespaces.LEGACY as it was when this shipped
 
 
 def _row_namespace(table: sa.TableClause) -> sa.ColumnElement[str]:

@@ -1,4 +1,4 @@
-"""Namespace names: whose data a request may touch (see services/tenancy.py).
+"""Namespace names: whose data a request may touch (see tenants.py).
 
 A namespace is a server's id (`"1100000000000000001"`), `"dm-<user id>"` for one user's
 direct messages, or `"legacy"` for what an older install kept that belongs to no known server.

@@ -18,7 +18,7 @@ of them, so every process of the bot, on any machine, sees the same files:
   replaced in another format, whose CSV is read first anyway.
 
 Blob paths are relative to the namespace folder ("datasets/smalltalk.csv") and pass the same
-rules as a user's path (`files.path_parts`); hidden names (temporary files, locks, a
+rules as a user's path (`paths.path_parts`); hidden names (temporary files, locks, a
 training's private folder) are never uploaded. Callers hold one lock per namespace
 (`locked()`) around what reads or writes the cache, so a refresh never sees a write of this
 process half done.
@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import InvalidInputError
-from bot.services.datasets import atomic_write, file_stamp
-from bot.services.files import PATH_REFUSED, path_parts
+from bot.services.common.fs import atomic_write, file_stamp
+from bot.services.files.paths import PATH_REFUSED, path_parts
 from bot.services.storage.blobs import BlobCorruptError, BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)

@@ -35,12 +35,12 @@ import numpy as np
 
 from bot import metrics
 from bot.errors import UserFacingError
-from bot.services.listening import settings as keys
-from bot.services.listening.segmenter import Segmenter, Utterance
-from bot.services.listening.sink import SAMPLE_RATE
-from bot.services.listening.wakewords import match_wake_word
-from bot.services.server_language import ServerLanguages
+from bot.services.hearing.listening import settings as keys
+from bot.services.hearing.listening.segmenter import Segmenter, Utterance
+from bot.services.hearing.listening.sink import SAMPLE_RATE
+from bot.services.hearing.listening.wakewords import match_wake_word
 from bot.services.storage import Storage
+from bot.services.tenancy.language import ServerLanguages
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.services import languages
+from bot.services.common import languages
 from bot.services.speech import Hearing
 
 LANGUAGE = "language"

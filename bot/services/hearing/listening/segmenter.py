@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import webrtcvad
 
-from bot.services.listening.sink import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
+from bot.services.hearing.listening.sink import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

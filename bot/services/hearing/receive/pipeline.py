@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import av
 
-from bot.services.listening.sink import AudioSink
-from bot.services.receive.dave import DaveDecryptor
-from bot.services.receive.jitter import JitterBuffer
-from bot.services.receive.opus import OPUS_SILENCE, OpusFrameDecoder
-from bot.services.receive.rtp import RtpPacket, TransportDecryptor, is_rtcp
+from bot.services.hearing.listening.sink import AudioSink
+from bot.services.hearing.receive.dave import DaveDecryptor
+from bot.services.hearing.receive.jitter import JitterBuffer
+from bot.services.hearing.receive.opus import OPUS_SILENCE, OpusFrameDecoder
+from bot.services.hearing.receive.rtp import RtpPacket, TransportDecryptor, is_rtcp
 
 log = logging.getLogger(__name__)
 

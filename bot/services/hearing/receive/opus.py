@@ -11,7 +11,7 @@ import logging
 
 import av
 
-from bot.services.listening.sink import FRAME_BYTES, SAMPLE_RATE
+from bot.services.hearing.listening.sink import FRAME_BYTES, SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ and archives, and the rows of the database tagged with the same name. A namespac
 `Tenants` hands out the services of one namespace (`tenants.get(ns).datasets`, `.models`,
 `.files`), each confined to that namespace's folder. Given the database's blobs, the folder is
 only a cache: the bytes live in the blobs, where every process of the bot reaches them
-(services/blobcache.py), and `adopt_local_files` uploads an older install's files once.
+(services/files/blobcache.py), and `adopt_local_files` uploads an older install's files once.
 
 `Tenants` keeps the services of at most `MAX_CACHED_SERVERS` namespaces, least recently used
 first out, so that a bot in thousands of servers does not keep every model it ever loaded.
@@ -42,17 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from bot import metrics
-from bot.services.blobcache import BlobCache
 from bot.services.datasets import DatasetStore
-from bot.services.files import FileService
+from bot.services.files.blobcache import BlobCache
+from bot.services.files.service import FileService
 from bot.services.jobs import JobRunner
 from bot.services.models import ModelService
-from bot.services.namespaces import LEGACY, known_namespaces, namespace_dir
 from bot.services.storage.blobs import BlobStore
+from bot.services.tenancy.namespaces import LEGACY, known_namespaces, namespace_dir
 
 log = logging.getLogger(__name__)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # Folders of the shared layout that namespaces replace, in the order they are moved.
 SHARED_FOLDERS = ("datasets", "models", "archives")
 # A tenant's services by attribute: what an evicted tenant leaves behind while in use.

@@ -21,50 +21,36 @@ import shutil
 import stat
 import tempfile
 import threading
-import unicodedata
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import unquote
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
+from bot.services.files.paths import (
+    DEFAULT_PROTECTED,
+    check_text,
+    name_allowed,
+    path_parts,
+    refuse,
+)
 
 if TYPE_CHECKING:
-    from bot.services.blobcache import BlobCache
+    from bot.services.files.blobcache import BlobCache
 
 log = logging.getLogger(__name__)
 
-PATH_REFUSED = (
-    "That path is not allowed. Give a path inside the data folder, like datasets/smalltalk.csv."
-)
 FILE_NOT_FOUND = "File not found."
 IS_FOLDER = "That is a folder; use !archive to zip it."
 NOTHING_TO_ARCHIVE = "There is no dataset, folder or file by that name to archive."
 EMPTY_ARCHIVE = "There are no files there that can be archived."
 ARCHIVES_REFUSED = "The archives folder can't be archived itself; pick a dataset or another folder."
 
-DEFAULT_PROTECTED = ("bot.db", "bot.db-wal", "bot.db-shm", "bot.db-journal")
 ARCHIVES_DIR = "archives"
-MAX_COMPONENT_CHARS = 255
-MAX_PATH_CHARS = 1024
-MAX_DECODE_ROUNDS = 4
 MIB = 1024 * 1024
 SUGGEST_MAX_ENTRIES = 5000
-
-# Characters that carry path meaning; URL-decoding or NFKC must not add any of them.
-_PATH_SPECIALS = "/\\.:~"
-# Look-alikes of / \ . refused outright; NFKC maps only some of them (not U+2215, U+2044).
-_LOOKALIKES = frozenset(
-    "\u2215\u2044\u2571\u29f8\u29f5\u29f9\u2216\u2572\ufe68\uff3c\uff0f\u2024\u2025\u2026"
-    "\uff0e\ufe52\u3002\uff61\u0701\u0702\ua4f8\ua60e\u2e31\u2e33\u2cf9\u2cfa"
-)
-_WINDOWS_DEVICES = frozenset(
-    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
-    + [f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)]
-)
 
 
 @dataclass(frozen=True)
@@ -76,67 +62,10 @@ class Archive:
     files: int = 0  # number of files inside
 
 
-def _refuse() -> InvalidInputError:
-    return InvalidInputError(PATH_REFUSED)
-
-
 def format_mb(size: int) -> str:
     """Bytes as MB (MiB) for messages: "12.3", or "10" for a whole number."""
     value = size / MIB
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
-
-
-def _specials(text: str) -> list[int]:
-    return [text.count(c) for c in _PATH_SPECIALS]
-
-
-def _check_characters(text: str) -> None:
-    """Refuse control and format characters and look-alikes of / \\ . (raw or via NFKC)."""
-    if any(unicodedata.category(c).startswith("C") or c in _LOOKALIKES for c in text):
-        raise _refuse()
-    if _specials(unicodedata.normalize("NFKC", text)) != _specials(text):
-        raise _refuse()
-
-
-def _check_text(user_path: str) -> None:
-    """Refuse the text itself, and any spelling of it that URL-decoding reveals."""
-    if not isinstance(user_path, str) or not user_path.strip() or len(user_path) > MAX_PATH_CHARS:
-        raise _refuse()
-    _check_characters(user_path)
-    text = user_path
-    for _ in range(MAX_DECODE_ROUNDS):
-        decoded = unquote(text, errors="replace")
-        if decoded == text:
-            return
-        if _specials(decoded) != _specials(user_path):
-            raise _refuse()
-        _check_characters(decoded)
-        text = decoded
-    raise _refuse()  # still changing after several rounds: deliberately obfuscated
-
-
-def _name_allowed(name: str, protected: frozenset[str]) -> bool:
-    return not (
-        name.startswith((".", "~"))
-        or ":" in name
-        or len(name) > MAX_COMPONENT_CHARS
-        or name.casefold() in protected
-        or name.split(".")[0].strip().upper() in _WINDOWS_DEVICES
-    )
-
-
-def path_parts(user_path: str, protected: Sequence[str] = DEFAULT_PROTECTED) -> list[str]:
-    """The components of a relative path that the path rules allow (the text checks and the
-    name rules of `FileService.resolve`, without looking at the disk); InvalidInputError
-    (PATH_REFUSED) otherwise. Blob paths (services/blobcache.py) go through it too."""
-    _check_text(user_path)
-    if user_path.startswith(("/", "\\")):
-        raise _refuse()
-    parts = [p for p in re.split(r"[/\\]", user_path) if p not in ("", ".")]
-    names = frozenset(name.casefold() for name in protected)
-    if not parts or not all(_name_allowed(p, names) for p in parts):
-        raise _refuse()
-    return parts
 
 
 def _safe_stem(name: str) -> str:
@@ -147,7 +76,7 @@ def _safe_stem(name: str) -> str:
 class FileService:
     """Read and archive files under `data_dir` for users, refusing everything else.
 
-    With a `cache` (services/blobcache.py) `data_dir` caches the namespace's blobs: a file is
+    With a `cache` (blobcache.py) `data_dir` caches the namespace's blobs: a file is
     fetched before it is read or archived, suggestions list the blobs too, and an archive is
     stored as a blob before it is reported.
     """
@@ -185,12 +114,12 @@ class FileService:
         Raises InvalidInputError(PATH_REFUSED) for any refused path, NotFoundError for an
         allowed path that does not exist. Makes a few stat calls, no reads.
         """
-        _check_text(user_path)
+        check_text(user_path)
         if user_path.startswith(("/", "\\")):
-            raise _refuse()
+            raise refuse()
         parts = [p for p in re.split(r"[/\\]", user_path) if p not in ("", ".")]
-        if not all(_name_allowed(p, self._protected) for p in parts):
-            raise _refuse()
+        if not all(name_allowed(p, self._protected) for p in parts):
+            raise refuse()
         return self._locate(parts)
 
     def _locate(self, parts: Sequence[str]) -> Path:
@@ -198,19 +127,19 @@ class FileService:
         try:
             real = root.joinpath(*parts).resolve()
         except (OSError, RuntimeError):  # symlink loop
-            raise _refuse() from None
+            raise refuse() from None
         if not real.is_relative_to(root):
-            raise _refuse()
-        if not all(_name_allowed(p, self._protected) for p in real.relative_to(root).parts):
-            raise _refuse()  # a symlink inside pointing at the database, .env, ...
+            raise refuse()
+        if not all(name_allowed(p, self._protected) for p in real.relative_to(root).parts):
+            raise refuse()  # a symlink inside pointing at the database, .env, ...
         try:
             mode = real.stat().st_mode
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(FILE_NOT_FOUND) from None
         except OSError:
-            raise _refuse() from None
+            raise refuse() from None
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise _refuse()  # device, socket, FIFO
+            raise refuse()  # device, socket, FIFO
         return real
 
     def _open_regular(self, real: Path) -> tuple[BinaryIO, os.stat_result]:
@@ -221,11 +150,11 @@ class FileService:
         except FileNotFoundError:
             raise NotFoundError(FILE_NOT_FOUND) from None
         except OSError:
-            raise _refuse() from None
+            raise refuse() from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
-            raise InvalidInputError(IS_FOLDER) if stat.S_ISDIR(info.st_mode) else _refuse()
+            raise InvalidInputError(IS_FOLDER) if stat.S_ISDIR(info.st_mode) else refuse()
         return os.fdopen(fd, "rb"), info
 
     # !getfile
@@ -306,7 +235,7 @@ class FileService:
                 continue
             for entry in entries:
                 seen += 1
-                if not _name_allowed(entry.name, self._protected) or entry.is_symlink():
+                if not name_allowed(entry.name, self._protected) or entry.is_symlink():
                     continue
                 relative = Path(entry.path).relative_to(root).as_posix()
                 if entry.is_dir(follow_symlinks=False):
@@ -376,8 +305,8 @@ class FileService:
     def _dataset_members(self, name: str, datasets_dir_name: str) -> list[tuple[Path, str]]:
         """Files datasets/NAME.* (data and corrections) when NAME is a plain name, and the
         shipped sample NAME.csv when there is no own data file of that name."""
-        _check_text(name)
-        if re.search(r"[/\\]", name) or not _name_allowed(name, self._protected):
+        check_text(name)
+        if re.search(r"[/\\]", name) or not name_allowed(name, self._protected):
             return []
         members = []
         try:
@@ -423,7 +352,7 @@ class FileService:
 
     def _allowed_file(self, parts: Sequence[str]) -> Path | None:
         """The real path of a regular file the path rules allow, else None."""
-        if not all(_name_allowed(p, self._protected) for p in parts):
+        if not all(name_allowed(p, self._protected) for p in parts):
             return None
         try:
             real = self._locate(parts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.errors import InvalidInputError
-from bot.services.listening.wakewords import MAX_WAKE_WORDS, check_wake_phrase
+from bot.services.hearing.listening.wakewords import MAX_WAKE_WORDS, check_wake_phrase
 from bot.services.storage import Storage
 
 ON = "listen_on"
