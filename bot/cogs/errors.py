@@ -22,7 +22,7 @@ from bot.cogs._context import VoiceContext
 from bot.cogs._metrics import count_command, count_interaction, note_outcome
 from bot.errors import EngineUnavailableError, LimitReachedError, UserFacingError
 from bot.metrics import FAILED, LIMITED, USER_ERROR
-from bot.services.engines import AllEnginesFailedError
+from bot.services.common.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
 
