@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.common import LagTicker, table
 from bot.services import audio
-from bot.services.engines import Heard, text_of
+from bot.services.common.engines import Heard, text_of
 from bot.services.speech import SpeechEngine, SpeechService, SphinxEngine, WhisperEngine
 from tests.fixtures import speech as samples
 

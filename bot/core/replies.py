@@ -20,7 +20,7 @@ from bot.core.command_metrics import note_outcome
 from bot.core.context import VoiceContext
 from bot.errors import EngineUnavailableError, LimitReachedError, UserFacingError
 from bot.metrics import FAILED, LIMITED, USER_ERROR
-from bot.services.engines import AllEnginesFailedError
+from bot.services.common.engines import AllEnginesFailedError
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,7 @@ from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError,
 from bot.memory import engine_call
 from bot.services import audio
 from bot.services.common import languages
-from bot.services.common.languages import EngineFit
-from bot.services.engines import (
+from bot.services.common.engines import (
     AllEnginesFailedError,
     EngineChain,
     EngineResult,
@@ -47,6 +46,7 @@ from bot.services.engines import (
     NoEngineForLanguageError,
     text_of,
 )
+from bot.services.common.languages import EngineFit
 from bot.services.jobs import JobRunner
 from bot.services.whisper import WhisperEngine
 

@@ -27,7 +27,7 @@ from bot.errors import EngineUnavailableError
 from bot.memory import release_free_memory
 from bot.services import audio, whisper_models
 from bot.services.common import languages
-from bot.services.engines import Heard
+from bot.services.common.engines import Heard
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from bot.config import SettingsError, load_settings, parse_language
 from bot.core.replies import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for_exception
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services import safejson
+from bot.services.common.engines import AllEnginesFailedError
 from bot.services.datasets import DatasetStore, Row, parse_dataset, rows_to_csv
-from bot.services.engines import AllEnginesFailedError
 from bot.services.evaluation import (
     confusion_png,
     parse_test_data,

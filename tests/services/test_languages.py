@@ -15,6 +15,7 @@ import pytest
 from bot.errors import EngineUnavailableError
 from bot.services import audio, whisper_models
 from bot.services.common import languages
+from bot.services.common.engines import Heard
 from bot.services.common.languages import (
     EngineFit,
     matching_languages,
@@ -22,7 +23,6 @@ from bot.services.common.languages import (
     parse_code,
     verdict,
 )
-from bot.services.engines import Heard
 from bot.services.speech import Hearing, SpeechService
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages

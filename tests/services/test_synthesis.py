@@ -16,7 +16,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.errors import EngineUnavailableError, InvalidInputError
-from bot.services.engines import AllEnginesFailedError
+from bot.services.common.engines import AllEnginesFailedError
 from bot.services.voice.synthesis import (
     GTTS_TIMEOUT_SECONDS,
     EspeakEngine,

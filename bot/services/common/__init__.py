@@ -1,6 +1,7 @@
 """What the domains share and no single one of them owns.
 
 Owns: `languages` (the codes a server may set, their names, Chinese script, which engines
-serve a language), used by speech, voice, tenancy and the settings alike, and `fs`
-(`atomic_write`, `file_stamp`), used by datasets, models and the blob cache.
+serve a language; used by speech, voice, tenancy and the settings), `engines` (`EngineChain`:
+engines tried in order, a failing one rested; used by speech and voice) and `fs`
+(`atomic_write`, `file_stamp`; used by datasets, models and the blob cache).
 """
