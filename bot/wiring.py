@@ -18,6 +18,7 @@ from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import ServerSettings
 from bot.services.tenancy.tenants import TenantLimits, Tenants, adopt_local_files, migrate_files
 from bot.services.text import MB
 from bot.services.voice.reading import ReadAloud
@@ -49,6 +50,7 @@ class Services:
     listening: ListeningService
     jobstore: JobStore
     languages: ServerLanguages
+    server_settings: ServerSettings  # every server's, channel's and person's settings
     reading: ReadAloud
     tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
     observer: Observer | None = None  # /metrics, /healthz, /readyz when METRICS_PORT is set
@@ -150,7 +152,8 @@ async def build_services(settings: Settings) -> Services:
         min_confidence=settings.chat_min_confidence,
     )
     speech = SpeechService.from_settings(settings, jobs, tasks)
-    languages = ServerLanguages(storage, settings.language)
+    server_settings = ServerSettings(storage, settings)
+    languages = ServerLanguages(server_settings)
     synthesis = SynthesisService.from_settings(settings)
     return Services(
         settings=settings,
@@ -166,11 +169,12 @@ async def build_services(settings: Settings) -> Services:
             blobs=DatabaseBlobs(storage),
             max_cached=settings.max_cached_servers,
         ),
-        listening=ListeningService(speech, storage, languages=languages),
+        listening=ListeningService(speech, storage, settings=server_settings, languages=languages),
         jobstore=jobstore,
         languages=languages,
+        server_settings=server_settings,
         reading=ReadAloud(
-            storage,
+            server_settings,
             synthesis,
             languages,
             prefix=settings.command_prefix,

@@ -23,7 +23,7 @@ from bot.core.replies import reply_error
 from bot.services.jobs import Job
 from bot.services.models import NoModelError
 from bot.services.models.policy import active_dataset
-from bot.services.storage import Storage
+from bot.services.tenancy.settings import CHAT, ServerSettings
 from bot.services.tenancy.tenants import Tenant, Tenants
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,12 @@ NOT_SURE = (
 
 
 class Chat(commands.Cog):
-    def __init__(self, bot: VoiceChatBot, tenants: Tenants, storage: Storage) -> None:
+    def __init__(
+        self, bot: VoiceChatBot, tenants: Tenants, server_settings: ServerSettings
+    ) -> None:
         self.bot = bot
         self.tenants = tenants
-        self.storage = storage
+        self.server_settings = server_settings
         # (namespace, dataset) -> the first training started by a chat message
         self._first_training: dict[tuple[str, str], Job] = {}
         self._starting: set[tuple[str, str]] = set()
@@ -64,7 +66,7 @@ class Chat(commands.Cog):
     async def chat_enabled(self, message: discord.Message) -> bool:
         if message.guild is None or self.bot.user in message.mentions:
             return True
-        return bool(await self.storage.get_channel_setting(message.channel.id, "chat", False))
+        return await self.server_settings.channel(message.channel.id, CHAT)
 
     def _without_mention(self, content: str) -> str:
         if self.bot.user is None:
@@ -79,9 +81,7 @@ class Chat(commands.Cog):
             return
         try:
             tenant = self.tenants.get(namespace_of(ctx.guild, ctx.author))
-            dataset = await active_dataset(
-                self.storage, self.bot.settings.default_dataset, ctx.guild and ctx.guild.id
-            )
+            dataset = await active_dataset(self.server_settings, ctx.guild and ctx.guild.id)
             try:
                 prediction = await tenant.models.predict(dataset, text)
             except NoModelError:
@@ -145,7 +145,7 @@ class Chat(commands.Cog):
     @is_admin()
     async def chat(self, ctx: VoiceContext, state: str) -> None:
         enabled = parse_on_off(state)
-        await self.storage.set_channel_setting(ctx.channel.id, "chat", enabled)
+        await self.server_settings.set_channel(ctx.channel.id, CHAT, enabled)
         text = (
             "Chat is on here: I answer plain messages in this channel."
             if enabled
@@ -155,4 +155,4 @@ class Chat(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Chat(bot, bot.services.tenants, bot.services.storage))
+    await bot.add_cog(Chat(bot, bot.services.tenants, bot.services.server_settings))

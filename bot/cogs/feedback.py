@@ -26,6 +26,7 @@ from bot.services.hearing.listening.service import ListeningService
 from bot.services.models.policy import active_dataset
 from bot.services.storage import Storage
 from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.settings import ServerSettings
 from bot.services.tenancy.tenants import Tenants
 from bot.services.voice.reading import ReadAloud
 
@@ -80,12 +81,14 @@ class Feedback(commands.Cog):
         tenants: Tenants,
         listening: ListeningService,
         reading: ReadAloud,
+        server_settings: ServerSettings,
     ) -> None:
         self.bot = bot
         self.storage = storage
         self.tenants = tenants
         self.listening = listening
         self.reading = reading
+        self.server_settings = server_settings
         self.menu = app_commands.ContextMenu(name="Correct this reply", callback=self.correct_menu)
 
     async def cog_load(self) -> None:
@@ -246,9 +249,7 @@ class Feedback(commands.Cog):
             )
             return
         # Teach the dataset whose model made the reply, even if another one is active now.
-        dataset = logged.dataset or await active_dataset(
-            self.storage, self.bot.settings.default_dataset, guild_id
-        )
+        dataset = logged.dataset or await active_dataset(self.server_settings, guild_id)
         # The record first: a crash in between leaves a record !forgetme can still act on.
         await self.storage.add_correction(
             target.id,
@@ -332,5 +333,12 @@ class Feedback(commands.Cog):
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
     await bot.add_cog(
-        Feedback(bot, services.storage, services.tenants, services.listening, services.reading)
+        Feedback(
+            bot,
+            services.storage,
+            services.tenants,
+            services.listening,
+            services.reading,
+            services.server_settings,
+        )
     )

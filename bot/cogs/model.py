@@ -37,9 +37,9 @@ from bot.services.models import (
     NoModelError,
 )
 from bot.services.models.policy import active_dataset
-from bot.services.storage import Storage
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy.namespaces import Scope
+from bot.services.tenancy.settings import DATASET, ServerSettings
 from bot.services.tenancy.tenants import Tenant, Tenants
 from bot.services.text import split_message
 
@@ -98,21 +98,23 @@ class Model(commands.Cog):
     access goes through `self.tenants.get(namespace)`."""
 
     def __init__(
-        self, bot: VoiceChatBot, tenants: Tenants, storage: Storage, jobstore: JobStore
+        self,
+        bot: VoiceChatBot,
+        tenants: Tenants,
+        server_settings: ServerSettings,
+        jobstore: JobStore,
     ) -> None:
         self.bot = bot
         self.jobstore = jobstore
         self.tenants = tenants
-        self.storage = storage
+        self.server_settings = server_settings
         self.recent_jobs = RecentJobs()
 
     def tenant_of(self, ctx: commands.Context[VoiceChatBot]) -> Tenant:
         return self.tenants.get(namespace_of(ctx.guild, ctx.author))
 
     async def dataset_for(self, guild: discord.Guild | None) -> str:
-        return await active_dataset(
-            self.storage, self.bot.settings.default_dataset, guild and guild.id
-        )
+        return await active_dataset(self.server_settings, guild and guild.id)
 
     # ----- datasets ----------------------------------------------------------------------
 
@@ -163,7 +165,7 @@ class Model(commands.Cog):
         if not await tenant.datasets.exists_async(name):
             raise NotFoundError(f"Dataset `{name}` not found. `!datasets` lists them.")
         info = await tenant.datasets.info_async(name)
-        await self.storage.set_guild_setting(ctx.guild.id, "dataset", info.name)
+        await self.server_settings.set(ctx.guild.id, DATASET, info.name)
         text = f"Dataset `{info.name}` selected ({info.rows} rows, {info.labels} labels)."
         if await tenant.models.active_version(info.name) is None:
             text += f" It has no model yet: train it with `!train {info.name}`."
@@ -429,4 +431,4 @@ class Model(commands.Cog):
 
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
-    await bot.add_cog(Model(bot, services.tenants, services.storage, services.jobstore))
+    await bot.add_cog(Model(bot, services.tenants, services.server_settings, services.jobstore))

@@ -49,8 +49,8 @@ from bot.services.speech import (
     SpeechService,
     Transcript,
 )
-from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import AUTOTRANSCRIBE, ServerSettings
 from bot.services.voice.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
@@ -178,13 +178,13 @@ class Transcribe(commands.Cog):
         bot: VoiceChatBot,
         speech: SpeechService,
         synthesis: SynthesisService,
-        storage: Storage,
+        server_settings: ServerSettings,
         languages: ServerLanguages,
     ) -> None:
         self.bot = bot
         self.speech = speech
         self.synthesis = synthesis
-        self.storage = storage
+        self.server_settings = server_settings
         self.languages = languages
         budget = bot.settings.transcribe_budget_seconds
         window = bot.settings.transcribe_window_seconds
@@ -209,9 +209,8 @@ class Transcribe(commands.Cog):
             return
         # The place in line is taken before anything else is awaited: arrival order holds.
         async with self.in_order.turn(message.author.id):
-            if message.guild is not None and not await self.storage.get_guild_setting(
-                message.guild.id, "autotranscribe", True
-            ):
+            guild = message.guild
+            if guild is not None and not await self.server_settings.get(guild.id, AUTOTRANSCRIBE):
                 return
             await self._transcribe_message(message, await self.bot.get_context(message))
 
@@ -351,7 +350,7 @@ class Transcribe(commands.Cog):
     async def autotranscribe(self, ctx: VoiceContext, state: str) -> None:
         enabled = parse_on_off(state)
         assert ctx.guild is not None
-        await self.storage.set_guild_setting(ctx.guild.id, "autotranscribe", enabled)
+        await self.server_settings.set(ctx.guild.id, AUTOTRANSCRIBE, enabled)
         what = (
             "on: I transcribe audio files and voice messages"
             if enabled
@@ -434,5 +433,11 @@ def _translate_switch(value: str) -> bool | None:
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
     await bot.add_cog(
-        Transcribe(bot, services.speech, services.synthesis, services.storage, services.languages)
+        Transcribe(
+            bot,
+            services.speech,
+            services.synthesis,
+            services.server_settings,
+            services.languages,
+        )
     )

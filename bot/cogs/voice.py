@@ -32,8 +32,8 @@ from bot.core.suggest import admins_only, matching, suggest
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.common.languages import own_name
 from bot.services.limits import TokenBucket
-from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import AUTOSPEAK, TTS_ENGINE, TTS_VOICE, ServerSettings
 from bot.services.voice.reading import OPTION_KEYS, SILENCE_PREFIX, ReadAloud
 from bot.services.voice.synthesis import SynthesisService
 
@@ -51,13 +51,13 @@ class Voice(commands.Cog):
         self,
         bot: VoiceChatBot,
         synthesis: SynthesisService,
-        storage: Storage,
+        server_settings: ServerSettings,
         languages: ServerLanguages,
         reading: ReadAloud,
     ) -> None:
         self.bot = bot
         self.synthesis = synthesis
-        self.storage = storage
+        self.server_settings = server_settings
         self.languages = languages
         self.reading = reading
         self.speaker = bot.speaker
@@ -88,7 +88,7 @@ class Voice(commands.Cog):
         channel = voice_channel_of(ctx.author)
         if ctx.guild is None or channel is None:
             return
-        if not await self.storage.get_guild_setting(ctx.guild.id, "autospeak", True):
+        if not await self.server_settings.get(ctx.guild.id, AUTOSPEAK):
             return
         client = ctx.guild.voice_client
         if (
@@ -223,15 +223,17 @@ class Voice(commands.Cog):
     @commands.guild_only()
     async def voice(self, ctx: VoiceContext) -> None:
         assert ctx.guild is not None
-        settings = await self.storage.guild_settings(ctx.guild.id)
+        engine, voice, autospeak = await self.server_settings.many(
+            ctx.guild.id, TTS_ENGINE, TTS_VOICE, AUTOSPEAK
+        )
         language = await self.languages.speaking(ctx.guild.id)
         order = ", ".join(self.synthesis.engine_names)
         lines = [
             "**Voice settings**",
             f"Language: `{language}` ({own_name(language)})",
-            f"Engine: `{settings.get('tts_engine') or 'auto'}` (order: {order})",
-            f"Voice: `{settings.get('tts_voice') or 'default'}`",
-            f"Spoken replies: {'on' if settings.get('autospeak', True) else 'off'}",
+            f"Engine: `{engine or 'auto'}` (order: {order})",
+            f"Voice: `{voice or 'default'}`",
+            f"Spoken replies: {_on(autospeak)}",
             f"Reading aloud: {await self._read_summary(ctx.guild.id)}",
             f"Voices for `{language}`: {await self.reading.voices_line(language)}",
         ]
@@ -240,7 +242,7 @@ class Voice(commands.Cog):
     async def _engine_for(self, guild_id: int, language: str) -> str | None:
         """The engine that speaks for the server: its choice if it speaks the language, else
         the first one in the order that does (None: none does)."""
-        chosen = await self.storage.get_guild_setting(guild_id, "tts_engine")
+        chosen = await self.server_settings.get(guild_id, TTS_ENGINE)
         speaking = [fit.name for fit in self.synthesis.speaking(language)]
         if chosen in speaking:
             return str(chosen)
@@ -257,8 +259,8 @@ class Voice(commands.Cog):
         if choice != "auto" and choice not in self.synthesis.engine_names:
             names = ", ".join(self.synthesis.engine_names)
             raise InvalidInputError(f"Unknown engine `{name}`. Choose one of: {names}, or auto.")
-        await self.storage.set_guild_setting(
-            ctx.guild.id, "tts_engine", None if choice == "auto" else choice
+        await self.server_settings.set(
+            ctx.guild.id, TTS_ENGINE, None if choice == "auto" else choice
         )
         language = await self.languages.speaking(ctx.guild.id)
         speaking = [fit.name for fit in self.synthesis.speaking(language)]
@@ -284,7 +286,7 @@ class Voice(commands.Cog):
                     f"{await self.reading.voices_line(language)}."
                 )
         value = None if name.lower() == "default" else name
-        await self.storage.set_guild_setting(ctx.guild.id, "tts_voice", value)
+        await self.server_settings.set(ctx.guild.id, TTS_VOICE, value)
         await ctx.answer(f"Voice set to `{name}`.")
 
     @voice_voice.autocomplete("name")
@@ -308,7 +310,7 @@ class Voice(commands.Cog):
     async def voice_autospeak(self, ctx: VoiceContext, state: str) -> None:
         assert ctx.guild is not None
         enabled = parse_on_off(state)
-        await self.storage.set_guild_setting(ctx.guild.id, "autospeak", enabled)
+        await self.server_settings.set(ctx.guild.id, AUTOSPEAK, enabled)
         await ctx.answer(f"Spoken replies are now {'on' if enabled else 'off'}.")
 
     # ----- reading aloud ---------------------------------------------------------------
@@ -444,5 +446,11 @@ def _on(value: bool) -> str:
 async def setup(bot: VoiceChatBot) -> None:
     services = bot.services
     await bot.add_cog(
-        Voice(bot, services.synthesis, services.storage, services.languages, services.reading)
+        Voice(
+            bot,
+            services.synthesis,
+            services.server_settings,
+            services.languages,
+            services.reading,
+        )
     )

@@ -81,7 +81,7 @@ class VoiceChatBot(commands.AutoShardedBot):
         self.services = services
         # The bot's voice in every server, shared by voice, reading aloud and listening.
         self.speaker = Speaker(
-            self, settings, services.synthesis, services.storage, services.languages
+            self, settings, services.synthesis, services.server_settings, services.languages
         )
         self.warming: asyncio.Task[None] | None = None
         self.login_turns: LoginTurns | None = build_login_turns(settings)

@@ -20,8 +20,8 @@ from bot.config import Settings
 from bot.core.voice_client import ListeningVoiceClient
 from bot.errors import LimitReachedError, UserFacingError
 from bot.services.audio import ffmpeg_exe
-from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import TTS_ENGINE, TTS_VOICE, ServerSettings
 from bot.services.voice.clips import SpokenAudio
 from bot.services.voice.player import PlaybackQueue
 from bot.services.voice.reading import Mentions
@@ -70,13 +70,13 @@ class Speaker:
         client: discord.Client,
         settings: Settings,
         synthesis: SynthesisService,
-        storage: Storage,
+        stored: ServerSettings,
         languages: ServerLanguages,
     ) -> None:
         self.client = client
         self.settings = settings
         self.synthesis = synthesis
-        self.storage = storage
+        self.stored = stored
         self.languages = languages
         self.queue = PlaybackQueue(self._play, on_error=self._playback_failed)
         self._connect_locks: dict[int, asyncio.Lock] = {}
@@ -163,15 +163,15 @@ class Speaker:
         )
         if cleaned is None:
             return False
-        settings = await self.storage.guild_settings(guild.id)
+        engine, voice = await self.stored.many(guild.id, TTS_ENGINE, TTS_VOICE)
         await self.connect_to(channel)
         if max_queue is not None:
             self.check_queue_room(guild.id, max_queue)  # no await from here to enqueue
         stream = self.synthesis.synthesize_stream(
             cleaned,
             language,
-            voice=settings.get("tts_voice"),
-            engine=settings.get("tts_engine"),
+            voice=voice,
+            engine=engine,
         )
         self.queue.enqueue(guild.id, stream)
         return True

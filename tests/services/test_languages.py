@@ -8,6 +8,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from bot.services.common.languages import (
 from bot.services.speech import Hearing, SpeechService
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import ServerSettings
 from bot.services.voice.spoken_text import clean_for_speech
 from bot.services.voice.synthesis import (
     EspeakEngine,
@@ -212,7 +214,7 @@ async def storage(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_an_auto_server_falls_back_to_and_speaks_the_language_it_heard_last(
     storage: Storage,
 ) -> None:
-    servers = ServerLanguages(storage, default="en-US")
+    servers = ServerLanguages(ServerSettings(storage, SimpleNamespace(language="en-US")))
     assert await servers.hearing(1) == Hearing("en-US", "en-US", False)
     await servers.choose(1, "auto", translate=True)
     assert await servers.hearing(1) == Hearing("auto", "en-US", True)
@@ -229,7 +231,7 @@ async def test_an_auto_server_falls_back_to_and_speaks_the_language_it_heard_las
 
 
 async def test_an_auto_default_speaks_english_until_something_is_heard(storage: Storage) -> None:
-    servers = ServerLanguages(storage, default="auto")
+    servers = ServerLanguages(ServerSettings(storage, SimpleNamespace(language="auto")))
     assert await servers.speaking(7) == "en-US"
     assert (await servers.hearing(7)).fallback == "en-US"
 

@@ -10,6 +10,7 @@ import pytest
 from bot.errors import InvalidInputError
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import ServerSettings
 from bot.services.voice.reading import (
     Mentions,
     ReadAloud,
@@ -56,10 +57,11 @@ def clock() -> Clock:
 async def reading(
     storage: Storage, synthesis: SynthesisService, clock: Clock
 ) -> AsyncIterator[ReadAloud]:
+    stored = ServerSettings(storage)
     service = ReadAloud(
-        storage,
+        stored,
         synthesis,
-        ServerLanguages(storage, "en-US"),
+        ServerLanguages(stored),
         prefix="!",
         max_chars=300,
         backlog_max=3,
@@ -320,7 +322,11 @@ async def test_settings_survive_a_restart(
 ) -> None:
     await reading.set_option(GUILD, "names", False)
     again = ReadAloud(
-        storage, synthesis, ServerLanguages(storage, "en-US"), prefix="!", max_chars=300
+        ServerSettings(storage),
+        synthesis,
+        ServerLanguages(ServerSettings(storage)),
+        prefix="!",
+        max_chars=300,
     )
     settings = await again.settings(GUILD)
     assert settings.channels == {CHANNEL} and not settings.names and not settings.autojoin

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.services.storage import Storage
+from bot.services.tenancy.settings import DATASET, ServerSettings
 
 
-async def active_dataset(storage: Storage, default: str, guild_id: int | None) -> str:
+async def active_dataset(settings: ServerSettings, guild_id: int | None) -> str:
     """The dataset whose model answers chat in this server (DMs use the default)."""
     if guild_id is None:
-        return default
-    return await storage.get_guild_setting(guild_id, "dataset", default)
+        return settings.default(DATASET)
+    return await settings.get(guild_id, DATASET)

@@ -1,6 +1,6 @@
 """A server's speech language: the one place that reads and writes it.
 
-    languages = ServerLanguages(storage, default="en-US")
+    languages = ServerLanguages(ServerSettings(storage, config))
     hearing = await languages.hearing(guild_id)     # how to recognize this server's audio
     await languages.heard(guild_id, transcript.language)
     tag = await languages.speaking(guild_id)        # the language to answer aloud in
@@ -13,39 +13,29 @@ spoken replies use. Translation into English is a per-server switch. DMs use the
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from bot.services.common import languages
 from bot.services.speech import Hearing
+from bot.services.tenancy.settings import HEARD_LANGUAGE, LANGUAGE, TRANSLATE, ServerSettings
 
-LANGUAGE = "language"
-HEARD = "heard_language"
-TRANSLATE = "translate"
 # When the default language itself is `auto` and nothing was heard yet.
 LAST_RESORT = "en-US"
 
 
-class SettingsStore(Protocol):
-    async def get_guild_setting(self, guild_id: int, key: str, default: Any = None) -> Any: ...
-
-    async def set_guild_setting(self, guild_id: int, key: str, value: Any) -> None: ...
-
-
 class ServerLanguages:
-    def __init__(self, storage: SettingsStore, default: str) -> None:
-        self.storage = storage
-        self.default = default
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.default = settings.default(LANGUAGE)  # LANGUAGE, the bot's setting
 
     async def setting(self, guild_id: int | None) -> str:
         """The code the server set (or the default): a tag or `auto`."""
         if guild_id is None:
             return self.default
-        return str(await self.storage.get_guild_setting(guild_id, LANGUAGE, self.default))
+        return await self.settings.get(guild_id, LANGUAGE)
 
     async def translates(self, guild_id: int | None) -> bool:
         if guild_id is None:
             return False
-        return bool(await self.storage.get_guild_setting(guild_id, TRANSLATE, False))
+        return await self.settings.get(guild_id, TRANSLATE)
 
     async def hearing(self, guild_id: int | None) -> Hearing:
         """How to recognize the server's audio: its language, the fallback, translation."""
@@ -62,20 +52,20 @@ class ServerLanguages:
         if language != languages.AUTO:
             return language
         if guild_id is not None:
-            heard = await self.storage.get_guild_setting(guild_id, HEARD, None)
+            heard = await self.settings.get(guild_id, HEARD_LANGUAGE)
             if heard:
-                return str(heard)
+                return heard
         return self.default if self.default != languages.AUTO else LAST_RESORT
 
     async def heard(self, guild_id: int | None, language: str | None) -> None:
         """Remember the language just heard in an `auto` server (written only when it changes)."""
         if guild_id is None or not language or await self.setting(guild_id) != languages.AUTO:
             return
-        if await self.storage.get_guild_setting(guild_id, HEARD, None) != language:
-            await self.storage.set_guild_setting(guild_id, HEARD, language)
+        if await self.settings.get(guild_id, HEARD_LANGUAGE) != language:
+            await self.settings.set(guild_id, HEARD_LANGUAGE, language)
 
     async def choose(self, guild_id: int, language: str, translate: bool | None = None) -> None:
         """Set the server's language (already checked) and, if given, its translate switch."""
-        await self.storage.set_guild_setting(guild_id, LANGUAGE, language)
+        await self.settings.set(guild_id, LANGUAGE, language)
         if translate is not None:
-            await self.storage.set_guild_setting(guild_id, TRANSLATE, translate)
+            await self.settings.set(guild_id, TRANSLATE, translate)

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.errors import InvalidInputError
-from bot.services.storage import Storage
+from bot.services.tenancy import settings as declared
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import ServerSettings
 from bot.services.voice.clips import MAX_SPEED, MIN_SPEED, SLOW_BELOW, SpokenAudio
 from bot.services.voice.spoken_text import cap, clean_for_speech
 from bot.services.voice.synthesis import SynthesisService
@@ -46,16 +47,14 @@ SILENCE_PREFIX = "-"
 MAX_NICKNAME_CHARS = 32
 EARLY_CHANGES_KEPT = 50  # per server: edits and deletions of messages not (yet) queued
 
-CHANNELS_KEY = "read_channels"
-OPTION_KEYS = {"names": "read_names", "bots": "read_bots", "autojoin": "read_autojoin"}
-OPTION_DEFAULTS = {"names": True, "bots": False, "autojoin": False}
+# `!voice read NAME on|off`: the server's switches.
+OPTION_KEYS = {
+    "names": declared.READ_NAMES,
+    "bots": declared.READ_BOTS,
+    "autojoin": declared.READ_AUTOJOIN,
+}
 ATTACHMENT_KINDS = ("image", "video", "audio", "voice", "file")
 _NICKNAME_MARKUP = re.compile(r"[<>@#`*_~|\\]")
-
-
-def reader_key(guild_id: int) -> str:
-    """The user setting that holds a person's reading choices in one server."""
-    return f"reading:{guild_id}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class ReadAloud:
 
     def __init__(
         self,
-        storage: Storage,
+        settings: ServerSettings,
         synthesis: SynthesisService,
         languages: ServerLanguages,
         *,
@@ -144,7 +143,7 @@ class ReadAloud:
         backlog_max: int = BACKLOG_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.storage = storage
+        self.stored = settings
         self.synthesis = synthesis
         self.languages = languages
         self.prefix = prefix
@@ -168,15 +167,14 @@ class ReadAloud:
         """The server's reading settings (kept in memory once read)."""
         found = self._settings.get(guild_id)
         if found is None:
-            stored = await self.storage.guild_settings(guild_id)
-            channels = stored.get(CHANNELS_KEY) or []
-            options = {
-                name: bool(stored.get(key, OPTION_DEFAULTS[name]))
-                for name, key in OPTION_KEYS.items()
-            }
-            found = ReadingSettings(
-                channels=frozenset(int(c) for c in channels if isinstance(c, int)), **options
+            channels, names, bots, autojoin = await self.stored.many(
+                guild_id,
+                declared.READ_CHANNELS,
+                declared.READ_NAMES,
+                declared.READ_BOTS,
+                declared.READ_AUTOJOIN,
             )
+            found = ReadingSettings(frozenset(channels), names, bots, autojoin)
             self._settings[guild_id] = found
         return found
 
@@ -184,7 +182,7 @@ class ReadAloud:
         async with self._lock(guild_id):
             current = await self.settings(guild_id)
             channels = current.channels | {channel_id} if on else current.channels - {channel_id}
-            await self.storage.set_guild_setting(guild_id, CHANNELS_KEY, sorted(channels) or None)
+            await self.stored.set(guild_id, declared.READ_CHANNELS, sorted(channels) or None)
             self._settings[guild_id] = replace(current, channels=frozenset(channels))
         if not channels:
             self.clear(guild_id)
@@ -196,22 +194,20 @@ class ReadAloud:
             raise InvalidInputError(f"Unknown reading option `{option}`.")
         async with self._lock(guild_id):
             current = await self.settings(guild_id)
-            stored = None if on == OPTION_DEFAULTS[option] else on
-            await self.storage.set_guild_setting(guild_id, OPTION_KEYS[option], stored)
+            await self.stored.set(guild_id, OPTION_KEYS[option], on)
             self._settings[guild_id] = replace(current, **{option: on})
             return self._settings[guild_id]
 
     # ----- a person's choices ------------------------------------------------------------------
 
     async def reader(self, guild_id: int, user_id: int) -> Reader:
-        stored = await self.storage.get_user_setting(user_id, reader_key(guild_id))
-        return Reader.from_stored(stored)
+        return Reader.from_stored(await self.stored.user(user_id, declared.READER, str(guild_id)))
 
     async def _change(self, guild_id: int, user_id: int, **changes: Any) -> Reader:
         """Read, change and store one person's choices (one change at a time per server)."""
         async with self._lock(guild_id):
             reader = replace(await self.reader(guild_id, user_id), **changes)
-            await self.storage.set_user_setting(user_id, reader_key(guild_id), reader.stored())
+            await self.stored.set_user(user_id, declared.READER, reader.stored(), str(guild_id))
             return reader
 
     async def set_speed(self, guild_id: int, user_id: int, value: str) -> Reader:
@@ -284,10 +280,10 @@ class ReadAloud:
 
     async def forget(self, user_id: int) -> int:
         """`!forgetme`: delete the person's reading choices in every server; how many."""
-        keys = [k for k in await self.storage.user_settings(user_id) if k.startswith("reading:")]
-        for key in keys:
-            await self.storage.set_user_setting(user_id, key, None)
-        return len(keys)
+        servers = await self.stored.user_keys(user_id, declared.READER)
+        for server in servers:
+            await self.stored.set_user(user_id, declared.READER, None, server)
+        return len(servers)
 
     # ----- messages ----------------------------------------------------------------------------
 
@@ -418,14 +414,14 @@ class ReadAloud:
             return
         language = await self.languages.speaking(guild_id)
         text = self.spoken(taken, language)
-        server = await self.storage.guild_settings(guild_id)
+        engine, voice = await self.stored.many(guild_id, declared.TTS_ENGINE, declared.TTS_VOICE)
         waiting = taken.waiting
         own = waiting.engine in [fit.name for fit in self.synthesis.speaking(language)]
         stream = self.synthesis.synthesize_stream(
             text,
             language,
-            voice=waiting.voice if own else server.get("tts_voice"),
-            engine=waiting.engine if own else server.get("tts_engine"),
+            voice=waiting.voice if own else voice,
+            engine=waiting.engine if own else engine,
             speed=waiting.speed,
         )
         try:

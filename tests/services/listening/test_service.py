@@ -92,7 +92,7 @@ def speech() -> FakeSpeech:
 async def service(
     speech: FakeSpeech, storage: Storage, clock: Clock
 ) -> AsyncIterator[ListeningService]:
-    listening = ListeningService(speech, storage, default_language="en-US", clock=clock)
+    listening = ListeningService(speech, storage, clock=clock)
     await listening.load_consent()
     yield listening
     await listening.close()
@@ -181,7 +181,7 @@ async def test_consent_is_stored_for_every_server_and_forgotten_on_request(
     assert await restarted.forget(ALICE) is True
     assert not restarted.is_opted_out(ALICE)
     assert await restarted.forget(ALICE) is False
-    assert await storage.users_with_setting(keys.OPT_OUT) == {}
+    assert await storage.users_with_setting(keys.OPT_OUT.key) == {}
 
 
 async def test_stopped_sessions_hear_no_one(service: ListeningService, session: Any) -> None:

@@ -1,6 +1,6 @@
 """The listening service: consent, one session per server, utterances to captions and requests.
 
-    service = ListeningService(speech, storage, default_language="en-US")
+    service = ListeningService(speech, storage)
     await service.load_consent()
     session = service.start(guild_id, callbacks, wake_words=[...], conversation=False)
     voice_client.start_receiving(session)      # the receiver calls the AudioSink methods
@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -41,8 +41,10 @@ from bot.services.hearing.listening.sink import SAMPLE_RATE
 from bot.services.hearing.listening.wakewords import match_wake_word
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.settings import ServerSettings, Setting
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TARGET_RATE = 16_000
 TICK_SECONDS = 0.1
@@ -294,15 +296,16 @@ class ListeningService:
         speech: Recognizer,
         storage: Storage,
         *,
-        default_language: str = "en-US",
+        settings: ServerSettings | None = None,
         languages: ServerLanguages | None = None,
         segmenter_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.speech = speech
         self.storage = storage
+        self.stored = settings or ServerSettings(storage)
         # Captions are made in the server's language, or with `auto` in the one spoken.
-        self.languages = languages or ServerLanguages(storage, default_language)
+        self.languages = languages or ServerLanguages(self.stored)
         self.segmenter_options = segmenter_options or {}
         self.clock = clock
         self.bot_names: tuple[str, ...] = ()  # the bot's own name(s): always wake words
@@ -314,7 +317,7 @@ class ListeningService:
     # ----- consent ----------------------------------------------------------------------------
 
     async def load_consent(self) -> None:
-        stored = await self.storage.users_with_setting(keys.OPT_OUT)
+        stored = await self.stored.users_with(keys.OPT_OUT)
         self._opted_out = {user for user, out in stored.items() if out}
 
     def is_opted_out(self, user_id: int) -> bool:
@@ -325,15 +328,15 @@ class ListeningService:
         self._opted_out.add(user_id)  # first: the receiver stops decoding them at once
         for session in self._sessions.values():
             session.segmenter.discard(user_id)
-        await self.storage.set_user_setting(user_id, keys.OPT_OUT, True)
+        await self.stored.set_user(user_id, keys.OPT_OUT, True)
 
     async def opt_in(self, user_id: int) -> None:
-        await self.storage.set_user_setting(user_id, keys.OPT_OUT, None)
+        await self.stored.set_user(user_id, keys.OPT_OUT, None)
         self._opted_out.discard(user_id)
 
     async def forget(self, user_id: int) -> bool:
         """`!forgetme`: delete the user's listening choice; True if there was one."""
-        had = await self.storage.get_user_setting(user_id, keys.OPT_OUT) is not None
+        had = await self.stored.user(user_id, keys.OPT_OUT) is not None
         await self.storage.forget_user_settings(user_id)
         self._opted_out.discard(user_id)
         return had
@@ -341,11 +344,11 @@ class ListeningService:
     # ----- settings ---------------------------------------------------------------------------
 
     async def settings(self, guild_id: int) -> keys.ListenSettings:
-        return await keys.load_settings(self.storage, guild_id)
+        return await keys.load_settings(self.stored, guild_id)
 
-    async def set(self, guild_id: int, key: str, value: Any) -> None:
+    async def set(self, guild_id: int, key: Setting[T], value: T | None) -> None:
         """Store one `listen_*` setting and apply it to a running session."""
-        await self.storage.set_guild_setting(guild_id, key, value)
+        await self.stored.set(guild_id, key, value)
         session = self._sessions.get(guild_id)
         if session is not None and key in (keys.WAKE_WORDS, keys.CONVERSATION):
             current = await self.settings(guild_id)

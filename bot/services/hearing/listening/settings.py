@@ -11,14 +11,16 @@ from dataclasses import dataclass
 
 from bot.errors import InvalidInputError
 from bot.services.hearing.listening.wakewords import MAX_WAKE_WORDS, check_wake_phrase
-from bot.services.storage import Storage
+from bot.services.tenancy import settings as declared
+from bot.services.tenancy.settings import ServerSettings
 
-ON = "listen_on"
-VOICE_CHANNEL = "listen_voice_channel"
-CAPTION_CHANNEL = "listen_caption_channel"
-WAKE_WORDS = "listen_wake_words"
-CONVERSATION = "listen_conversation"
-OPT_OUT = "listen_optout"
+# The settings listening keeps (declared with every other in tenancy/settings.py).
+ON = declared.LISTEN_ON
+VOICE_CHANNEL = declared.LISTEN_VOICE_CHANNEL
+CAPTION_CHANNEL = declared.LISTEN_CAPTION_CHANNEL
+WAKE_WORDS = declared.LISTEN_WAKE_WORDS
+CONVERSATION = declared.LISTEN_CONVERSATION
+OPT_OUT = declared.LISTEN_OPTOUT
 DEFAULT_WAKE_WORDS = ("hey bot",)
 
 
@@ -31,15 +33,16 @@ class ListenSettings:
     conversation: bool = False  # answer every utterance, not only those with a wake word
 
 
-async def load_settings(storage: Storage, guild_id: int) -> ListenSettings:
-    stored = await storage.guild_settings(guild_id)
-    words = stored.get(WAKE_WORDS)
+async def load_settings(settings: ServerSettings, guild_id: int) -> ListenSettings:
+    on, voice, captions, words, conversation = await settings.many(
+        guild_id, ON, VOICE_CHANNEL, CAPTION_CHANNEL, WAKE_WORDS, CONVERSATION
+    )
     return ListenSettings(
-        on=bool(stored.get(ON, False)),
-        voice_channel_id=stored.get(VOICE_CHANNEL),
-        caption_channel_id=stored.get(CAPTION_CHANNEL),
-        wake_words=tuple(words) if isinstance(words, list) else DEFAULT_WAKE_WORDS,
-        conversation=bool(stored.get(CONVERSATION, False)),
+        on=on,
+        voice_channel_id=voice,
+        caption_channel_id=captions,
+        wake_words=tuple(words) if words is not None else DEFAULT_WAKE_WORDS,
+        conversation=conversation,
     )
 
 
