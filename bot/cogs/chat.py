@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import is_admin, namespace_of
+from bot.core.checks import is_admin
 from bot.core.context import VoiceContext
 from bot.core.jobs import describe_job
 from bot.core.messages import ON_OFF, Kind, kind_of, parse_on_off
@@ -80,7 +80,7 @@ class Chat(commands.Cog):
         if not text.strip():
             return
         try:
-            tenant = self.tenants.get(namespace_of(ctx.guild, ctx.author))
+            tenant = self.tenants.get(ctx.namespace)
             dataset = await active_dataset(self.server_settings, ctx.guild and ctx.guild.id)
             try:
                 prediction = await tenant.models.predict(dataset, text)

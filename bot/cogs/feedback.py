@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import OWNER_VIEW_HELP, is_admin, namespace_of
+from bot.core.checks import OWNER_VIEW_HELP, is_admin
 from bot.core.context import VoiceContext, context_of
 from bot.core.scope_option import SERVER, SlashLimited, scoped_command, slash_text
 from bot.errors import InvalidInputError, NotFoundError
@@ -156,7 +156,9 @@ class Feedback(commands.Cog):
                 f"{MAX_FEEDBACK_CHARS}). Please shorten it or send it in parts."
             )
         guild_id = ctx.guild.id if ctx.guild else None
-        await self.storage.add_feedback(ctx.author.id, guild_id, ctx.channel.id, text)
+        await self.storage.add_feedback(
+            ctx.author.id, guild_id, ctx.channel.id, text, namespace=ctx.namespace
+        )
         await ctx.answer(THANKS, private=True)
 
     async def list_feedback(self, ctx: VoiceContext, scope: Scope, count: int) -> None:
@@ -232,7 +234,7 @@ class Feedback(commands.Cog):
         self._check_mine(target)
         correction = self._checked(correction, "")
         guild_id = ctx.guild.id if ctx.guild else None
-        namespace = namespace_of(ctx.guild, ctx.author)
+        namespace = ctx.namespace
         logged = await self.storage.get_reply(target.id)
         if (
             logged is None
@@ -241,7 +243,7 @@ class Feedback(commands.Cog):
             or logged.namespace != namespace
         ):
             await self.storage.add_correction(
-                target.id, ctx.author.id, guild_id, target.content, correction
+                target.id, ctx.author.id, guild_id, target.content, correction, namespace=namespace
             )
             await ctx.answer(
                 "Thanks, your correction is saved. That message wasn't a chat reply, so the "
@@ -259,6 +261,7 @@ class Feedback(commands.Cog):
             correction,
             dataset=dataset,
             user_text=logged.user_text,
+            namespace=namespace,
         )
         datasets = self.tenants.get(namespace).datasets
         await datasets.add_correction_async(dataset, logged.user_text, correction)

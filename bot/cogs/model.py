@@ -111,7 +111,7 @@ class Model(commands.Cog):
         self.recent_jobs = RecentJobs()
 
     def tenant_of(self, ctx: commands.Context[VoiceChatBot]) -> Tenant:
-        return self.tenants.get(namespace_of(ctx.guild, ctx.author))
+        return self.tenants.get(ctx.namespace)
 
     async def dataset_for(self, guild: discord.Guild | None) -> str:
         return await active_dataset(self.server_settings, guild and guild.id)
@@ -127,7 +127,7 @@ class Model(commands.Cog):
     async def datasets(self, ctx: VoiceContext, scope: Scope = SERVER) -> None:
         namespaces = self.tenants.namespaces() if scope.everywhere else [scope.namespace]
         active = await self.dataset_for(ctx.guild)
-        own = namespace_of(ctx.guild, ctx.author)
+        own = ctx.namespace
         lines = []
         # A bot-wide look does not make every server "recently used" in the tenants' cache.
         services_of = self.tenants.peek if scope.everywhere else self.tenants.get

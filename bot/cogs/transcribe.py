@@ -25,7 +25,7 @@ from discord.ext import commands
 
 from bot.config import parse_language
 from bot.core.bot import VoiceChatBot
-from bot.core.checks import NotAdmin, is_admin, namespace_of, user_is_admin
+from bot.core.checks import NotAdmin, is_admin, user_is_admin
 from bot.core.context import VoiceContext, context_of
 from bot.core.messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on_off
 from bot.core.replies import error_text, reply_error
@@ -271,7 +271,7 @@ class Transcribe(commands.Cog):
                     hearing,
                     on_length=on_length,
                     on_progress=on_progress,
-                    namespace=namespace_of(source.guild, ctx.author),
+                    namespace=ctx.namespace,
                 )
             except PartialTranscriptError as exc:  # keep what was transcribed
                 charge.give_back()

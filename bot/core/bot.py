@@ -180,6 +180,7 @@ class VoiceChatBot(commands.AutoShardedBot):
             reply,
             kind,
             dataset,
+            namespace=ctx.namespace,
         )
         self.dispatch("bot_reply", ctx, reply)
 

@@ -29,6 +29,7 @@ import discord
 from discord.ext import commands
 
 from bot.errors import UserFacingError
+from bot.services.tenancy.namespaces import namespace_for
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ AUTO_DEFER_SECONDS = 1.5
 
 
 class VoiceContext(commands.Context[Any]):  # the bot: core.bot.VoiceChatBot
+    @property
+    def namespace(self) -> str:
+        """Whose data this request touches: its server's, or the author's DMs' (built here
+        once; every data call of the request is given it)."""
+        return namespace_for(self.guild.id if self.guild is not None else None, self.author.id)
+
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self._respond_lock = asyncio.Lock()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bot.services.storage import Storage
+from bot.services.tenancy.namespaces import namespace_for
 
 WRITERS = 4
 MAX_WRITES_EACH = 5000  # ends on its own if the test forgets to kill it
@@ -19,7 +20,9 @@ MAX_WRITES_EACH = 5000  # ends on its own if the test forgets to kill it
 async def _writer(storage: Storage, writer: int) -> None:
     for n in range(MAX_WRITES_EACH):
         text = f"writer {writer} note {n}"
-        feedback_id = await storage.add_feedback(1000 + writer, 42, 7, text)
+        feedback_id = await storage.add_feedback(
+            1000 + writer, 42, 7, text, namespace=namespace_for(42, 1000 + writer)
+        )
         sys.stdout.write(f"ACK {feedback_id} {text}\n")
         sys.stdout.flush()
 

@@ -38,6 +38,7 @@ from bot.services.storage import (
 )
 from bot.services.storage.engine import create_engine, explicit_begin
 from bot.services.storage.schema import metadata
+from bot.services.tenancy.namespaces import namespace_for
 from tests.services.conftest import Location
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +134,7 @@ async def test_sqlite_queries_run_on_the_connections_own_thread(tmp_path: Path) 
 async def test_closed_storage_refuses_work_and_close_is_idempotent(location: Location) -> None:
     storage = Storage(location)
     with pytest.raises(RuntimeError):
-        await storage.add_feedback(1, 2, 3, "too early")
+        await storage.add_feedback(1, 2, 3, "too early", namespace=namespace_for(2, 1))
     await storage.open()
     with pytest.raises(RuntimeError):
         await storage.open()
@@ -146,7 +147,12 @@ async def test_closed_storage_refuses_work_and_close_is_idempotent(location: Loc
 async def test_close_waits_for_the_writes_under_way(location: Location) -> None:
     storage = Storage(location)
     await storage.open()
-    writes = [asyncio.create_task(storage.add_feedback(u, 5, 6, "in flight")) for u in range(20)]
+    writes = [
+        asyncio.create_task(
+            storage.add_feedback(u, 5, 6, "in flight", namespace=namespace_for(5, u))
+        )
+        for u in range(20)
+    ]
     await asyncio.sleep(0)  # every write has started
     await storage.close()
     ids = await asyncio.gather(*writes)
@@ -156,7 +162,7 @@ async def test_close_waits_for_the_writes_under_way(location: Location) -> None:
 
 async def test_data_survives_reopening(location: Location) -> None:
     async with Storage(location) as storage:
-        feedback_id = await storage.add_feedback(1, 2, 3, "keep me")
+        feedback_id = await storage.add_feedback(1, 2, 3, "keep me", namespace=namespace_for(2, 1))
         await storage.set_guild_setting(2, "dataset", "smalltalk")
     async with Storage(location) as storage:
         assert [f.id for f in await storage.list_feedback("2")] == [feedback_id]
@@ -166,8 +172,20 @@ async def test_data_survives_reopening(location: Location) -> None:
 async def test_discord_sized_ids_round_trip(storage: Storage) -> None:
     big = 1_100_000_000_000_000_001
     await storage.set_guild_setting(big, "language", "fr-FR")
-    await storage.add_feedback(big + 1, big, big + 2, "big ids")
-    await storage.log_reply(big + 3, big + 2, big, big + 1, big + 4, "q", "a", "chat")
+    await storage.add_feedback(
+        big + 1, big, big + 2, "big ids", namespace=namespace_for(big, big + 1)
+    )
+    await storage.log_reply(
+        big + 3,
+        big + 2,
+        big,
+        big + 1,
+        big + 4,
+        "q",
+        "a",
+        "chat",
+        namespace=namespace_for(big, big + 1),
+    )
     assert await storage.guild_settings(big) == {"language": "fr-FR"}
     [entry] = await storage.list_feedback(str(big))
     assert (entry.user_id, entry.guild_id, entry.channel_id) == (big + 1, big, big + 2)
@@ -219,10 +237,10 @@ async def test_channel_settings_are_separate_from_guild_settings(storage: Storag
 
 
 async def test_feedback_is_listed_newest_first_per_server(storage: Storage) -> None:
-    first = await storage.add_feedback(1, 100, 7, "first")
-    second = await storage.add_feedback(2, 100, 7, "second")
-    await storage.add_feedback(3, 200, 8, "other server")
-    in_dm = await storage.add_feedback(4, None, 9, "in a DM")
+    first = await storage.add_feedback(1, 100, 7, "first", namespace=namespace_for(100, 1))
+    second = await storage.add_feedback(2, 100, 7, "second", namespace=namespace_for(100, 2))
+    await storage.add_feedback(3, 200, 8, "other server", namespace=namespace_for(200, 3))
+    in_dm = await storage.add_feedback(4, None, 9, "in a DM", namespace=namespace_for(None, 4))
 
     listed = await storage.list_feedback("100")
     assert [f.id for f in listed] == [second, first]
@@ -247,7 +265,10 @@ async def test_feedback_is_listed_newest_first_per_server(storage: Storage) -> N
 
 async def test_fifty_simultaneous_feedback_writes_give_fifty_rows(storage: Storage) -> None:
     ids = await asyncio.gather(
-        *(storage.add_feedback(user, 100, 7, f"note {user}") for user in range(50))
+        *(
+            storage.add_feedback(user, 100, 7, f"note {user}", namespace=namespace_for(100, user))
+            for user in range(50)
+        )
     )
     assert len(set(ids)) == 50
     rows = await storage.list_feedback("100", limit=1000)
@@ -267,8 +288,8 @@ async def test_feedback_csv_has_a_header_all_rows_and_defuses_formulas(storage: 
         "héllo ✓",
     ]
     for text in texts:
-        await storage.add_feedback(11, 100, 7, text)
-    await storage.add_feedback(12, 200, 8, "other server")
+        await storage.add_feedback(11, 100, 7, text, namespace=namespace_for(100, 11))
+    await storage.add_feedback(12, 200, 8, "other server", namespace=namespace_for(200, 12))
 
     data = await storage.feedback_csv("100")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
@@ -289,7 +310,7 @@ async def test_feedback_csv_has_a_header_all_rows_and_defuses_formulas(storage: 
 
 
 async def test_feedback_csv_of_direct_messages_leaves_guild_empty(storage: Storage) -> None:
-    await storage.add_feedback(11, None, 7, "from a DM")
+    await storage.add_feedback(11, None, 7, "from a DM", namespace=namespace_for(None, 11))
     rows = list(csv.reader(io.StringIO((await storage.feedback_csv("dm-11")).decode())))
     assert len(rows) == 2 and rows[1][3] == "" and rows[1][5] == "from a DM"
     assert rows[1][6] == "dm-11"
@@ -302,7 +323,9 @@ async def test_feedback_csv_of_direct_messages_leaves_guild_empty(storage: Stora
 
 async def test_reply_log_round_trip_and_replace(storage: Storage) -> None:
     assert await storage.get_reply(500) is None
-    await storage.log_reply(500, 7, 100, 11, 499, "hello bot", "hi there", "chat")
+    await storage.log_reply(
+        500, 7, 100, 11, 499, "hello bot", "hi there", "chat", namespace=namespace_for(100, 11)
+    )
     reply = await storage.get_reply(500)
     assert reply is not None
     assert (reply.bot_message_id, reply.channel_id, reply.guild_id, reply.user_id) == (
@@ -317,7 +340,9 @@ async def test_reply_log_round_trip_and_replace(storage: Storage) -> None:
         "hi there",
         "chat",
     )
-    await storage.log_reply(500, 7, 100, 11, None, "(voice)", "edited", "transcript")
+    await storage.log_reply(
+        500, 7, 100, 11, None, "(voice)", "edited", "transcript", namespace=namespace_for(100, 11)
+    )
     replaced = await storage.get_reply(500)
     assert replaced is not None
     assert (replaced.user_message_id, replaced.reply_text, replaced.kind) == (
@@ -328,10 +353,14 @@ async def test_reply_log_round_trip_and_replace(storage: Storage) -> None:
 
 
 async def test_corrections_are_listed_newest_first_per_server(storage: Storage) -> None:
-    first = await storage.add_correction(500, 11, 100, "hi there", "hello friend")
-    second = await storage.add_correction(501, 12, 100, "bye", "see you")
-    await storage.add_correction(502, 13, 200, "x", "y")
-    in_dm = await storage.add_correction(503, 14, None, "a", "b")
+    first = await storage.add_correction(
+        500, 11, 100, "hi there", "hello friend", namespace=namespace_for(100, 11)
+    )
+    second = await storage.add_correction(
+        501, 12, 100, "bye", "see you", namespace=namespace_for(100, 12)
+    )
+    await storage.add_correction(502, 13, 200, "x", "y", namespace=namespace_for(200, 13))
+    in_dm = await storage.add_correction(503, 14, None, "a", "b", namespace=namespace_for(None, 14))
 
     listed = await storage.list_corrections("100", 10)
     assert [c.id for c in listed] == [second, first]
@@ -347,13 +376,17 @@ async def test_corrections_are_listed_newest_first_per_server(storage: Storage) 
 
 async def test_forget_user_deletes_only_that_users_rows_and_counts_them(storage: Storage) -> None:
     for n in range(2):
-        await storage.add_feedback(11, 100, 7, f"mine {n}")
-    await storage.add_feedback(12, 100, 7, "someone else's")
-    await storage.add_correction(500, 11, 100, "a", "b")
-    await storage.add_correction(501, 12, 100, "c", "d")
+        await storage.add_feedback(11, 100, 7, f"mine {n}", namespace=namespace_for(100, 11))
+    await storage.add_feedback(12, 100, 7, "someone else's", namespace=namespace_for(100, 12))
+    await storage.add_correction(500, 11, 100, "a", "b", namespace=namespace_for(100, 11))
+    await storage.add_correction(501, 12, 100, "c", "d", namespace=namespace_for(100, 12))
     for n in range(3):
-        await storage.log_reply(600 + n, 7, 100, 11, 590 + n, "q", "a", "chat")
-    await storage.log_reply(700, 7, 100, 12, 690, "q", "a", "chat")
+        await storage.log_reply(
+            600 + n, 7, 100, 11, 590 + n, "q", "a", "chat", namespace=namespace_for(100, 11)
+        )
+    await storage.log_reply(
+        700, 7, 100, 12, 690, "q", "a", "chat", namespace=namespace_for(100, 12)
+    )
 
     assert await storage.forget_user(11) == {"feedback": 2, "corrections": 1, "reply_log": 3}
     assert [f.user_id for f in await storage.list_feedback("100")] == [12]
@@ -497,7 +530,9 @@ async def test_migrations_upgrade_an_older_schema_and_keep_its_rows(
         assert correction.namespace == "100"  # and its namespace by migration 4
         assert (correction.original, correction.correction) == ("hello", "hey there")
         assert await storage.get_meta("shared_files_namespace") == "100"
-        new_id = await storage.add_correction(501, 13, 100, "a", "b")
+        new_id = await storage.add_correction(
+            501, 13, 100, "a", "b", namespace=namespace_for(100, 13)
+        )
         assert new_id > correction.id
 
     async with Storage(another_location):
@@ -580,7 +615,7 @@ async def test_a_failing_migration_is_rolled_back(
     location: Location, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with Storage(location) as storage:
-        await storage.add_feedback(1, 2, 3, "before")
+        await storage.add_feedback(1, 2, 3, "before", namespace=namespace_for(2, 1))
 
     broken = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, broken)
@@ -622,10 +657,21 @@ async def test_storages_opened_together_migrate_once(location: Location) -> None
 
 
 async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) -> None:
-    await storage.log_reply(10, 1, 2, 3, 4, "hello", "Hi!", "chat", dataset="smalltalk")
+    await storage.log_reply(
+        10, 1, 2, 3, 4, "hello", "Hi!", "chat", dataset="smalltalk", namespace=namespace_for(2, 3)
+    )
     assert (await storage.get_reply(10)).dataset == "smalltalk"
-    await storage.add_correction(10, 5, 2, "Hi!", "Howdy!", dataset="smalltalk", user_text="hello")
-    await storage.add_correction(11, 6, 2, "x", "y")
+    await storage.add_correction(
+        10,
+        5,
+        2,
+        "Hi!",
+        "Howdy!",
+        dataset="smalltalk",
+        user_text="hello",
+        namespace=namespace_for(2, 5),
+    )
+    await storage.add_correction(11, 6, 2, "x", "y", namespace=namespace_for(2, 6))
     [mine] = await storage.user_corrections(5)
     assert (mine.dataset, mine.user_text, mine.correction) == ("smalltalk", "hello", "Howdy!")
     assert (await storage.user_corrections(6))[0].dataset is None
@@ -633,8 +679,12 @@ async def test_reply_log_and_corrections_remember_the_dataset(storage: Storage) 
 
 async def test_text_with_a_lone_surrogate_is_stored_with_a_replacement(storage: Storage) -> None:
     """JSON can carry half a character (\\ud800); what a user sends must still be stored."""
-    await storage.add_feedback(1, 100, 7, "hi \ud800 there \ud83d\ude00")
-    await storage.log_reply(10, 7, 100, 1, 9, "q \udc00", "a", "chat")
+    await storage.add_feedback(
+        1, 100, 7, "hi \ud800 there \ud83d\ude00", namespace=namespace_for(100, 1)
+    )
+    await storage.log_reply(
+        10, 7, 100, 1, 9, "q \udc00", "a", "chat", namespace=namespace_for(100, 1)
+    )
     [entry] = await storage.list_feedback("100")
     assert entry.text == "hi \ufffd there \U0001f600"  # a proper pair stays one character
     assert (await storage.get_reply(10)).user_text == "q \ufffd"  # type: ignore[union-attr]
@@ -642,7 +692,7 @@ async def test_text_with_a_lone_surrogate_is_stored_with_a_replacement(storage: 
 
 async def test_text_with_nul_is_stored_with_a_replacement(storage: Storage) -> None:
     """PostgreSQL text cannot hold NUL; both backends store U+FFFD in its place."""
-    await storage.add_feedback(1, 100, 7, "a\x00b")
+    await storage.add_feedback(1, 100, 7, "a\x00b", namespace=namespace_for(100, 1))
     assert [f.text for f in await storage.list_feedback("100")] == ["a\ufffdb"]
     await storage.set_guild_setting(100, "note", "c\x00d")  # JSON spells it \u0000: kept
     assert await storage.get_guild_setting(100, "note") == "c\x00d"

@@ -23,6 +23,7 @@ from bot.services.storage.backup import (
 )
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.transfer import TargetNotEmptyError
+from bot.services.tenancy.namespaces import namespace_for
 from tests.services.test_storage_copy import bot_db, dump
 
 MODEL_BYTES = os.urandom(3 << 20)
@@ -33,9 +34,13 @@ async def fill(location: str | Path) -> None:
     async with Storage(location) as storage:
         await storage.set_guild_setting(5, "dataset", "menu")
         await storage.set_channel_setting(6, "chat", True)
-        await storage.add_feedback(10, 5, 6, "more jokes please")
-        await storage.log_reply(700, 6, 5, 10, 699, "q", "a", "chat", dataset="menu")
-        await storage.add_correction(700, 10, 5, "a", "b", dataset="menu", user_text="q")
+        await storage.add_feedback(10, 5, 6, "more jokes please", namespace=namespace_for(5, 10))
+        await storage.log_reply(
+            700, 6, 5, 10, 699, "q", "a", "chat", dataset="menu", namespace=namespace_for(5, 10)
+        )
+        await storage.add_correction(
+            700, 10, 5, "a", "b", dataset="menu", user_text="q", namespace=namespace_for(5, 10)
+        )
         await DatabaseBlobs(storage).put("5", "datasets/menu.csv", b"text,label\nhi,greet\n")
         await DatabaseBlobs(storage).put("5", "models/menu/v1.npz", MODEL_BYTES)
 
@@ -59,7 +64,7 @@ async def test_a_live_sqlite_database_is_backed_up_and_restored_whole(tmp_path: 
     backup.parent.mkdir()
     async with Storage(source) as running:  # the bot still has it open, and writes after
         counts = await backup_database(source, backup)
-        await running.add_feedback(11, 5, 6, "after the backup")
+        await running.add_feedback(11, 5, 6, "after the backup", namespace=namespace_for(5, 11))
     assert counts["feedback"] == 1 and counts["blobs"] == 2 and counts["guild_settings"] == 1
     assert leftovers(backup.parent, "monday.db") == []  # one file: no WAL, no temporary
 
@@ -73,7 +78,7 @@ async def test_a_live_sqlite_database_is_backed_up_and_restored_whole(tmp_path: 
         assert [f.text for f in await storage.list_feedback(None)] == ["more jokes please"]
         assert await DatabaseBlobs(storage).get("5", "models/menu/v1.npz") == MODEL_BYTES
         assert await storage.schema_version() == SCHEMA_VERSION
-        assert await storage.add_feedback(1, 5, 6, "next") == 2
+        assert await storage.add_feedback(1, 5, 6, "next", namespace=namespace_for(5, 1)) == 2
 
 
 async def test_postgresql_is_backed_up_and_restored_into_either_backend(
@@ -92,7 +97,7 @@ async def test_postgresql_is_backed_up_and_restored_into_either_backend(
     assert await restore_database(backup, into_postgres) == counts
     assert await dump(into_postgres) == await dump(source)
     async with Storage(into_postgres) as storage:  # its counters continue after the rows
-        assert await storage.add_feedback(1, 5, 6, "next") == 2
+        assert await storage.add_feedback(1, 5, 6, "next", namespace=namespace_for(5, 1)) == 2
     assert await restore_database(backup, tmp_path / "sqlite" / "bot.db") == counts
     assert await dump(tmp_path / "sqlite" / "bot.db") == await dump(source)
 
@@ -169,7 +174,7 @@ async def test_a_target_with_data_is_refused_and_kept(tmp_path: Path) -> None:
     await backup_database(tmp_path / "old" / "bot.db", backup)
     target = tmp_path / "data" / "bot.db"
     async with Storage(target) as storage:
-        await storage.add_feedback(1, 2, 3, "already here")
+        await storage.add_feedback(1, 2, 3, "already here", namespace=namespace_for(2, 1))
     with pytest.raises(TargetNotEmptyError):
         await restore_database(backup, target)
     done = await asyncio.to_thread(bot_db, tmp_path / "data", "restore", str(backup))

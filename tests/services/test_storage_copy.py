@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot.services.storage import SCHEMA_VERSION, Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.transfer import TargetNotEmptyError, copied_tables, copy_database
+from bot.services.tenancy.namespaces import namespace_for
 
 REPO = Path(__file__).resolve().parents[2]
 LEGACY_TAR = REPO / "tests" / "fixtures" / "legacy_data_v3.tar.gz"
@@ -68,8 +69,16 @@ async def test_an_older_install_moves_into_postgresql_whole(
         assert await storage.get_guild_setting(GUILD, "dataset") == "weather"
         assert [f.text for f in await storage.list_feedback(str(GUILD))] == ["server feedback"]
         newest = max(row[0] for row in source["feedback"])
-        assert await storage.add_feedback(1, GUILD, 2, "after the move") > newest
-        assert await storage.add_correction(900, 1, GUILD, "a", "b") > 3
+        assert (
+            await storage.add_feedback(
+                1, GUILD, 2, "after the move", namespace=namespace_for(GUILD, 1)
+            )
+            > newest
+        )
+        assert (
+            await storage.add_correction(900, 1, GUILD, "a", "b", namespace=namespace_for(GUILD, 1))
+            > 3
+        )
 
     again = await asyncio.to_thread(bot_db, data, "copy", "--to", postgres_url)
     assert again.returncode == 1
@@ -84,9 +93,24 @@ async def test_a_copy_from_postgresql_into_sqlite_keeps_every_row(
         await storage.set_guild_setting(5, "language", "fr-FR")
         await storage.set_channel_setting(6, "chat", True)
         for n in range(3):
-            await storage.add_feedback(10 + n, 5, 6, f"note {n} \ud800")
-        await storage.log_reply(700, 6, 5, 10, 699, "q", "a", "chat", dataset="smalltalk")
-        await storage.add_correction(700, 10, 5, "a", "b", dataset="smalltalk", user_text="q")
+            await storage.add_feedback(
+                10 + n, 5, 6, f"note {n} \ud800", namespace=namespace_for(5, 10 + n)
+            )
+        await storage.log_reply(
+            700,
+            6,
+            5,
+            10,
+            699,
+            "q",
+            "a",
+            "chat",
+            dataset="smalltalk",
+            namespace=namespace_for(5, 10),
+        )
+        await storage.add_correction(
+            700, 10, 5, "a", "b", dataset="smalltalk", user_text="q", namespace=namespace_for(5, 10)
+        )
         await storage.forget_user(11)  # a gap in the ids
         for n in range(3):  # 3 x 7 MB: more than one batch of bytes
             await DatabaseBlobs(storage).put("5", f"models/m/v{n}.joblib", os.urandom(7 << 20))
@@ -97,14 +121,14 @@ async def test_a_copy_from_postgresql_into_sqlite_keeps_every_row(
     assert copied["blobs"] == 3
     assert await dump(target) == await dump(postgres_url)
     async with Storage(target) as storage:
-        assert await storage.add_feedback(1, 5, 6, "next") == 4
+        assert await storage.add_feedback(1, 5, 6, "next", namespace=namespace_for(5, 1)) == 4
         assert len(await DatabaseBlobs(storage).get("5", "models/m/v2.joblib") or b"") == 7 << 20
 
 
 async def test_a_failed_copy_leaves_the_target_as_it_was(tmp_path: Path, postgres_url: str) -> None:
     async with Storage(tmp_path / "a.db") as source, Storage(postgres_url) as target:
-        await source.add_feedback(1, 2, 3, "from a")
-        await target.add_feedback(4, 2, 3, "already here")
+        await source.add_feedback(1, 2, 3, "from a", namespace=namespace_for(2, 1))
+        await target.add_feedback(4, 2, 3, "already here", namespace=namespace_for(2, 4))
         with pytest.raises(TargetNotEmptyError, match="feedback: 1 row\\)"):
             await copy_database(source, target)
         assert [f.text for f in await target.list_feedback(None)] == ["already here"]
@@ -128,7 +152,7 @@ async def test_from_picks_the_source_and_to_may_be_a_sqlite_file(
     tmp_path: Path, postgres_url: str
 ) -> None:
     async with Storage(postgres_url) as storage:
-        await storage.add_feedback(1, 2, 3, "kept in postgresql")
+        await storage.add_feedback(1, 2, 3, "kept in postgresql", namespace=namespace_for(2, 1))
     backup = tmp_path / "backup" / "bot.db"
     done = await asyncio.to_thread(
         bot_db, tmp_path / "data", "copy", "--from", postgres_url, "--to", str(backup)

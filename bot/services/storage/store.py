@@ -44,7 +44,6 @@ from bot.services.storage.schema import (
     reply_log,
     user_settings,
 )
-from bot.services.tenancy.namespaces import namespace_for
 
 log = logging.getLogger(__name__)
 
@@ -354,11 +353,12 @@ class Storage:
         rows = await self._rows(select(meta.c.value).where(meta.c.key == key))
         return rows[0]["value"] if rows else None
 
-    # Feedback. Rows belong to the namespace of the server, or of the user's DMs; listings
-    # take a namespace, and None for an owner's bot-wide view.
+    # Feedback. Rows belong to the namespace of the server, or of the user's DMs: writes are
+    # given it (the request's, built once: `VoiceContext.namespace`); listings take one, and
+    # None for an owner's bot-wide view.
 
     async def add_feedback(
-        self, user_id: int, guild_id: int | None, channel_id: int, text: str
+        self, user_id: int, guild_id: int | None, channel_id: int, text: str, *, namespace: str
     ) -> int:
         result = await self._write(
             insert(feedback).values(
@@ -367,7 +367,7 @@ class Storage:
                 channel_id=channel_id,
                 text=text,
                 created_at=_now(),
-                namespace=namespace_for(guild_id, user_id),
+                namespace=namespace,
             )
         )
         return int(result.inserted_primary_key[0])
@@ -411,6 +411,8 @@ class Storage:
         reply_text: str,
         kind: str,
         dataset: str | None = None,
+        *,
+        namespace: str,
     ) -> None:
         """Record a reply the bot sent; logging the same message id again replaces it."""
         row = {
@@ -424,7 +426,7 @@ class Storage:
             "kind": kind,
             "created_at": _now(),
             "dataset": dataset,
-            "namespace": namespace_for(guild_id, user_id),
+            "namespace": namespace,
         }
         async with self.transaction() as conn:
             await conn.execute(upsert(conn, reply_log, row))
@@ -446,10 +448,11 @@ class Storage:
         correction: str,
         dataset: str | None = None,
         user_text: str | None = None,
+        *,
+        namespace: str,
     ) -> int:
         """Record a correction; `dataset` and `user_text` when it became training data (of
         the dataset of the same namespace)."""
-        namespace = namespace_for(guild_id, user_id)
         result = await self._write(
             insert(corrections).values(
                 bot_message_id=bot_message_id,
