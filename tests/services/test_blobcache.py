@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.datasets import Row
 from bot.services.files.blobcache import BlobCache, blob_path
 from bot.services.jobs import JobRunner
+from bot.services.model.datasets.parse import Row
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tenancy.tenants import Tenant, TenantLimits, Tenants
