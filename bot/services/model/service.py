@@ -174,7 +174,7 @@ class ModelService:
     ) -> Job:
         """Send the dataset's files to a worker as a `train` task; when its model comes
         back, store it as the next version here (the manifest gives it its number)."""
-        files = await asyncio.to_thread(self._dataset_files, dataset)
+        files = await self.datasets.files_async(dataset)
         job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
         job.namespace, job.subject = self.namespace, dataset
         payload = {
@@ -218,13 +218,6 @@ class ModelService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-    def _dataset_files(self, dataset: str) -> dict[str, bytes]:
-        path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
-        files = {path.name: path.read_bytes()}
-        if corrections.is_file():
-            files[corrections.name] = corrections.read_bytes()
-        return files
 
     async def _train_as_task(
         self,

@@ -5,7 +5,9 @@ hand); the corrections users made to the bot's replies live beside it in
 `<name>.corrections.csv`. Reading and checking rows is parse.py.
 
 `DatasetStore` methods do file I/O and parsing and are blocking; each has an `*_async` twin
-that runs it in a thread. Call those from the event loop.
+that runs it in a thread. Call those from the event loop. With a blob cache, the twins are the
+only way to read the rows (`load_async`, `files_async`): they refresh the folder from the blobs
+first, so another process's writes are seen; the blocking `load` refuses there.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class DatasetStore:
     With a `cache` (services/files/blobcache.py) the folder is a cache of the namespace's blobs:
     the async twins bring it up to date first, and writes go to the blobs before they return.
     The blocking methods use the folder as it is (a training worker reads what the bot
-    fetched for it).
+    fetched for it); the rows of a store with a cache are read only through `load_async` or
+    `files_async`, never from a folder that may be behind the blobs.
     """
 
     def __init__(
@@ -199,8 +202,23 @@ class DatasetStore:
         """The rows to train on: the dataset's rows, then its corrections.
 
         A correction replaces every dataset row with the same text (compared by
-        `normalize_text`); of several corrections for one text, the latest wins.
+        `normalize_text`); of several corrections for one text, the latest wins. Blocking,
+        from the folder as it is: a store with a cache refuses (RuntimeError), as its folder
+        may not have another process's latest write yet; `load_async` refreshes first.
         """
+        if self.cache is not None:
+            raise RuntimeError("a dataset store with a blob cache is read with load_async")
+        return self._load(name)
+
+    def sample_rows(self, name: str) -> list[Row]:
+        """The rows of the shared sample `name` (read-only, shipped with the bot, never in
+        the blobs), without this store's corrections; NotFoundError if there is no sample."""
+        path = self._sample_path(validate_name(name))
+        if path is None:
+            raise NotFoundError(f"Dataset '{name}' not found.")
+        return self._read_dataset(name, path)
+
+    def _load(self, name: str) -> list[Row]:
         rows = self._read_dataset(name, self.path(name))
         overrides = {normalize_text(fix.text): fix for fix in self.corrections(name)}
         if not overrides:
@@ -299,8 +317,28 @@ class DatasetStore:
         return await asyncio.to_thread(self.info, name)
 
     async def load_async(self, name: str) -> list[Row]:
-        await self.refresh()
-        return await asyncio.to_thread(self.load, name)
+        """`load`, after bringing the folder up to date with the blobs."""
+        if self.cache is None:
+            return await asyncio.to_thread(self._load, name)
+        async with self.cache.locked():
+            await self.cache.refresh(f"{DATASETS_DIR}/")
+            return await asyncio.to_thread(self._load, name)
+
+    async def files_async(self, name: str) -> dict[str, bytes]:
+        """The dataset's files as they are in the blobs (its rows, and its corrections when it
+        has any), by file name: what a worker trains from. NotFoundError if there is none."""
+        if self.cache is None:
+            return await asyncio.to_thread(self._files, name)
+        async with self.cache.locked():
+            await self.cache.refresh(f"{DATASETS_DIR}/")
+            return await asyncio.to_thread(self._files, name)
+
+    def _files(self, name: str) -> dict[str, bytes]:
+        path, corrections = self.path(name), self.corrections_path(name)
+        files = {path.name: path.read_bytes()}
+        if corrections.is_file():
+            files[corrections.name] = corrections.read_bytes()
+        return files
 
     async def add_correction_async(self, name: str, user_text: str, reply: str) -> Row:
         if self.cache is None:
