@@ -35,7 +35,7 @@ from bench.bot_process import INTERVAL, BotProcess
 from bench.common import percentile, table
 from bench.model import synthetic_rows
 from bot.sandbox.server import Sandbox
-from bot.services.datasets import rows_to_csv
+from bot.services.model.datasets.parse import rows_to_csv
 
 log = logging.getLogger(__name__)
 

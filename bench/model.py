@@ -11,7 +11,7 @@
   scikit-learn's defaults (`TfidfVectorizer()`: word unigrams only; `LogisticRegression()`);
 - loading (activating) that model, and single-message predictions through
   `ModelService.predict` (target p50 2 ms);
-- the cost of `import bot.services.models` (heavy modules are imported lazily).
+- the cost of `import bot.services.model.service` (heavy modules are imported lazily).
 The event-loop lag while the bot trains and activates a model is `bench.loop`'s.
 """
 
@@ -31,10 +31,11 @@ import warnings
 from pathlib import Path
 
 from bench.common import percentile, table
-from bot.services.datasets import DatasetStore, Row, rows_to_csv
 from bot.services.jobs import JobRunner, best_start_method
-from bot.services.models import ModelService
-from bot.services.training import CV_MAX_ROWS, build_pipeline
+from bot.services.model.datasets.parse import Row, rows_to_csv
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.service import ModelService
+from bot.services.model.training import CV_MAX_ROWS, build_pipeline
 from bot.wiring import WORKER_PRELOAD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +152,7 @@ def import_cost() -> dict[str, float | list[str]]:
             runs.append(json.loads(out.stdout))
         return min(runs, key=lambda r: r["seconds"])
 
-    ours, sklearn = measure("bot.services.models"), measure("sklearn.linear_model")
+    ours, sklearn = measure("bot.services.model.service"), measure("sklearn.linear_model")
     return {
         "seconds": ours["seconds"],
         "mb": ours["kb"] / 1024,
@@ -280,7 +281,7 @@ def run() -> str:
             None,
         ),
         (
-            "`import bot.services.models`: time, memory added",
+            "`import bot.services.model.service`: time, memory added",
             "no heavy module imported",
             f"{imports['seconds'] * 1000:.0f} ms, {imports['mb']:.1f} MB"
             + (f" (imported: {', '.join(heavy)})" if heavy else ""),

@@ -30,7 +30,7 @@ DB_FILE = "bot.db"
 # Two worker processes: one training and one CPU-bound recognition can run side by side.
 JOB_WORKERS = 2
 # Imported once by the fork server, so a training starts with scikit-learn ready.
-WORKER_PRELOAD = ("bot.services.training",)
+WORKER_PRELOAD = ("bot.services.model.training",)
 
 
 @dataclass

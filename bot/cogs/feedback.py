@@ -23,7 +23,7 @@ from bot.core.context import VoiceContext, context_of
 from bot.core.scope_option import SERVER, SlashLimited, scoped_command, slash_text
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.hearing.listening.service import ListeningService
-from bot.services.models.policy import active_dataset
+from bot.services.model.policy import active_dataset
 from bot.services.storage import Storage
 from bot.services.tenancy.namespaces import Scope
 from bot.services.tenancy.settings import ServerSettings

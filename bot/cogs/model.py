@@ -25,18 +25,12 @@ from bot.core.messages import send_chunks
 from bot.core.scope_option import SERVER, scoped_command
 from bot.core.suggest import admins_only, matching, namespace_asked, suggest
 from bot.errors import NotFoundError
-from bot.services.datasets import check_size, name_from_filename, parse_inline
-from bot.services.evaluation import (
-    TestItem,
-    parse_test_data,
-    parse_test_file,
-)
 from bot.services.jobs import Job
-from bot.services.models import (
-    Evaluation,
-    NoModelError,
-)
-from bot.services.models.policy import active_dataset
+from bot.services.model.datasets.parse import check_size, name_from_filename, parse_inline
+from bot.services.model.evaluation import TestItem, parse_test_data, parse_test_file
+from bot.services.model.policy import active_dataset
+from bot.services.model.predictions import Evaluation
+from bot.services.model.service import NoModelError
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy.namespaces import Scope
 from bot.services.tenancy.settings import DATASET, ServerSettings

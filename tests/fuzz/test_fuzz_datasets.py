@@ -11,11 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.datasets import (
+from bot.services.model.datasets.parse import (
     MAX_LABEL_CHARS,
     MAX_REPLY_CHARS,
     MAX_TEXT_CHARS,
-    DatasetStore,
     Row,
     name_from_filename,
     parse_dataset,
@@ -23,6 +22,7 @@ from bot.services.datasets import (
     rows_to_csv,
     validate_name,
 )
+from bot.services.model.datasets.store import DatasetStore
 from bot.services.text import unencodable
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import cell, inline_lines, text, upload

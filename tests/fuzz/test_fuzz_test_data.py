@@ -10,13 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.evaluation import (
-    MAX_TEST_ITEMS,
-    TestItem,
-    parse_test_data,
-    parse_test_file,
-)
-from bot.services.models.predictions import _evaluate
+from bot.services.model.evaluation import MAX_TEST_ITEMS, TestItem, parse_test_data, parse_test_file
+from bot.services.model.predictions import _evaluate
 from bot.services.text import unencodable
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import (

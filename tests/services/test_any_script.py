@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.services import training
-from bot.services.datasets import DatasetStore, parse_dataset, replies_by_label
-from bot.services.models import compile_pipeline, read_artifact
-from bot.services.models.artifact import artifact_bytes
-from bot.services.models.scorer import _LoadedModel
-from bot.services.models.training_run import DatasetSource, train_model
-from bot.services.training import TOKEN_PATTERN, UNSEGMENTED
+from bot.services.model import training
+from bot.services.model.artifact import artifact_bytes, compile_pipeline, read_artifact
+from bot.services.model.datasets.parse import parse_dataset, replies_by_label
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.scorer import _LoadedModel
+from bot.services.model.training import TOKEN_PATTERN, UNSEGMENTED
+from bot.services.model.training_run import DatasetSource, train_model
 from tests.services.test_models import fit_like_sklearn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

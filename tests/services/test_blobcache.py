@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.datasets import Row
 from bot.services.files.blobcache import BlobCache, blob_path
 from bot.services.jobs import JobRunner
+from bot.services.model.datasets.parse import Row
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tenancy.tenants import Tenant, TenantLimits, Tenants
@@ -80,6 +80,27 @@ async def test_a_dataset_and_model_made_in_one_process_are_used_in_another(
     await two.models.use_version("weather", "v1")
     assert await active(one, "weather") == "v1"
     assert (await one.models.predict("weather", "is it sunny")).reply != "Look outside!"
+
+
+async def test_a_dataset_read_sees_the_latest_write_of_another_process(
+    location: Location, jobs: JobRunner, tmp_path: Path
+) -> None:
+    """Two processes (two Storage objects on one database, two DATA_DIRs): the rows one reads,
+    for itself or for a worker, are the other's latest, never its own folder's stale copy."""
+    async with Storage(location) as first, Storage(location) as second:
+        one = process(first, jobs, tmp_path / "one")
+        two = process(second, jobs, tmp_path / "two")
+        await one.datasets.save_async("mine", ROWS)
+        assert await two.datasets.load_async("mine") == ROWS  # now cached in two's folder
+
+        await one.datasets.save_async("mine", [*ROWS, Row("farewell", "bye")])
+        await one.datasets.add_correction_async("mine", "hello", "Hi there!")
+        rows = await two.datasets.load_async("mine")
+        assert Row("farewell", "bye") in rows and rows[-1].reply == "Hi there!"
+        files = await two.datasets.files_async("mine")  # what a training task is sent
+        assert b"farewell" in files["mine.csv"] and b"Hi there!" in files["mine.corrections.csv"]
+        with pytest.raises(RuntimeError):  # the folder may be behind the blobs: no blocking read
+            two.datasets.load("mine")
 
 
 async def test_trainings_in_two_processes_get_versions_of_their_own(

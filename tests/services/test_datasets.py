@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError
-from bot.services.datasets import (
-    DatasetInfo,
-    DatasetStore,
+from bot.services.model.datasets.parse import (
     Row,
     corrected_label,
     dataset_hash,
@@ -22,6 +20,7 @@ from bot.services.datasets import (
     parse_inline,
     validate_name,
 )
+from bot.services.model.datasets.store import DatasetInfo, DatasetStore
 
 SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "samples" / "smalltalk.csv"
 GOOD_CSV = (

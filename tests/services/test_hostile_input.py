@@ -17,13 +17,10 @@ from bot.core.replies import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.services import safejson
 from bot.services.common.engines import AllEnginesFailedError
-from bot.services.datasets import DatasetStore, Row, parse_dataset, rows_to_csv
-from bot.services.evaluation import (
-    confusion_png,
-    parse_test_data,
-    parse_test_file,
-)
-from bot.services.models.predictions import _evaluate
+from bot.services.model.datasets.parse import Row, parse_dataset, rows_to_csv
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.evaluation import confusion_png, parse_test_data, parse_test_file
+from bot.services.model.predictions import _evaluate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEEP = "[" * 1000

@@ -15,10 +15,10 @@ from taskiq import InMemoryBroker
 from bot.errors import EngineUnavailableError, NotFoundError
 from bot.metrics import REGISTRY
 from bot.services import audio
-from bot.services.datasets import DatasetStore
 from bot.services.hearing.listening.service import Callbacks, ListeningService
 from bot.services.jobs import Job, JobRunner
-from bot.services.models import ModelService
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.service import ModelService
 from bot.services.speech import (
     NoSpeechError,
     Progress,

@@ -19,29 +19,23 @@ import pytest
 import pytest_asyncio
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services import training
-from bot.services.datasets import DatasetStore, Row, parse_dataset, replies_by_label
-from bot.services.evaluation import (
-    TestItem,
-    parse_test_data,
-    parse_test_file,
-)
 from bot.services.jobs import JobRunner
-from bot.services.models import (
+from bot.services.model import training
+from bot.services.model.artifact import _vocabularies, compile_pipeline, read_artifact
+from bot.services.model.datasets.parse import Row, parse_dataset, replies_by_label
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.evaluation import TestItem, parse_test_data, parse_test_file
+from bot.services.model.scorer import (
     MAX_TYPO_LOOKUPS,
     MIN_KNOWN_SHARE,
     KnownWords,
-    ModelIntegrityError,
-    ModelService,
-    NoModelError,
     Scorer,
-    TrainResult,
     above_chance,
-    compile_pipeline,
-    read_artifact,
 )
-from bot.services.models.artifact import _vocabularies
-from bot.services.training import CV_MAX_ROWS, build_pipeline, cv_sample
+from bot.services.model.service import ModelService, NoModelError
+from bot.services.model.store import ModelIntegrityError
+from bot.services.model.training import CV_MAX_ROWS, build_pipeline, cv_sample
+from bot.services.model.training_run import TrainResult
 
 # Async tests share the module's event loop, so they can share one warm job runner.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -341,9 +335,9 @@ async def test_the_bot_answers_without_importing_scikit_learn(trained: Path) -> 
     code = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from bot.services.datasets import DatasetStore\n"
+        "from bot.services.model.datasets.store import DatasetStore\n"
         "from bot.services.jobs import JobRunner\n"
-        "from bot.services.models import ModelService\n"
+        "from bot.services.model.service import ModelService\n"
         f"data = Path({str(trained)!r})\n"
         "service = ModelService(data, DatasetStore(data, 1, 1), JobRunner(), 0.35)\n"
         "prediction = asyncio.run(service.predict('smalltalk', 'hello there'))\n"
@@ -566,7 +560,7 @@ async def test_a_tampered_model_file_is_refused(
     path.write_bytes(bytes(data))
 
     service = make_service(trained_copy, jobs)
-    with caplog.at_level(logging.WARNING, logger="bot.services.models"):
+    with caplog.at_level(logging.WARNING, logger="bot.services.model"):
         with pytest.raises(ModelIntegrityError) as caught:
             await service.predict("smalltalk", "hello")
     assert "does not match its record" in caught.value.message
@@ -751,7 +745,7 @@ def test_cross_validation_sample_is_stratified_and_capped() -> None:
 
 def test_importing_the_service_is_cheap() -> None:
     code = (
-        "import sys, bot.services.models\n"
+        "import sys, bot.services.model.service\n"
         "heavy = [m for m in ('sklearn', 'numpy', 'joblib', 'matplotlib', 'scipy') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))"

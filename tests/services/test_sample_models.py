@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.services import sample_models
-from bot.services.datasets import DatasetStore, dataset_hash
 from bot.services.jobs import JobRunner
-from bot.services.models import MODEL_FORMAT, ModelService, NoModelError, read_artifact
-from bot.services.sample_models import FOLDER, RECORDS, SAMPLES
+from bot.services.model import samples as sample_models
+from bot.services.model.artifact import MODEL_FORMAT, read_artifact
+from bot.services.model.datasets.parse import dataset_hash
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.samples import FOLDER, RECORDS, SAMPLES
+from bot.services.model.service import ModelService, NoModelError
 
 SHIPPED = SAMPLES / FOLDER
 
@@ -101,7 +103,7 @@ async def test_an_out_of_date_or_damaged_shipped_model_is_not_used(
         records["smalltalk"]["format"] = MODEL_FORMAT - 1
         (samples / FOLDER / RECORDS).write_text(json.dumps(records))
     models = service(tmp_path / "data", samples)
-    with caplog.at_level(logging.WARNING, logger="bot.services.sample_models"):
+    with caplog.at_level(logging.WARNING, logger="bot.services.model.samples"):
         with pytest.raises(NoModelError):
             await models.predict("smalltalk", "hello")
     assert caplog.records and not (models.models_dir / "smalltalk").exists()

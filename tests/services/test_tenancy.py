@@ -25,8 +25,7 @@ from sqlalchemy import table as sa_table
 from bot.config import SettingsError, load_settings
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.jobs import Job, JobRunner
-from bot.services.models import NoModelError
-from bot.services.models.service import ModelService
+from bot.services.model.service import ModelService, NoModelError
 from bot.services.speech import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.blobs import DatabaseBlobs

@@ -68,8 +68,9 @@ def train_files(
 ) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """Train `dataset` from its files (dataset, corrections) in a scratch folder; returns
     (model bytes, manifest entry, TrainResult fields). Blocking: for a worker process."""
-    from bot.services.datasets import validate_name
-    from bot.services.models import MANIFEST_NAME, DatasetSource, train_model
+    from bot.services.model.datasets.parse import validate_name
+    from bot.services.model.store import MANIFEST_NAME
+    from bot.services.model.training_run import DatasetSource, train_model
 
     validate_name(dataset)
     with tempfile.TemporaryDirectory(prefix="train-") as scratch:
@@ -113,7 +114,7 @@ async def train(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
 async def evaluate(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """`!test`: score the items (input `items.json`) with the model (input `model`); the
     confusion matrix picture, when there are labels, is output `confusion.png`."""
-    from bot.services.models import evaluate_model_bytes
+    from bot.services.model.predictions import evaluate_model_bytes
 
     model, rows = await ctx.input("model"), await ctx.input("items.json")
     try:

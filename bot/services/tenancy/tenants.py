@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from bot import metrics
-from bot.services.datasets import DatasetStore
 from bot.services.files.blobcache import BlobCache
 from bot.services.files.service import FileService
 from bot.services.jobs import JobRunner
-from bot.services.models import ModelService
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.service import ModelService
 from bot.services.storage.blobs import BlobStore
 from bot.services.tenancy.namespaces import LEGACY, known_namespaces, namespace_dir
 

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from bot.services.models.scorer import _known_words, _LoadedModel, term_keys
+from bot.services.model.scorer import _known_words, _LoadedModel, term_keys
 
 # 2: arrays in an .npz (term keys, idf, coefficients) and JSON; 1: a joblib pickle of
 # vocabularies (still loaded, from files whose sha256 the manifest recorded).

@@ -2,7 +2,7 @@
 
 `_evaluate` scores test items with a loaded model, in the bot (in a thread) or on a worker,
 where `evaluate_model_bytes` first checks and reads the model's bytes. Parsing test data, the
-report and the confusion matrix picture are services/evaluation.py.
+report and the confusion matrix picture are evaluation.py.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import InvalidInputError
-from bot.services.datasets import MAX_TEXT_CHARS
-from bot.services.evaluation import TestItem, confusion_counts, confusion_png, report_text
-from bot.services.models.artifact import read_artifact
+from bot.services.model.artifact import read_artifact
+from bot.services.model.datasets.parse import MAX_TEXT_CHARS
+from bot.services.model.evaluation import TestItem, confusion_counts, confusion_png, report_text
 
 if TYPE_CHECKING:
-    from bot.services.models.scorer import _LoadedModel
+    from bot.services.model.scorer import _LoadedModel
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.errors import UserFacingError
 from bot.services.common.fs import atomic_write
-from bot.services.models.artifact import MODEL_FORMAT, _hashed, artifact_bytes, read_artifact
+from bot.services.model.artifact import MODEL_FORMAT, _hashed, artifact_bytes, read_artifact
 
 try:
     import fcntl
@@ -42,7 +42,7 @@ except ImportError:  # not on Windows: the manifest lock is then a no-op
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from bot.services.models.scorer import _LoadedModel
+    from bot.services.model.scorer import _LoadedModel
 
 log = logging.getLogger(__name__)
 

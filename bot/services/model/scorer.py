@@ -49,7 +49,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.services.datasets import normalize_text
+from bot.services.model.datasets.parse import normalize_text
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.errors import InvalidInputError, TooLargeError
 from bot.services import safejson
-from bot.services.datasets import csv_problem
+from bot.services.model.datasets.parse import csv_problem
 from bot.services.text import unencodable_problem
 
 MAX_TEST_ITEMS = 1000

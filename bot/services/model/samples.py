@@ -4,7 +4,7 @@ chat message gets its answer at once instead of waiting for a training.
 `bot/samples/models/<name>.npz` is the model of `bot/samples/<name>.csv` (a format-2 model
 file: arrays, read without pickle), and `bot/samples/models/manifest.json` records for each its
 sha256, the hash of the rows it was trained on, its format and its metrics. `python -m
-bot.services.sample_models` rebuilds them with the bot's own training; a test fails when a
+bot.services.model.samples` rebuilds them with the bot's own training; a test fails when a
 sample or the model format changed without a rebuild.
 
 A namespace never uses a model file of another: `install` copies the shipped bytes into the
@@ -26,16 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import NotFoundError
-from bot.services.datasets import DatasetStore, dataset_hash, validate_name
-from bot.services.models import MODEL_FORMAT, DatasetSource, store_version, train_model
-from bot.services.models.store import _read_manifest
+from bot.services.model.artifact import MODEL_FORMAT
+from bot.services.model.datasets.parse import dataset_hash, validate_name
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.store import _read_manifest, store_version
+from bot.services.model.training_run import DatasetSource, train_model
 
 log = logging.getLogger(__name__)
 
 FOLDER = "models"  # under the samples folder; not a dataset file, so never listed as one
 RECORDS = "manifest.json"
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-REBUILD = "python -m bot.services.sample_models"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+REBUILD = "python -m bot.services.model.samples"
 _RECORDED = ("sha256", "format", "dataset_hash", "rows", "labels", "metrics", "sklearn_version")
 
 
@@ -63,7 +65,7 @@ def shipped_bytes(samples_dir: Path, store: DatasetStore, dataset: str) -> bytes
     if hashlib.sha256(data).hexdigest() != record.get("sha256"):
         log.warning("the shipped model of %s does not match %s; not used", dataset, RECORDS)
         return None
-    if dataset_hash(store.load(dataset)) != record.get("dataset_hash"):
+    if dataset_hash(store.sample_rows(dataset)) != record.get("dataset_hash"):
         log.warning("the sample %s changed since its model was built; run `%s`", dataset, REBUILD)
         return None
     return data

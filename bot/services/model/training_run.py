@@ -1,6 +1,6 @@
 """A training run: what a worker process does to make a new version of a dataset's model.
 
-Training runs in a worker process (`train_model`, with the fitting in `services/training.py`);
+Training runs in a worker process (`train_model`, with the fitting in training.py);
 the worker reads the dataset itself, so the bot's process never holds its rows.
 
 `train_model` loads the rows, fits them (`training.fit`), compiles the fitted pipeline to a
@@ -16,16 +16,16 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.errors import InvalidInputError
-from bot.services.datasets import (
+from bot.services.model.artifact import artifact_bytes, check_compiled, compile_pipeline
+from bot.services.model.datasets.parse import (
     CORRECTED_LABEL_PREFIX,
-    DatasetStore,
     dataset_hash,
     normalize_text,
     replies_by_label,
     validate_name,
 )
-from bot.services.models.artifact import artifact_bytes, check_compiled, compile_pipeline
-from bot.services.models.store import store_version
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.store import store_version
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def train_model(source: DatasetSource, out_dir: Path, dataset: str) -> TrainResu
     """
     import sklearn
 
-    from bot.services import training
+    from bot.services.model import training
 
     started = time.perf_counter()
     validate_name(dataset)

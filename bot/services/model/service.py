@@ -10,8 +10,6 @@ shared manifest with a compare-and-swap (the class docstring, "Shared storage").
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
 import json
 import logging
 import secrets
@@ -25,40 +23,35 @@ from typing import TYPE_CHECKING, Any
 from bot import metrics
 from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.common.fs import file_stamp
-from bot.services.datasets import MAX_TEXT_CHARS, DatasetStore, validate_name
-from bot.services.evaluation import TestItem
 from bot.services.jobs import Job, JobRunner, new_job_id, short_reason
-from bot.services.models.predictions import Evaluation, Prediction, _evaluate
-from bot.services.models.store import (
+from bot.services.model import samples
+from bot.services.model.datasets.parse import MAX_TEXT_CHARS, validate_name
+from bot.services.model.datasets.store import DatasetStore
+from bot.services.model.evaluation import TestItem
+from bot.services.model.predictions import Evaluation, Prediction, _evaluate
+from bot.services.model.shared import MODELS_DIR, SharedVersions
+from bot.services.model.store import (
     MANIFEST_NAME,
     ModelVersion,
     _is_format_1,
     _load_model,
-    _manifest_bytes,
     _manifest_lock,
-    _model_path,
     _model_version,
-    _new_manifest,
-    _parse_manifest,
     _read_manifest,
     _read_verified,
-    _version_entry,
     _version_number,
     _write_manifest,
     format_1_as_arrays,
     store_version,
 )
-from bot.services.models.training_run import DatasetSource, TrainResult, train_model
+from bot.services.model.training_run import DatasetSource, TrainResult, train_model
 
 if TYPE_CHECKING:
     from bot.services.files.blobcache import BlobCache
-    from bot.services.models.scorer import _LoadedModel
+    from bot.services.model.scorer import _LoadedModel
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = "models"
-# Writers of one manifest in other processes: how often to re-read it and try again.
-MANIFEST_TRIES = 20
 STORE_FAILED = "The new model could not be stored, so the previous one stays active."
 
 
@@ -126,10 +119,11 @@ class ModelService:
         # With a cache, the blobs hold the versions and manifests and the folder caches them
         # ("Shared storage" in the class docstring).
         self.cache = cache
+        self.models_dir = Path(data_dir) / "models"
+        self.shared = SharedVersions(cache, self.models_dir, namespace) if cache else None
         self.datasets = datasets
         self.jobs = jobs
         self.min_confidence = min_confidence
-        self.models_dir = Path(data_dir) / "models"
         self._train_fn = train_fn
         self._manifests: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
         self._loaded: dict[str, _LoadedModel] = {}
@@ -180,7 +174,7 @@ class ModelService:
     ) -> Job:
         """Send the dataset's files to a worker as a `train` task; when its model comes
         back, store it as the next version here (the manifest gives it its number)."""
-        files = await asyncio.to_thread(self._dataset_files, dataset)
+        files = await self.datasets.files_async(dataset)
         job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
         job.namespace, job.subject = self.namespace, dataset
         payload = {
@@ -225,13 +219,6 @@ class ModelService:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
 
-    def _dataset_files(self, dataset: str) -> dict[str, bytes]:
-        path, corrections = self.datasets.path(dataset), self.datasets.corrections_path(dataset)
-        files = {path.name: path.read_bytes()}
-        if corrections.is_file():
-            files[corrections.name] = corrections.read_bytes()
-        return files
-
     async def _train_as_task(
         self,
         job: Job,
@@ -263,7 +250,7 @@ class ModelService:
     async def _install_trained(self, dataset: str, result: Any) -> TrainResult:
         fields = dict(result.value["result"])
         data, entry = result.outputs["model"], dict(result.value["entry"])
-        if self.cache is not None:
+        if self.shared is not None:
             version = await self._publish(dataset, data, entry)
             stored = (version, datetime.now(UTC)) if version is not None else None
         else:
@@ -295,58 +282,22 @@ class ModelService:
 
         return publish
 
-    async def _publish_staged(self, dataset: str, staged: Path, result: TrainResult) -> TrainResult:
-        folder = staged / dataset
-        manifest = await asyncio.to_thread(_read_manifest, folder)
-        if manifest is None or result.version not in manifest["versions"]:
-            raise RuntimeError("the training left no model version")
-        entry = manifest["versions"][result.version]
-        data = await asyncio.to_thread(_read_verified, folder, dataset, result.version, entry)
-        version = await self._publish(dataset, data, entry)
-        assert version is not None
-        log.info("dataset %s: stored trained model %s in the blobs", dataset, version)
-        return dataclasses.replace(result, version=version)
-
     async def _publish(
         self, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
     ) -> str | None:
-        """Store `data` as the next version of the dataset's model in the blobs, record it in
-        the manifest and make it active; the version, or None with `first_only` when the
-        manifest already has one. Safe against other processes doing the same."""
-        assert self.cache is not None
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        folder = f"{MODELS_DIR}/{dataset}"
-        taken: set[int] = set()
-        async with self.cache.locked():
-            for _ in range(MANIFEST_TRIES):
-                manifest, manifest_sha = await self._blob_manifest(dataset)
-                if first_only and manifest["versions"]:
-                    return None
-                numbers = {_version_number(v) for v in manifest["versions"]} | taken
-                version = f"v{max(numbers, default=0) + 1}"
-                recorded = _version_entry(version, sha256, entry)
-                if not await self.cache.put_if(f"{folder}/{recorded['file']}", data, None):
-                    taken.add(_version_number(version))  # a file nobody recorded: skip it
-                    continue
-                manifest["versions"][version] = recorded
-                manifest["active"] = version
-                path = f"{folder}/{MANIFEST_NAME}"
-                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
-                    self._manifests.pop(dataset, None)
-                    return version
-                taken.add(_version_number(version))
-        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
+        """`SharedVersions.publish`, then the manifest is read again at its next use."""
+        assert self.shared is not None
+        try:
+            return await self.shared.publish(dataset, data, entry, first_only=first_only)
+        finally:
+            self._manifests.pop(dataset, None)
 
-    async def _blob_manifest(self, dataset: str) -> tuple[dict[str, Any], str | None]:
-        """The manifest in the blobs (a new one if there is none) and its sha256, for a
-        compare-and-swap. Under the cache's lock."""
-        assert self.cache is not None
-        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
-        found = await self.cache.read(path)
-        if found is None:
-            return _new_manifest(dataset), None
-        manifest = _parse_manifest(found[0], f"{self.namespace}/{path}")
-        return manifest or _new_manifest(dataset), found[1]
+    async def _publish_staged(self, dataset: str, staged: Path, result: TrainResult) -> TrainResult:
+        assert self.shared is not None
+        try:
+            return await self.shared.publish_staged(dataset, staged, result)
+        finally:
+            self._manifests.pop(dataset, None)
 
     # -- answering -------------------------------------------------------------------------
 
@@ -389,9 +340,9 @@ class ModelService:
         from bot.services.tasks.client import raise_failure
 
         folder = self.models_dir / dataset
-        if self.cache is not None:  # the folder is a cache of the blobs: have the file there
-            async with self.cache.locked():
-                await self._fetch_version(dataset, model.version, entry)
+        if self.shared is not None:  # the folder is a cache of the blobs: have the file there
+            async with self.shared.cache.locked():
+                await self.shared.fetch_version(dataset, model.version, entry)
         data = await asyncio.to_thread(_read_verified, folder, dataset, model.version, entry)
         job = Job(new_job_id(), "test", f"test:{self.namespace}:{dataset}")
         job.namespace, job.subject = self.namespace, dataset
@@ -433,38 +384,13 @@ class ModelService:
         if manifest is None or wanted not in manifest["versions"]:
             raise NotFoundError(f"Model version {version.strip()} not found for dataset {dataset}.")
         folder = self.models_dir / dataset
-        if self.cache is None:
+        if self.shared is None:
             await asyncio.to_thread(self._activate, folder, dataset, wanted)
         else:
-            await self._activate_shared(dataset, wanted, manifest["versions"][wanted])
+            await self.shared.activate(dataset, wanted, manifest["versions"][wanted])
         self._manifests.pop(dataset, None)
         log.info("dataset %s now uses model %s", dataset, wanted)
         return next(v for v in await self.list_versions(dataset) if v.version == wanted)
-
-    async def _activate_shared(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
-        """Verify the version's file (fetched if need be), then make it the active one in the
-        manifest of the blobs, with a compare-and-swap."""
-        assert self.cache is not None
-        folder = self.models_dir / dataset
-        path = f"{MODELS_DIR}/{dataset}/{MANIFEST_NAME}"
-        async with self.cache.locked():
-            await self._fetch_version(dataset, version, entry)
-            await asyncio.to_thread(_read_verified, folder, dataset, version, entry)
-            for _ in range(MANIFEST_TRIES):
-                manifest, manifest_sha = await self._blob_manifest(dataset)
-                if manifest["versions"].get(version, {}).get("sha256") != entry["sha256"]:
-                    raise NotFoundError(f"Model version {version} not found for dataset {dataset}.")
-                manifest["active"] = version
-                if await self.cache.put_if(path, _manifest_bytes(manifest), manifest_sha):
-                    return
-        raise RuntimeError(f"the manifest of {dataset} kept changing; gave up")
-
-    async def _fetch_version(self, dataset: str, version: str, entry: dict[str, Any]) -> None:
-        """Have the version's file in the cache with the sha256 the manifest records (a
-        missing or corrupt copy is fetched again). Under the cache's lock."""
-        assert self.cache is not None
-        name = _model_path(self.models_dir / dataset, version, entry).name
-        await self.cache.fetch(f"{MODELS_DIR}/{dataset}/{name}", str(entry["sha256"]))
 
     @staticmethod
     def _activate(folder: Path, dataset: str, version: str) -> None:
@@ -515,9 +441,9 @@ class ModelService:
             model = self._loaded.get(dataset)
             if model is None or model.version != version or model.sha256 != sha256:
                 folder = self.models_dir / dataset
-                if self.cache is not None:
-                    async with self.cache.locked():
-                        await self._fetch_version(dataset, version, entry)
+                if self.shared is not None:
+                    async with self.shared.cache.locked():
+                        await self.shared.fetch_version(dataset, version, entry)
                 converted = None
                 if _is_format_1(folder, version, entry):  # unpickled in a worker, not here
                     converted = await self.jobs.run(
@@ -534,20 +460,18 @@ class ModelService:
 
     async def _install_sample(self, dataset: str) -> bool:
         """A sample dataset without a model here gets its own copy of the shipped model
-        (`sample_models.install`); True if it now has one."""
-        from bot.services import sample_models
-
+        (`samples.install`); True if it now has one."""
         if self.datasets.samples_dir is None:
             return False
         lock = self._load_locks.setdefault(dataset, asyncio.Lock())
         if self.cache is None:
             async with lock:
                 return await asyncio.to_thread(
-                    sample_models.install, self.datasets, self.models_dir, dataset
+                    samples.install, self.datasets, self.models_dir, dataset
                 )
         await self.datasets.refresh()  # its corrections may have been made elsewhere
         async with lock:
-            shipped = await asyncio.to_thread(sample_models.shipped_version, self.datasets, dataset)
+            shipped = await asyncio.to_thread(samples.shipped_version, self.datasets, dataset)
             if shipped is None:
                 return False
             version = await self._publish(dataset, *shipped, first_only=True)
