@@ -19,7 +19,7 @@ import discord
 from bot.config import Settings
 from bot.core.voice_client import ListeningVoiceClient
 from bot.errors import LimitReachedError, UserFacingError
-from bot.services.audio import ffmpeg_exe
+from bot.services.speech.audio import ffmpeg_exe
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.voice.clips import SpokenAudio

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from bot.services.common import languages
-from bot.services.speech import Hearing
+from bot.services.speech.transcript import Hearing
 
 LANGUAGE = "language"
 HEARD = "heard_language"
