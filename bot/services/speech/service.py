@@ -42,8 +42,8 @@ from bot.services.common.engines import (
     text_of,
 )
 from bot.services.common.languages import EngineFit
-from bot.services.jobs import Job, JobRunner, new_job_id
-from bot.services.speech import audio
+from bot.services.jobs import JobRunner
+from bot.services.speech import audio, by_task
 from bot.services.speech.errors import (
     NO_SPEECH_MESSAGE,
     UNAVAILABLE_MESSAGE,
@@ -54,7 +54,6 @@ from bot.services.speech.errors import (
 )
 from bot.services.speech.recognizers import SpeechEngine, build_engine
 from bot.services.speech.transcript import AudioSource, Hearing, LengthFn, Progress, Transcript
-from bot.services.tasks.client import raise_failure
 
 if TYPE_CHECKING:
     from pydub import AudioSegment
@@ -188,8 +187,8 @@ class SpeechService:
         With a task runner a worker downloads the audio by its URL: the bot never holds it.
         """
         if self.tasks is not None:
-            return await self._transcribe_url_as_task(
-                source, _hearing(language), on_length, on_progress, namespace
+            return await by_task.transcribe_url(
+                self.tasks, source, _hearing(language), on_length, on_progress, namespace
             )
         segment = await self.decode(await source.read(), source.filename)
         if on_length is not None:
@@ -225,7 +224,7 @@ class SpeechService:
         """
         hearing = _hearing(language)
         if self.tasks is not None:
-            return await self._recognize_as_task(segment, hearing, on_progress, namespace)
+            return await by_task.recognize(self.tasks, segment, hearing, on_progress, namespace)
         started = time.perf_counter()
         answered: list[str] = []
         try:
@@ -317,66 +316,6 @@ class SpeechService:
         if heard is not None and languages.chinese_script(heard):
             return languages.in_script(text, "zh")
         return text
-
-    async def _recognize_as_task(
-        self,
-        segment: AudioSegment,
-        hearing: Hearing,
-        on_progress: Callable[[Progress], Awaitable[None]] | None,
-        namespace: str | None,
-    ) -> Transcript:
-        assert self.tasks is not None
-        wav = await asyncio.to_thread(audio.to_wav, segment)
-        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
-
-        async def report(meta: dict[str, Any]) -> None:
-            if on_progress is not None:
-                await on_progress(Progress(**meta))
-
-        result = await self.tasks.run(
-            "transcribe",
-            {**hearing.payload(), "filename": "audio.wav"},
-            job,
-            inputs={"audio": wav},
-            on_progress=report,
-        )
-        raise_failure(result)
-        return Transcript(**result.value["transcript"])
-
-    async def _transcribe_url_as_task(
-        self,
-        source: AudioSource,
-        hearing: Hearing,
-        on_length: LengthFn | None,
-        on_progress: Callable[[Progress], Awaitable[None]] | None,
-        namespace: str | None,
-    ) -> Transcript:
-        """A `transcribe` task with the audio's URL. The worker's first report (after it
-        decoded) gives the length; a result that comes before any report gives it then."""
-        assert self.tasks is not None
-        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
-        known = False
-
-        async def length(seconds: float) -> None:
-            nonlocal known
-            known = True
-            if on_length is not None:
-                await on_length(seconds)
-
-        async def report(meta: dict[str, Any]) -> None:
-            progress = Progress(**meta)
-            if not known:
-                await length(progress.total_seconds)
-            if progress.done_seconds > 0 and on_progress is not None:
-                await on_progress(progress)
-
-        payload = {"url": source.url, "filename": source.filename, **hearing.payload()}
-        result = await self.tasks.run("transcribe", payload, job, on_progress=report)
-        raise_failure(result)
-        transcript = Transcript(**result.value["transcript"])
-        if not known:
-            await length(transcript.duration_seconds)
-        return transcript
 
     async def _transcribe_piece(
         self,
