@@ -39,11 +39,11 @@ from bench.common import table
 from bot.config import load_settings
 from bot.memory import tune_malloc
 from bot.sandbox.runner import sandboxed_bot
-from bot.services import audio, whisper_models
 from bot.services.common import languages
-from bot.services.speech import SpeechService
+from bot.services.speech import audio, whisper_models
+from bot.services.speech.service import SpeechService
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.voice.synthesis import SynthesisService, remove_file
-from bot.services.whisper import WhisperEngine
 from tests.fixtures.recordings import FOLDER, Recording, error_rate, long_reading, recordings
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def open_model(folder: str) -> Any:
 
 
 def recognize(model: Any, samples: np.ndarray, language: str | None) -> Heard:
-    """faster-whisper with the bot's options (bot/services/whisper.py); `language` None:
+    """faster-whisper with the bot's options (bot/services/speech/whisper.py); `language` None:
     detect it."""
     start = time.perf_counter()
     segments, info = model.transcribe(

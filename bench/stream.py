@@ -32,7 +32,7 @@ from unittest import mock
 from bench.common import median, percentile, table
 from bot.config import load_settings
 from bot.sandbox.runner import sandboxed_bot
-from bot.services import audio
+from bot.services.speech import audio
 from tests.fixtures import speech as samples
 
 log = logging.getLogger(__name__)

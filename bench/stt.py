@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import LagTicker, table
-from bot.services import audio
 from bot.services.common.engines import Heard, text_of
-from bot.services.speech import SpeechEngine, SpeechService, SphinxEngine, WhisperEngine
+from bot.services.speech import audio
+from bot.services.speech.recognizers import SpeechEngine, SphinxEngine
+from bot.services.speech.service import SpeechService
+from bot.services.speech.whisper import WhisperEngine
 from tests.fixtures import speech as samples
 
 log = logging.getLogger(__name__)

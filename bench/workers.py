@@ -27,9 +27,10 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import median, table
-from bot.services import audio
 from bot.services.jobs import Job, JobRunner, new_job_id
-from bot.services.speech import SpeechService, WhisperEngine
+from bot.services.speech import audio
+from bot.services.speech.service import SpeechService
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.jobstore import JobStore

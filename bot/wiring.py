@@ -12,7 +12,7 @@ from bot.services.hearing.listening.service import ListeningService
 from bot.services.jobs import JobRunner, best_start_method
 from bot.services.login_turns import LoginTurns
 from bot.services.observe import Observer, redis_answers
-from bot.services.speech import SpeechService
+from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner

@@ -24,7 +24,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     from taskiq.api import run_receiver_task
 
     from bot.services.jobs import JobRunner, best_start_method
-    from bot.services.speech import SpeechService
+    from bot.services.speech.service import SpeechService
     from bot.services.storage.blobs import DatabaseBlobs
     from bot.services.tasks.remote import (
         make_broker,

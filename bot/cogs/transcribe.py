@@ -31,7 +31,6 @@ from bot.core.messages import ON_OFF, Kind, audio_attachments, kind_of, parse_on
 from bot.core.replies import error_text, reply_error
 from bot.core.suggest import admins_only, suggest
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.audio import STREAM_AFTER_SECONDS, format_clock
 from bot.services.common.languages import (
     AUTO,
     Verdict,
@@ -41,14 +40,10 @@ from bot.services.common.languages import (
     verdict,
 )
 from bot.services.limits import FREE, InArrivalOrder, WindowBudget, format_span
-from bot.services.speech import (
-    AudioSource,
-    Hearing,
-    PartialTranscriptError,
-    Progress,
-    SpeechService,
-    Transcript,
-)
+from bot.services.speech.audio import STREAM_AFTER_SECONDS, format_clock
+from bot.services.speech.errors import PartialTranscriptError
+from bot.services.speech.service import SpeechService
+from bot.services.speech.transcript import AudioSource, Hearing, Progress, Transcript
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import AUTOTRANSCRIBE, ServerSettings
 from bot.services.voice.synthesis import SynthesisService

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import InvalidInputError
-from bot.services.audio import is_audio_attachment
+from bot.services.speech.audio import is_audio_attachment
 from bot.services.text import split_message
 
 # The `/` choices of commands that take on/off (`!` also takes yes/no, true/false).

@@ -19,7 +19,7 @@ import discord
 from bot.config import Settings
 from bot.core.voice_client import ListeningVoiceClient
 from bot.errors import LimitReachedError, UserFacingError
-from bot.services.audio import ffmpeg_exe
+from bot.services.speech.audio import ffmpeg_exe
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import TTS_ENGINE, TTS_VOICE, ServerSettings
 from bot.services.voice.clips import SpokenAudio

@@ -34,12 +34,12 @@ from sqlalchemy.pool import NullPool
 
 from bot.config import Settings, SettingsError, hide_password, load_settings
 from bot.errors import EngineUnavailableError
-from bot.services import audio, whisper_models
 from bot.services.common import languages
+from bot.services.speech import audio, whisper_models
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import database_url, shown_url
 from bot.services.storage.migrate import ForeignSchemaError, current_version, script_directory
 from bot.services.voice.synthesis import EspeakEngine, PiperEngine
-from bot.services.whisper import WhisperEngine
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import pytest_asyncio
 from bot import metrics
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import GUILDS, SandboxGuild
-from bot.services import audio
+from bot.services.speech import audio
 from tests.postgres import PostgresServer
 from tests.processes import free_port
 from tests.prometheus_server import PrometheusServer

@@ -9,7 +9,7 @@ import pytest
 
 from bot.cogs import transcribe
 from bot.cogs.transcribe import LiveTranscript
-from bot.services.speech import Progress
+from bot.services.speech.transcript import Progress
 from tests.e2e.conftest import eventually
 
 FIRST = "The birch canoe slid on the smooth planks."

@@ -13,7 +13,7 @@ from bot.config import Settings, load_settings
 from bot.core.bot import VoiceChatBot
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
-from bot.services.speech import WhisperEngine
+from bot.services.speech.whisper import WhisperEngine
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ import pytest
 from bot.config import Settings
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
-from bot.services import audio, whisper_models
 from bot.services.common import languages
 from bot.services.common.engines import Heard
-from bot.services.whisper import WhisperEngine
+from bot.services.speech import audio, whisper_models
+from bot.services.speech.whisper import WhisperEngine
 from tests.e2e.conftest import E2E, eventually
 from tests.fixtures.recordings import Recording, error_rate, recordings
 

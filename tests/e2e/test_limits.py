@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
-from bot.services import audio
+from bot.services.speech import audio
 from tests.e2e.conftest import E2E, eventually
 
 GUILD = Sandbox.GUILD_ID

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from bot.sandbox.server import Sandbox
-from bot.services.audio import decode, to_wav
+from bot.services.speech.audio import decode, to_wav
 from bot.services.voice.sentences import stream_pieces
 from tests.e2e.conftest import E2E, eventually
 from tests.fixtures.recordings import recordings

@@ -12,7 +12,7 @@ import pytest
 
 from bot.core.checks import NO_PERMISSION
 from bot.sandbox.runner import sandboxed_bot
-from bot.services import audio
+from bot.services.speech import audio
 from tests.e2e.conftest import E2E, eventually
 from tests.fixtures import speech
 

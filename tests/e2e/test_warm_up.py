@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox.runner import sandboxed_bot
-from bot.services.speech import WhisperEngine
+from bot.services.speech.whisper import WhisperEngine
 from tests.e2e.conftest import eventually
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

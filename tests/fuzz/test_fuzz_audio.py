@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
-from bot.services.speech import SpeechService, Transcript
+from bot.services.speech.service import SpeechService
+from bot.services.speech.transcript import Transcript
 from tests.fixtures.speech import fixture
 from tests.fuzz.contract import async_outcome
 from tests.fuzz.strategies import mutated, text

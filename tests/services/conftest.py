@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.services import audio
-from bot.services.speech import WhisperEngine
+from bot.services.speech import audio
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from tests.fixtures import speech as samples
 

@@ -1,4 +1,4 @@
-"""Decoding, duration, silence splitting and bad-input detection of bot.services.audio."""
+"""Decoding, duration, silence splitting and bad-input detection of bot.services.speech.audio."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import InvalidInputError, TooLargeError
-from bot.services import audio
+from bot.services.speech import audio
 from tests.fixtures import speech as samples
 
 PHRASE_SECONDS = samples.hello().duration_seconds

@@ -15,8 +15,9 @@ from sqlalchemy import text as sql
 
 from bot.config import load_settings
 from bot.sandbox.server import API_PREFIX, Sandbox
-from bot.services import audio, doctor, whisper_models
+from bot.services import doctor
 from bot.services.doctor import CheckResult, DiscordApi, Status
+from bot.services.speech import audio, whisper_models
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.engine import create_engine, explicit_begin
 from tests.processes import free_port

@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from bot.errors import EngineUnavailableError
-from bot.services import audio, speech
-from bot.services.speech import GoogleEngine, SpeechService
+from bot.services.speech import audio, recognizers
+from bot.services.speech.recognizers import GoogleEngine
+from bot.services.speech.service import SpeechService
 from tests.fixtures import speech as samples
 
 EMPTY = '{"result":[]}\n'
@@ -178,7 +179,7 @@ def test_unreachable_host_gives_up_after_the_connect_timeout(hello_wav, monkeypa
         asked.append(timeout)
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(speech.socket, "create_connection", no_answer)
+    monkeypatch.setattr(recognizers.socket, "create_connection", no_answer)
     with pytest.raises(EngineUnavailableError, match="unreachable"):
         GoogleEngine(endpoint="http://192.0.2.1/speech-api/v2/recognize").transcribe(
             hello_wav, "en-US"

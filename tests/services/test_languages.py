@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from bot.errors import EngineUnavailableError
-from bot.services import audio, whisper_models
 from bot.services.common import languages
 from bot.services.common.engines import Heard
 from bot.services.common.languages import (
@@ -24,7 +23,10 @@ from bot.services.common.languages import (
     parse_code,
     verdict,
 )
-from bot.services.speech import Hearing, SpeechService
+from bot.services.speech import audio, whisper_models
+from bot.services.speech.service import SpeechService
+from bot.services.speech.transcript import Hearing
+from bot.services.speech.whisper import ModelSlot, WhisperEngine
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import ServerSettings
@@ -38,7 +40,6 @@ from bot.services.voice.synthesis import (
     japanese_reading,
     split_sentences,
 )
-from bot.services.whisper import ModelSlot, WhisperEngine
 from tests.fixtures import speech as samples
 from tests.fixtures.recordings import error_rate
 

@@ -14,18 +14,15 @@ from taskiq import InMemoryBroker
 
 from bot.errors import EngineUnavailableError, NotFoundError
 from bot.metrics import REGISTRY
-from bot.services import audio
 from bot.services.hearing.listening.service import Callbacks, ListeningService
 from bot.services.jobs import Job, JobRunner
 from bot.services.model.datasets.store import DatasetStore
 from bot.services.model.service import ModelService
-from bot.services.speech import (
-    NoSpeechError,
-    Progress,
-    SpeechService,
-    SpeechUnavailableError,
-    WhisperEngine,
-)
+from bot.services.speech import audio
+from bot.services.speech.errors import NoSpeechError, SpeechUnavailableError
+from bot.services.speech.service import SpeechService
+from bot.services.speech.transcript import Progress
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import job_key

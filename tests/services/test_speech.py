@@ -6,18 +6,18 @@ import pytest
 
 from bot.config import load_settings
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
-from bot.services import audio, speech
-from bot.services.speech import (
-    MB,
+from bot.services.speech import audio, recognizers
+from bot.services.speech.errors import (
+    UNAVAILABLE_MESSAGE,
     LanguageNotServedError,
     NoSpeechError,
     PartialTranscriptError,
-    Progress,
-    SpeechService,
     SpeechUnavailableError,
-    SphinxEngine,
-    WhisperEngine,
 )
+from bot.services.speech.recognizers import SphinxEngine
+from bot.services.speech.service import MB, SpeechService
+from bot.services.speech.transcript import Progress
+from bot.services.speech.whisper import WhisperEngine
 from tests.fixtures import speech as samples
 
 
@@ -87,7 +87,7 @@ async def test_sphinx_runs_in_a_worker_process(monkeypatch) -> None:
         raise AssertionError("pocketsphinx ran inside the bot's process")
 
     # The service must hand sphinx to its process pool; the worker imports the real function.
-    monkeypatch.setattr(speech, "sphinx_recognize", not_here)
+    monkeypatch.setattr(recognizers, "sphinx_recognize", not_here)
     service = SpeechService(["sphinx"])
     try:
         transcript = await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
@@ -132,7 +132,7 @@ async def test_all_engines_down_is_one_clear_error() -> None:
     service = SpeechService([down("a"), down("b")])
     with pytest.raises(SpeechUnavailableError) as caught:
         await service.transcribe(samples.fixture("hello.ogg"), "hello.ogg", "en-US")
-    assert caught.value.message == speech.UNAVAILABLE_MESSAGE
+    assert caught.value.message == UNAVAILABLE_MESSAGE
     assert "unavailable" in caught.value.message and "try again later" in caught.value.message
 
 

@@ -12,7 +12,7 @@ import pytest
 from taskiq import InMemoryBroker
 
 from bot.services.jobs import Job, JobRunner
-from bot.services.speech import SpeechService
+from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.client import raise_failure

@@ -26,7 +26,7 @@ from bot.config import SettingsError, load_settings
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.jobs import Job, JobRunner
 from bot.services.model.service import ModelService, NoModelError
-from bot.services.speech import SpeechService
+from bot.services.speech.service import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.engine import create_engine, explicit_begin

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.services import audio
 from bot.services.jobs import Job, new_job_id
+from bot.services.speech import audio
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.jobstore import JobStore

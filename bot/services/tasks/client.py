@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
+from bot.services.speech.errors import (
+    NoSpeechError,
+    PartialTranscriptError,
+    SpeechUnavailableError,
+)
 from bot.services.tasks.base import TaskFailedError, TaskResult
 
 _ERRORS: dict[str, type[UserFacingError]] = {
@@ -19,19 +24,17 @@ def raise_failure(result: TaskResult) -> None:
     """Raise the error a failed task reported, as the type it was where that matters."""
     if result.ok:
         return
-    from bot.services import speech
-
     value: dict[str, Any] = result.value
     message = str(value.get("error") or "The task failed.")
     kind = str(value.get("type", ""))
     partial = value.get("partial")
     if kind == "PartialTranscriptError" and isinstance(partial, dict):
-        raise speech.PartialTranscriptError(
+        raise PartialTranscriptError(
             str(partial["text"]), float(partial["stopped_at"]), float(partial["total"])
         )
     known = {
-        "NoSpeechError": speech.NoSpeechError,
-        "SpeechUnavailableError": speech.SpeechUnavailableError,
+        "NoSpeechError": NoSpeechError,
+        "SpeechUnavailableError": SpeechUnavailableError,
         **_ERRORS,
     }
     raise known.get(kind, TaskFailedError)(message)

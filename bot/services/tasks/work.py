@@ -19,7 +19,9 @@ from typing import Any
 from bot import metrics
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.jobs import JobRunner, short_reason
-from bot.services.speech import Hearing, PartialTranscriptError, Progress, SpeechService
+from bot.services.speech.errors import PartialTranscriptError
+from bot.services.speech.service import SpeechService
+from bot.services.speech.transcript import Hearing, Progress
 from bot.services.tasks.base import TaskContext
 
 log = logging.getLogger(__name__)

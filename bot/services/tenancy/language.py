@@ -14,7 +14,7 @@ spoken replies use. Translation into English is a per-server switch. DMs use the
 from __future__ import annotations
 
 from bot.services.common import languages
-from bot.services.speech import Hearing
+from bot.services.speech.transcript import Hearing
 from bot.services.tenancy.settings import HEARD_LANGUAGE, LANGUAGE, TRANSLATE, ServerSettings
 
 # When the default language itself is `auto` and nothing was heard yet.

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot.errors import EngineUnavailableError, InvalidInputError
 from bot.memory import engine_call
-from bot.services.audio import audio_duration
 from bot.services.common import languages
 from bot.services.common.engines import EngineChain, NoEngineForLanguageError
 from bot.services.common.languages import EngineFit
+from bot.services.speech.audio import audio_duration
 from bot.services.voice.clips import (
     FILE_PREFIX,
     LanguageNotSpokenError,

@@ -10,8 +10,8 @@ import subprocess
 
 import numpy as np
 
-from bot.services.audio import ffmpeg_exe
 from bot.services.hearing.listening.sink import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from bot.services.speech.audio import ffmpeg_exe
 
 
 @functools.cache

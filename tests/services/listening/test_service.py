@@ -18,7 +18,9 @@ from bot.services.hearing.listening.service import (
     clean_transcript,
     downsample,
 )
-from bot.services.speech import NO_SPEECH_MESSAGE, NoSpeechError, SpeechService, WhisperEngine
+from bot.services.speech.errors import NO_SPEECH_MESSAGE, NoSpeechError
+from bot.services.speech.service import SpeechService
+from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from tests.services.listening.audio import Clock, espeak, frames, silence, tone
 

@@ -83,7 +83,7 @@ def downsample(pcm48: bytes) -> bytes:
 
 def to_segment(pcm48: bytes) -> Any:
     """The utterance as the 16 kHz mono 16-bit AudioSegment the speech service takes."""
-    from bot.services.audio import AudioSegment
+    from bot.services.speech.audio import AudioSegment
 
     return AudioSegment(data=downsample(pcm48), sample_width=2, frame_rate=TARGET_RATE, channels=1)
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from bot.errors import EngineUnavailableError
 from bot.memory import release_free_memory
-from bot.services import audio, whisper_models
 from bot.services.common import languages
 from bot.services.common.engines import Heard
+from bot.services.speech import audio, whisper_models
 
 log = logging.getLogger(__name__)
 

@@ -13,30 +13,25 @@ and sends the chunks in order through the engines named in `STT_ENGINES`. An eng
 cannot run is skipped and rested by `EngineChain`. Every problem the user can fix or should
 know about is raised as a `UserFacingError` with a message ready to show.
 
-Engines are small blocking objects (`SpeechEngine`). The service runs them off the event
-loop: in a thread when they release the GIL (network waits, faster-whisper), in a worker
-process when they hold it (pocketsphinx).
+Engines are small blocking objects (`recognizers.SpeechEngine`). The service runs them off
+the event loop: in a thread when they release the GIL (network waits, faster-whisper), in a
+worker process when they hold it (pocketsphinx). The errors it raises are in `errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import logging
 import math
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from bot import metrics
 from bot.errors import EngineUnavailableError, InvalidInputError, TooLargeError, UserFacingError
 from bot.memory import engine_call
-from bot.services import audio
 from bot.services.common import languages
 from bot.services.common.engines import (
     AllEnginesFailedError,
@@ -48,7 +43,17 @@ from bot.services.common.engines import (
 )
 from bot.services.common.languages import EngineFit
 from bot.services.jobs import JobRunner
-from bot.services.whisper import WhisperEngine
+from bot.services.speech import audio, by_task
+from bot.services.speech.errors import (
+    NO_SPEECH_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    LanguageNotServedError,
+    NoSpeechError,
+    PartialTranscriptError,
+    SpeechUnavailableError,
+)
+from bot.services.speech.recognizers import SpeechEngine, build_engine
+from bot.services.speech.transcript import AudioSource, Hearing, LengthFn, Progress, Transcript
 
 if TYPE_CHECKING:
     from pydub import AudioSegment
@@ -60,231 +65,10 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 
-
-class NoSpeechError(UserFacingError):
-    """The audio was silent or no engine understood any words in it."""
-
-
-class SpeechUnavailableError(UserFacingError):
-    """Every speech engine is down or missing."""
-
-
-class LanguageNotServedError(UserFacingError):
-    """No installed speech engine recognizes the language asked for."""
-
-
-NO_SPEECH_MESSAGE = "I couldn't hear any words in that audio."
-SPHINX_LANGUAGE = "en-US"
 # `auto`: audio shorter than this is not worth a detection (too little to tell); and a
 # detection less sure than this is not trusted. Both fall back to the server's last language.
 MIN_DETECT_SECONDS = 1.5
 MIN_DETECT_PROBABILITY = 0.5
-UNAVAILABLE_MESSAGE = "Speech recognition is unavailable right now. Please try again later."
-
-
-class SpeechEngine(Protocol):
-    """One speech-to-text engine.
-
-    `transcribe` is blocking. It gets a 16 kHz mono 16-bit WAV file (as `audio.to_wav` makes)
-    and a language tag such as "en-US", or `auto` when the engine's `supports("auto")`. It
-    returns the text ("" when it understood nothing), or a `Heard` that also names the
-    language heard, and raises `EngineUnavailableError` when it cannot run or be reached.
-    When `holds_gil` is true the service calls `transcribe` in a worker process, so the
-    engine must be picklable. Optional: `supports(language) -> bool` (the service skips an
-    engine for the languages it can't serve), `online` (it needs the network), `load()`
-    (warm-up), `translate(wav, language) -> str` (English from any language).
-    """
-
-    name: str
-    holds_gil: bool
-
-    def transcribe(self, wav: bytes, language: str) -> str | Heard: ...
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far a transcription has come: the text so far and the seconds of audio done."""
-
-    text: str
-    done_seconds: float
-    total_seconds: float
-
-
-class PartialTranscriptError(UserFacingError):
-    """Recognition failed partway: `text` is what was transcribed before `stopped_at`."""
-
-    def __init__(self, text: str, stopped_at: float, total: float) -> None:
-        where = f"{audio.format_clock(stopped_at)} of {audio.format_clock(total)}"
-        super().__init__(
-            f"Speech recognition stopped at {where}: it is unavailable right now. "
-            "The text up to there is kept; try the rest again later."
-        )
-        self.text = text
-        self.stopped_at = stopped_at
-        self.total = total
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    engine: str  # the engine that answered; "google, whisper" if chunks needed both
-    first_choice: bool  # False when a fallback engine answered (the reply should say which)
-    duration_seconds: float
-    chunks: int
-    # The language the words were recognized in: the server's code, or with `auto` the
-    # code whisper detected ("fr"); None when no engine said.
-    language: str | None = None
-    # With translation asked for and speech not in English: the English translation.
-    translation: str | None = None
-
-
-@dataclass(frozen=True)
-class Hearing:
-    """How to recognize one recording: the server's language (a code or `auto`), the
-    language to fall back on when detection can't tell, and whether to translate."""
-
-    language: str = "en-US"
-    fallback: str = "en-US"
-    translate: bool = False
-
-    def payload(self) -> dict[str, Any]:
-        return {"language": self.language, "fallback": self.fallback, "translate": self.translate}
-
-    @classmethod
-    def of(cls, payload: dict[str, Any]) -> Hearing:
-        language = str(payload.get("language", "en-US"))
-        return cls(language, str(payload.get("fallback", language)), bool(payload.get("translate")))
-
-
-@dataclass(frozen=True)
-class AudioSource:
-    """Audio not yet downloaded: where it is (an attachment's URL) and how to read it here.
-
-    With workers the URL goes in the task and a worker downloads it; without, `read()` does.
-    """
-
-    url: str
-    filename: str
-    read: Callable[[], Awaitable[bytes]]
-
-
-LengthFn = Callable[[float], Awaitable[None]]
-
-
-def _pcm16(wav: bytes) -> tuple[bytes, int]:
-    """(16-bit mono samples, sample rate) of a WAV file."""
-    segment = audio.from_wav(wav).set_channels(1).set_sample_width(2)
-    return segment.raw_data, segment.frame_rate
-
-
-class GoogleEngine:
-    """SpeechRecognition's `recognize_google` (Google's free v2 speech endpoint).
-
-    Before each request the engine opens a plain TCP connection to the endpoint with
-    `connect_timeout`, so an unreachable service is skipped within that time; the request
-    itself may then take up to `read_timeout` to answer a long chunk.
-    """
-
-    name = "google"
-    holds_gil = False
-    online = True
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        endpoint: str | None = None,
-        connect_timeout: float = 3.0,
-        read_timeout: float = 30.0,
-    ) -> None:
-        self._api_key = api_key
-        self._endpoint = endpoint
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-
-    def transcribe(self, wav: bytes, language: str) -> str:
-        try:
-            import speech_recognition as sr
-            from speech_recognition.recognizers import google
-        except ImportError as exc:
-            raise EngineUnavailableError("SpeechRecognition is not installed") from exc
-        endpoint = self._endpoint or google.ENDPOINT
-        self._probe(endpoint)
-        recognizer = sr.Recognizer()
-        recognizer.operation_timeout = self._read_timeout
-        pcm, rate = _pcm16(wav)
-        try:
-            text = recognizer.recognize_google(
-                sr.AudioData(pcm, rate, 2), key=self._api_key, language=language, endpoint=endpoint
-            )
-        except sr.UnknownValueError:
-            return ""
-        except (sr.RequestError, OSError, http.client.HTTPException, ValueError, KeyError) as exc:
-            # OSError covers timeouts while reading; ValueError/KeyError a malformed answer.
-            raise EngineUnavailableError(f"google: {type(exc).__name__}: {exc}") from exc
-        return str(text).strip()
-
-    def supports(self, language: str) -> bool:
-        """Google needs to be told the language: it serves any code but `auto`."""
-        return language != languages.AUTO
-
-    def _probe(self, endpoint: str) -> None:
-        parts = urlsplit(endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname, port), timeout=self._connect_timeout):
-                pass
-        except OSError as exc:
-            raise EngineUnavailableError(f"google endpoint unreachable: {exc}") from exc
-
-
-class SphinxEngine:
-    """pocketsphinx through SpeechRecognition. It holds the GIL, so it runs in a process."""
-
-    name = "sphinx"
-    holds_gil = True
-    online = False
-
-    def supports(self, language: str) -> bool:
-        """pocketsphinx ships American English only; any English is heard with it."""
-        return languages.is_english(language)
-
-    def transcribe(self, wav: bytes, language: str) -> str:
-        return sphinx_recognize(wav, SPHINX_LANGUAGE)
-
-
-def sphinx_recognize(wav: bytes, language: str) -> str:
-    """Recognize with pocketsphinx; blocking and CPU-bound (a module-level function for pools)."""
-    try:
-        import speech_recognition as sr
-    except ImportError as exc:
-        raise EngineUnavailableError("SpeechRecognition is not installed") from exc
-    pcm, rate = _pcm16(wav)
-    try:
-        text = sr.Recognizer().recognize_sphinx(sr.AudioData(pcm, rate, 2), language=language)
-    except sr.UnknownValueError:
-        return ""
-    except sr.RequestError as exc:  # pocketsphinx or its language data missing
-        raise EngineUnavailableError(f"sphinx: {exc}") from exc
-    return str(text).strip()
-
-
-def build_engine(
-    name: str,
-    *,
-    google_api_key: str | None = None,
-    google_endpoint: str | None = None,
-    whisper_model: str | None = None,
-    whisper_options: dict[str, Any] | None = None,
-) -> SpeechEngine:
-    """The engine registered under `name` (google, whisper, sphinx); `whisper_options` are
-    WhisperEngine's keyword arguments (the multilingual model, its cache and idle time)."""
-    if name == "google":
-        return GoogleEngine(google_api_key, google_endpoint)
-    if name == "whisper":
-        return WhisperEngine(whisper_model, **(whisper_options or {}))
-    if name == "sphinx":
-        return SphinxEngine()
-    raise ValueError(f"unknown speech engine {name!r}")
 
 
 class SpeechService:
@@ -403,8 +187,8 @@ class SpeechService:
         With a task runner a worker downloads the audio by its URL: the bot never holds it.
         """
         if self.tasks is not None:
-            return await self._transcribe_url_as_task(
-                source, _hearing(language), on_length, on_progress, namespace
+            return await by_task.transcribe_url(
+                self.tasks, source, _hearing(language), on_length, on_progress, namespace
             )
         segment = await self.decode(await source.read(), source.filename)
         if on_length is not None:
@@ -440,7 +224,7 @@ class SpeechService:
         """
         hearing = _hearing(language)
         if self.tasks is not None:
-            return await self._recognize_as_task(segment, hearing, on_progress, namespace)
+            return await by_task.recognize(self.tasks, segment, hearing, on_progress, namespace)
         started = time.perf_counter()
         answered: list[str] = []
         try:
@@ -532,72 +316,6 @@ class SpeechService:
         if heard is not None and languages.chinese_script(heard):
             return languages.in_script(text, "zh")
         return text
-
-    async def _recognize_as_task(
-        self,
-        segment: AudioSegment,
-        hearing: Hearing,
-        on_progress: Callable[[Progress], Awaitable[None]] | None,
-        namespace: str | None,
-    ) -> Transcript:
-        from bot.services.jobs import Job, new_job_id
-        from bot.services.tasks.client import raise_failure
-
-        assert self.tasks is not None
-        wav = await asyncio.to_thread(audio.to_wav, segment)
-        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
-
-        async def report(meta: dict[str, Any]) -> None:
-            if on_progress is not None:
-                await on_progress(Progress(**meta))
-
-        result = await self.tasks.run(
-            "transcribe",
-            {**hearing.payload(), "filename": "audio.wav"},
-            job,
-            inputs={"audio": wav},
-            on_progress=report,
-        )
-        raise_failure(result)
-        return Transcript(**result.value["transcript"])
-
-    async def _transcribe_url_as_task(
-        self,
-        source: AudioSource,
-        hearing: Hearing,
-        on_length: LengthFn | None,
-        on_progress: Callable[[Progress], Awaitable[None]] | None,
-        namespace: str | None,
-    ) -> Transcript:
-        """A `transcribe` task with the audio's URL. The worker's first report (after it
-        decoded) gives the length; a result that comes before any report gives it then."""
-        from bot.services.jobs import Job, new_job_id
-        from bot.services.tasks.client import raise_failure
-
-        assert self.tasks is not None
-        job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
-        known = False
-
-        async def length(seconds: float) -> None:
-            nonlocal known
-            known = True
-            if on_length is not None:
-                await on_length(seconds)
-
-        async def report(meta: dict[str, Any]) -> None:
-            progress = Progress(**meta)
-            if not known:
-                await length(progress.total_seconds)
-            if progress.done_seconds > 0 and on_progress is not None:
-                await on_progress(progress)
-
-        payload = {"url": source.url, "filename": source.filename, **hearing.payload()}
-        result = await self.tasks.run("transcribe", payload, job, on_progress=report)
-        raise_failure(result)
-        transcript = Transcript(**result.value["transcript"])
-        if not known:
-            await length(transcript.duration_seconds)
-        return transcript
 
     async def _transcribe_piece(
         self,
