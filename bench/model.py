@@ -31,11 +31,11 @@ import warnings
 from pathlib import Path
 
 from bench.common import percentile, table
-from bot.services.jobs import JobRunner, best_start_method
 from bot.services.model.datasets.parse import Row, rows_to_csv
 from bot.services.model.datasets.store import DatasetStore
 from bot.services.model.service import ModelService
 from bot.services.model.training import CV_MAX_ROWS, build_pipeline
+from bot.services.tasks.jobs import JobRunner, best_start_method
 from bot.wiring import WORKER_PRELOAD
 
 ROOT = Path(__file__).resolve().parents[1]

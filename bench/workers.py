@@ -27,12 +27,13 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import median, table
-from bot.services.jobs import Job, JobRunner, new_job_id
 from bot.services.speech import audio
 from bot.services.speech.service import SpeechService
 from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.tasks.job import Job, new_job_id
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, make_broker

@@ -9,9 +9,9 @@ against the sandbox at SANDBOX_URL (`python -m bot.sandbox` runs one on its own)
 stops; `python -m bot db copy --to URL [--from URL_OR_PATH]` copies it into another one;
 `python -m bot db backup FILE` snapshots it into a new SQLite file and `python -m bot db restore
 FILE` brings such a file back into an empty database.
-`python -m bot doctor` checks the install (bot/services/doctor.py) and prints one line per check.
+`python -m bot doctor` checks the install (bot/services/ops/doctor.py), one line per check.
 `python -m bot health` asks this machine's process on METRICS_PORT whether it is alive and
-ready (bot/services/observe.py): exit code 0 or 1, for a container's HEALTHCHECK.
+ready (bot/services/ops/observe.py): exit code 0 or 1, for a container's HEALTHCHECK.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from bot.memory import tune_malloc
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.services.doctor import CheckResult, DiscordApi
+    from bot.services.ops.doctor import DiscordApi
+    from bot.services.ops.report import CheckResult
 
 log = logging.getLogger("bot")
 
@@ -188,7 +189,7 @@ async def doctor_api(settings: Settings) -> AsyncIterator[DiscordApi]:
 
     from bot.sandbox.runner import SANDBOX_TOKEN
     from bot.sandbox.server import API_PREFIX, Sandbox
-    from bot.services.doctor import DiscordApi
+    from bot.services.ops.doctor import DiscordApi
 
     if settings.discord_token:
         base = settings.discord_api_base or Route.BASE
@@ -203,7 +204,7 @@ async def doctor_api(settings: Settings) -> AsyncIterator[DiscordApi]:
 
 
 async def run_doctor(settings: Settings, results: list[CheckResult]) -> None:
-    from bot.services.doctor import run_checks
+    from bot.services.ops.doctor import run_checks
     from bot.wiring import storage_location
 
     async with doctor_api(settings) as api:
@@ -222,7 +223,7 @@ def doctor_main(argv: list[str]) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")  # ✓ and ✗ on a terminal that lacks them
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from bot.services.doctor import check_settings, exit_code, summary
+    from bot.services.ops.doctor import check_settings, exit_code, summary
 
     settings, results = check_settings()
     for result in results:
@@ -245,7 +246,7 @@ def health_main(argv: list[str]) -> int:
     except SettingsError as exc:  # 1, not 2: Docker reserves 2 in a HEALTHCHECK
         print("Fix these settings first:", *exc.problems, sep="; ", file=sys.stderr)
         return 1
-    from bot.services.observe import probe
+    from bot.services.ops.observe import probe
 
     healthy, line = probe(settings.metrics_host, settings.metrics_port)
     print(line, file=sys.stdout if healthy else sys.stderr)
@@ -275,7 +276,7 @@ def main() -> int:
             print(f"  {problem}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.data_dir / "logs", console=not settings.console)
-    from bot.services.observe import PortInUseError
+    from bot.services.ops.observe import PortInUseError
 
     try:
         if settings.console:

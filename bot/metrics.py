@@ -3,7 +3,7 @@
 The metrics live in one registry, `REGISTRY`, with the standard process and platform
 collectors (RSS, CPU, open files). Code anywhere counts with them (`COMMANDS.labels(...)
 .inc()`): counting costs about a microsecond and needs nothing running. They are *served*
-only when `METRICS_PORT` is set (bot/services/observe.py serves `/metrics`, `/healthz` and
+only when `METRICS_PORT` is set (bot/services/ops/observe.py serves `/metrics`, `/healthz` and
 `/readyz`), each process on its own port.
 
 Names follow Prometheus' conventions (seconds, bytes; counters end in `_total`, which

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from bot.core.gateway import LoginTurns
+from bot.services.common.text import MB
 from bot.services.hearing.listening.service import ListeningService
-from bot.services.jobs import JobRunner, best_start_method
-from bot.services.login_turns import LoginTurns
-from bot.services.observe import Observer, redis_answers
+from bot.services.ops.observe import Observer, redis_answers
 from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner
+from bot.services.tasks.jobs import JobRunner, best_start_method
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import ServerSettings
 from bot.services.tenancy.tenants import TenantLimits, Tenants, adopt_local_files, migrate_files
-from bot.services.text import MB
 from bot.services.voice.reading import ReadAloud
 from bot.services.voice.synthesis import SynthesisService
 

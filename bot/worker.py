@@ -23,9 +23,9 @@ log = logging.getLogger("bot.worker")
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     from taskiq.api import run_receiver_task
 
-    from bot.services.jobs import JobRunner, best_start_method
     from bot.services.speech.service import SpeechService
     from bot.services.storage.blobs import DatabaseBlobs
+    from bot.services.tasks.jobs import JobRunner, best_start_method
     from bot.services.tasks.remote import (
         make_broker,
         patient_receiver,
@@ -99,7 +99,7 @@ def worker_main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    from bot.services.observe import PortInUseError
+    from bot.services.ops.observe import PortInUseError
 
     try:
         asyncio.run(main())

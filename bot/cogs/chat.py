@@ -20,9 +20,9 @@ from bot.core.context import VoiceContext
 from bot.core.jobs import describe_job
 from bot.core.messages import ON_OFF, Kind, kind_of, parse_on_off
 from bot.core.replies import reply_error
-from bot.services.jobs import Job
 from bot.services.model.policy import active_dataset
 from bot.services.model.service import NoModelError
+from bot.services.tasks.job import Job
 from bot.services.tenancy.settings import CHAT, ServerSettings
 from bot.services.tenancy.tenants import Tenant, Tenants
 

@@ -19,9 +19,9 @@ from bot.core.context import VoiceContext
 from bot.core.scope_option import ONE_SERVER, scoped_command
 from bot.core.suggest import admins_only, matching, namespace_asked, suggest
 from bot.errors import InvalidInputError
+from bot.services.common.text import MB, human_size
 from bot.services.tenancy.namespaces import Scope
 from bot.services.tenancy.tenants import Tenants
-from bot.services.text import MB, human_size
 
 OWNER_VIEW = " Bot owners: `--server ID` reaches another server's folder."
 ONE_FOLDER = "This works on one server's folder: name it (`--server ID`, or `server:` with `/`)."

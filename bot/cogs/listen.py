@@ -26,10 +26,10 @@ from bot.core.checks import is_admin, require_admin
 from bot.core.context import VoiceContext
 from bot.core.messages import ON_OFF, parse_on_off
 from bot.errors import InvalidInputError, UserFacingError
+from bot.services.common.text import split_message
 from bot.services.hearing.listening import settings as keys
 from bot.services.hearing.listening.service import Callbacks, ListeningService, ListeningSession
 from bot.services.hearing.listening.wakewords import MAX_WAKE_WORDS
-from bot.services.text import split_message
 
 log = logging.getLogger(__name__)
 

@@ -25,17 +25,17 @@ from bot.core.messages import send_chunks
 from bot.core.scope_option import SERVER, scoped_command
 from bot.core.suggest import admins_only, matching, namespace_asked, suggest
 from bot.errors import NotFoundError
-from bot.services.jobs import Job
+from bot.services.common.text import split_message
 from bot.services.model.datasets.parse import check_size, name_from_filename, parse_inline
 from bot.services.model.evaluation import TestItem, parse_test_data, parse_test_file
 from bot.services.model.policy import active_dataset
 from bot.services.model.predictions import Evaluation
 from bot.services.model.service import NoModelError
+from bot.services.tasks.job import Job
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tenancy.namespaces import Scope
 from bot.services.tenancy.settings import DATASET, ServerSettings
 from bot.services.tenancy.tenants import Tenant, Tenants
-from bot.services.text import split_message
 
 log = logging.getLogger(__name__)
 

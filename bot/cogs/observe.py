@@ -7,7 +7,7 @@
   `discord_event_on_interaction`; commands that end well count as ok here, failed ones in
   the error handler (cogs/_metrics.py).
 
-Serving them is services/observe.py's; without METRICS_PORT nothing runs but the counting.
+Serving them is services/ops/observe.py's; without METRICS_PORT nothing runs but the counting.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bot.core.bot import VoiceChatBot
 from bot.core.command_metrics import count_command, count_interaction
 from bot.core.context import VoiceContext
 from bot.metrics import CONNECTED, GUILDS, LATENCY, ON_COMMAND, ON_INTERACTION, SHARDS
-from bot.services.observe import NotReady, Observer
+from bot.services.ops.observe import NotReady, Observer
 
 log = logging.getLogger(__name__)
 

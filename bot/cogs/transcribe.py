@@ -39,7 +39,7 @@ from bot.services.common.languages import (
     own_name,
     verdict,
 )
-from bot.services.limits import FREE, InArrivalOrder, WindowBudget, format_span
+from bot.services.common.limits import FREE, InArrivalOrder, WindowBudget, format_span
 from bot.services.speech.audio import STREAM_AFTER_SECONDS, format_clock
 from bot.services.speech.errors import PartialTranscriptError
 from bot.services.speech.service import SpeechService

@@ -31,7 +31,7 @@ from bot.core.speaker import voice_channel_of
 from bot.core.suggest import admins_only, matching, suggest
 from bot.errors import InvalidInputError, UserFacingError
 from bot.services.common.languages import own_name
-from bot.services.limits import TokenBucket
+from bot.services.common.limits import TokenBucket
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import AUTOSPEAK, TTS_ENGINE, TTS_VOICE, ServerSettings
 from bot.services.voice.reading import OPTION_KEYS, SILENCE_PREFIX, ReadAloud

@@ -2,7 +2,7 @@
 
 It runs the shards SHARD_IDS of SHARD_COUNT (default: every shard of the count Discord
 recommends); several processes with disjoint slices together serve every server once, and
-take turns logging in through Redis when REDIS_URL is set (`services/login_turns.py`).
+take turns logging in through Redis when REDIS_URL is set (`core/gateway.py`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.core.context import VoiceContext
+from bot.core.gateway import LoginTurns
 from bot.core.help import HelpCommand
 from bot.core.speaker import Speaker
-from bot.services.login_turns import LoginTurns
 from bot.wiring import Services, build_login_turns
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.services.jobs import Job
+from bot.services.tasks.job import Job
 
 
 def describe_job(job: Job, *, show_namespace: bool = False) -> str:

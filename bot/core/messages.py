@@ -12,8 +12,8 @@ import discord
 from discord import app_commands
 
 from bot.errors import InvalidInputError
+from bot.services.common.text import split_message
 from bot.services.speech.audio import is_audio_attachment
-from bot.services.text import split_message
 
 # The `/` choices of commands that take on/off (`!` also takes yes/no, true/false).
 ON_OFF = [app_commands.Choice(name="on", value="on"), app_commands.Choice(name="off", value="off")]

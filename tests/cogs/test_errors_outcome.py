@@ -9,7 +9,7 @@ from discord.ext import commands
 from bot.core.checks import NotAdmin
 from bot.core.replies import message_for_exception, outcome_of
 from bot.errors import EngineUnavailableError, LimitReachedError, NotFoundError
-from bot.services.limits import RateLimitedError
+from bot.services.common.limits import RateLimitedError
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from hypothesis import event
 
 from bot.errors import UserFacingError
-from bot.services.text import DISCORD_LIMIT, unencodable
+from bot.services.common.text import DISCORD_LIMIT, unencodable
 
 T = TypeVar("T")
 

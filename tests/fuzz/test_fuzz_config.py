@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.config import Settings, SettingsError, load_settings, parse_language, setting_docs
-from bot.services.text import unencodable
+from bot.services.common.text import unencodable
 from bot.services.voice.synthesis import gtts_language
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import encode, mutated, nasty, text

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
+from bot.services.common.text import unencodable
 from bot.services.model.datasets.parse import (
     MAX_LABEL_CHARS,
     MAX_REPLY_CHARS,
@@ -23,7 +24,6 @@ from bot.services.model.datasets.parse import (
     validate_name,
 )
 from bot.services.model.datasets.store import DatasetStore
-from bot.services.text import unencodable
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import cell, inline_lines, text, upload
 

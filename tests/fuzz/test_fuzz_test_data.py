@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import UserFacingError
+from bot.services.common.text import unencodable
 from bot.services.model.evaluation import MAX_TEST_ITEMS, TestItem, parse_test_data, parse_test_file
 from bot.services.model.predictions import _evaluate
-from bot.services.text import unencodable
 from tests.fuzz.contract import outcome
 from tests.fuzz.strategies import (
     NASTY,

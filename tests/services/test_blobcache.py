@@ -10,10 +10,10 @@ import pytest
 
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.files.blobcache import BlobCache, blob_path
-from bot.services.jobs import JobRunner
 from bot.services.model.datasets.parse import Row
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tenancy.tenants import Tenant, TenantLimits, Tenants
 from tests.services.conftest import Location
 from tests.services.hostile_paths import HOSTILE_PATHS, SECRET_MARKER, make_hostile_tree

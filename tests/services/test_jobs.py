@@ -15,7 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.jobs import SHUTTING_DOWN, WORKER_DIED, Job, JobRunner, short_reason
+from bot.services.tasks.job import WORKER_DIED, Job, short_reason
+from bot.services.tasks.jobs import SHUTTING_DOWN, JobRunner
 
 # -- work for the workers (module level, so a spawned worker can import it) ----------------
 
@@ -132,7 +133,7 @@ async def test_one_worker_runs_one_job_at_a_time(runner: JobRunner) -> None:
 async def test_an_exception_fails_the_job_with_a_short_safe_reason(
     runner: JobRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.services.jobs")
+    caplog.set_level(logging.ERROR, logger="bot.services.tasks.jobs")
     job = runner.submit("x", "k", fail, "cannot read /home/someone/secret/data.csv\nmore")
     await runner.wait(job.id)
     assert job.status == "failed" and job.result is None

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.errors import UserFacingError
-from bot.services.limits import (
+from bot.services.common.limits import (
     InArrivalOrder,
     RateLimitedError,
     TokenBucket,

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from bot.services.login_turns import LoginTurns, bucket_key
+from bot.core.gateway import LoginTurns, bucket_key
 from tests.redis_server import RedisServer, free_port
 
 BOT = 1_100_000_000_000_000_100
@@ -50,7 +50,7 @@ async def test_unreachable_redis_is_logged_and_retried_until_it_answers(
 ) -> None:
     port = free_port()
     turns = LoginTurns(f"redis://:secret@127.0.0.1:{port}/0", retry_first=0.05, retry_max=0.2)
-    caplog.set_level(logging.ERROR, logger="bot.services.login_turns")
+    caplog.set_level(logging.ERROR, logger="bot.core.gateway")
     waiting = asyncio.create_task(turns.wait_turn(BOT, 3, 1))
     try:
         while not caplog.records:

@@ -15,7 +15,6 @@ from taskiq import InMemoryBroker
 from bot.errors import EngineUnavailableError, NotFoundError
 from bot.metrics import REGISTRY
 from bot.services.hearing.listening.service import Callbacks, ListeningService
-from bot.services.jobs import Job, JobRunner
 from bot.services.model.datasets.store import DatasetStore
 from bot.services.model.service import ModelService
 from bot.services.speech import audio
@@ -26,6 +25,8 @@ from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import job_key
+from bot.services.tasks.job import Job
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler

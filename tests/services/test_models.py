@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 
 from bot.errors import InvalidInputError, NotFoundError, TooLargeError, UserFacingError
-from bot.services.jobs import JobRunner
 from bot.services.model import training
 from bot.services.model.artifact import _vocabularies, compile_pipeline, read_artifact
 from bot.services.model.datasets.parse import Row, parse_dataset, replies_by_label
@@ -36,6 +35,7 @@ from bot.services.model.service import ModelService, NoModelError
 from bot.services.model.store import ModelIntegrityError
 from bot.services.model.training import CV_MAX_ROWS, build_pipeline, cv_sample
 from bot.services.model.training_run import TrainResult
+from bot.services.tasks.jobs import JobRunner
 
 # Async tests share the module's event loop, so they can share one warm job runner.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -336,7 +336,7 @@ async def test_the_bot_answers_without_importing_scikit_learn(trained: Path) -> 
         "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from bot.services.model.datasets.store import DatasetStore\n"
-        "from bot.services.jobs import JobRunner\n"
+        "from bot.services.tasks.jobs import JobRunner\n"
         "from bot.services.model.service import ModelService\n"
         f"data = Path({str(trained)!r})\n"
         "service = ModelService(data, DatasetStore(data, 1, 1), JobRunner(), 0.35)\n"

@@ -1,4 +1,4 @@
-"""The metrics and health server (bot/services/observe.py): what /metrics, /healthz and
+"""The metrics and health server (bot/services/ops/observe.py): what /metrics, /healthz and
 /readyz answer, served from a thread so that a stuck event loop shows."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import load_settings
 from bot.metrics import REGISTRY
-from bot.services.observe import NotReady, Observer, PortInUseError, probe
+from bot.services.ops.observe import NotReady, Observer, PortInUseError, probe
 from bot.services.storage import Storage
 from bot.wiring import watch_dependencies
 from tests.processes import free_port

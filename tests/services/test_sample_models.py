@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.services.jobs import JobRunner
 from bot.services.model import samples as sample_models
 from bot.services.model.artifact import MODEL_FORMAT, read_artifact
 from bot.services.model.datasets.parse import dataset_hash
 from bot.services.model.datasets.store import DatasetStore
 from bot.services.model.samples import FOLDER, RECORDS, SAMPLES
 from bot.services.model.service import ModelService, NoModelError
+from bot.services.tasks.jobs import JobRunner
 
 SHIPPED = SAMPLES / FOLDER
 

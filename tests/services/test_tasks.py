@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from taskiq import InMemoryBroker
 
-from bot.services.jobs import Job, JobRunner
 from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.client import raise_failure
+from bot.services.tasks.job import Job
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler

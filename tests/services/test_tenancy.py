@@ -24,12 +24,13 @@ from sqlalchemy import table as sa_table
 
 from bot.config import SettingsError, load_settings
 from bot.errors import InvalidInputError, NotFoundError
-from bot.services.jobs import Job, JobRunner
 from bot.services.model.service import ModelService, NoModelError
 from bot.services.speech.service import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.engine import create_engine, explicit_begin
+from bot.services.tasks.job import Job
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.work import WorkServices
 from bot.services.tenancy.namespaces import (

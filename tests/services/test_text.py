@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bot.services.text import human_size, split_message
+from bot.services.common.text import human_size, split_message
 
 
 def help_like(commands: int = 40) -> str:

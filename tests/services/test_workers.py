@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.services.jobs import Job, new_job_id
 from bot.services.speech import audio
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.tasks.job import Job, new_job_id
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.remote import TaskiqRunner, make_broker
 from tests.redis_server import RedisServer

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import InvalidInputError, TooLargeError
-from bot.services import safejson
+from bot.services.common import safejson
+from bot.services.common.text import unencodable_problem
 from bot.services.model.datasets.parse import csv_problem
-from bot.services.text import unencodable_problem
 
 MAX_TEST_ITEMS = 1000
 # Longer labels are cut on the confusion matrix's axes (the text report shows them whole).

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from bot import metrics
 from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.common.fs import file_stamp
-from bot.services.jobs import Job, JobRunner, new_job_id, short_reason
 from bot.services.model import samples
 from bot.services.model.datasets.parse import MAX_TEXT_CHARS, validate_name
 from bot.services.model.datasets.store import DatasetStore
@@ -45,6 +44,8 @@ from bot.services.model.store import (
     store_version,
 )
 from bot.services.model.training_run import DatasetSource, TrainResult, train_model
+from bot.services.tasks.job import Job, new_job_id, short_reason
+from bot.services.tasks.jobs import JobRunner
 
 if TYPE_CHECKING:
     from bot.services.files.blobcache import BlobCache

@@ -9,10 +9,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.services.jobs import Job, new_job_id
 from bot.services.speech import audio
 from bot.services.speech.transcript import AudioSource, Hearing, LengthFn, Progress, Transcript
 from bot.services.tasks.client import raise_failure
+from bot.services.tasks.job import Job, new_job_id
 
 if TYPE_CHECKING:
     from pydub import AudioSegment

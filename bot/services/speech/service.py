@@ -42,7 +42,6 @@ from bot.services.common.engines import (
     text_of,
 )
 from bot.services.common.languages import EngineFit
-from bot.services.jobs import JobRunner
 from bot.services.speech import audio, by_task
 from bot.services.speech.errors import (
     NO_SPEECH_MESSAGE,
@@ -54,6 +53,7 @@ from bot.services.speech.errors import (
 )
 from bot.services.speech.recognizers import SpeechEngine, build_engine
 from bot.services.speech.transcript import AudioSource, Hearing, LengthFn, Progress, Transcript
+from bot.services.tasks.jobs import JobRunner
 
 if TYPE_CHECKING:
     from pydub import AudioSegment

@@ -8,15 +8,12 @@ on the event loop, and each write commits before it returns.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,7 @@ from bot.services.storage.engine import (
     prepare_sqlite_file,
     shown_url,
 )
+from bot.services.storage.rows import Correction, Feedback, ReplyLog, feedback_as_csv
 from bot.services.storage.schema import (
     channel_settings,
     corrections,
@@ -53,52 +51,6 @@ _SETTINGS_TABLES = {
     "channel": (channel_settings, channel_settings.c.channel_id),
     "user": (user_settings, user_settings.c.user_id),  # a user's own, in every server
 }
-
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_CSV_HEADER = ["id", "created_at", "user_id", "guild_id", "channel_id", "text", "server"]
-
-
-@dataclass(frozen=True)
-class Feedback:
-    id: int
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    text: str
-    created_at: str  # ISO 8601, UTC
-    namespace: str = ""
-
-
-@dataclass(frozen=True)
-class ReplyLog:
-    bot_message_id: int
-    channel_id: int
-    guild_id: int | None
-    user_id: int
-    user_message_id: int | None
-    user_text: str
-    reply_text: str
-    kind: str  # "chat", "transcript", "command", ...
-    created_at: str
-    dataset: str | None = None  # the dataset whose model made a chat reply
-    namespace: str = ""
-
-
-@dataclass(frozen=True)
-class Correction:
-    id: int
-    bot_message_id: int
-    user_id: int
-    guild_id: int | None
-    original: str
-    correction: str
-    created_at: str
-    dataset: str | None = None  # the dataset the correction was added to, if any
-    user_text: str | None = None  # the message the corrected reply answered
-    namespace: str = ""  # where the correction was made
-    dataset_namespace: str | None = None  # whose dataset holds the lesson
-
 
 _FEEDBACK_COLUMNS = [feedback.c[name] for name in Feedback.__dataclass_fields__]
 _REPLY_COLUMNS = [reply_log.c[name] for name in ReplyLog.__dataclass_fields__]
@@ -119,21 +71,6 @@ def _about_user(user_id: int) -> ColumnElement[bool]:
     user)."""
     replies_to_user = select(reply_log.c.bot_message_id).where(reply_log.c.user_id == user_id)
     return or_(corrections.c.user_id == user_id, corrections.c.bot_message_id.in_(replies_to_user))
-
-
-def _csv_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return "" if value is None else value
-
-
-def _feedback_csv(rows: Sequence[Sequence[Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(_CSV_HEADER)
-    for row in rows:
-        writer.writerow([_csv_cell(value) for value in row])
-    return out.getvalue().encode("utf-8")
 
 
 def upsert(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> Any:
@@ -234,7 +171,7 @@ class Storage:
         await engine.dispose()
 
     async def ping(self, timeout: float = 2.0) -> None:
-        """`SELECT 1` within `timeout` seconds (readiness, services/observe.py); raises
+        """`SELECT 1` within `timeout` seconds (readiness, services/ops/observe.py); raises
         StorageUnavailableError (or TimeoutError) when the database doesn't answer."""
         try:
             async with asyncio.timeout(timeout), self.engine.connect() as conn:
@@ -396,7 +333,7 @@ class Storage:
                 .order_by(c.id)
             )
             rows = result.all()
-        return await asyncio.to_thread(_feedback_csv, rows)
+        return await asyncio.to_thread(feedback_as_csv, rows)
 
     # Reply log: the bot's own replies, so !correct can find what a reply answered.
 

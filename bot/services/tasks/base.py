@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.errors import UserFacingError
-from bot.services.jobs import Job
+from bot.services.tasks.job import Job
 
 JOB_PREFIX = "jobs/"
 ProgressFn = Callable[[dict[str, Any]], Awaitable[None]]

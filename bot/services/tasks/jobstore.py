@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from bot.services.jobs import Job
 from bot.services.storage.schema import jobs
 from bot.services.storage.store import Storage, upsert
+from bot.services.tasks.job import Job
 
 log = logging.getLogger(__name__)
 

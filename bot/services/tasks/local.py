@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.errors import InvalidInputError
-from bot.services.jobs import Job
 from bot.services.tasks.base import ProgressFn, TaskResult
 from bot.services.tasks.fetch import fetch_url
+from bot.services.tasks.job import Job
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.work import WorkServices, run_body
 

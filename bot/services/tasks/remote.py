@@ -32,9 +32,9 @@ from taskiq.serializers import JSONSerializer
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 from bot import metrics
-from bot.services.jobs import Job, short_reason
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import JOB_PREFIX, JobEndedError, ProgressFn, TaskResult, job_key
+from bot.services.tasks.job import Job, short_reason
 from bot.services.tasks.jobstore import INTERRUPTED, JobStore
 from bot.services.tasks.local import finish, record
 

@@ -18,11 +18,12 @@ from typing import Any
 
 from bot import metrics
 from bot.errors import InvalidInputError, UserFacingError
-from bot.services.jobs import JobRunner, short_reason
 from bot.services.speech.errors import PartialTranscriptError
 from bot.services.speech.service import SpeechService
 from bot.services.speech.transcript import Hearing, Progress
 from bot.services.tasks.base import TaskContext
+from bot.services.tasks.job import short_reason
+from bot.services.tasks.jobs import JobRunner
 
 log = logging.getLogger(__name__)
 

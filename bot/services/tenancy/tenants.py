@@ -44,10 +44,10 @@ from typing import Any
 from bot import metrics
 from bot.services.files.blobcache import BlobCache
 from bot.services.files.service import FileService
-from bot.services.jobs import JobRunner
 from bot.services.model.datasets.store import DatasetStore
 from bot.services.model.service import ModelService
 from bot.services.storage.blobs import BlobStore
+from bot.services.tasks.jobs import JobRunner
 from bot.services.tenancy.namespaces import LEGACY, known_namespaces, namespace_dir
 
 log = logging.getLogger(__name__)

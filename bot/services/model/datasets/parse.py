@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bot.errors import InvalidInputError, TooLargeError
-from bot.services import safejson
-from bot.services.text import unencodable, unencodable_problem
+from bot.services.common import safejson
+from bot.services.common.text import unencodable, unencodable_problem
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 FORMATS = (".csv", ".json", ".jsonl")

@@ -29,8 +29,6 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import re
-import secrets
 import signal
 import time
 from collections import OrderedDict
@@ -38,81 +36,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bot.errors import NotFoundError, UserFacingError
+from bot.services.tasks.job import Job, new_job_id, now, short_reason
 
 log = logging.getLogger(__name__)
 
-# "interrupted": its bot or worker stopped before it ended (only read back from the database).
-JobStatus = Literal["queued", "running", "done", "failed", "interrupted"]
 OnDone = Callable[["Job"], Awaitable[None]]
 # Told of every change of a job's state (services/tasks/jobstore.py keeps them in the database).
 Recorder = Callable[["Job"], Awaitable[None]]
-
-WORKER_DIED = "The worker process stopped unexpectedly (it may have run out of memory)."
 SHUTTING_DOWN = "Cancelled: the bot is shutting down."
-MAX_REASON_CHARS = 200
-# Absolute paths (two or more components) in an error message; users must not see host paths.
-_HOST_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/]+[\\/])+[^\s'\"\\/]*")
 # Workers do background work: let the bot's own process win the CPU when both want it.
 WORKER_NICENESS = 5
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-JOB_ID_BYTES = 4  # 8 hex digits: ids stay unique across the bot's processes and workers
-
-
-def new_job_id() -> str:
-    """A new job id. Every process of the bot makes its own and the jobs table is shared, so
-    ids are wide enough (2^32) that two processes do not pick the same one (6 hex digits
-    collide once in a few thousand jobs)."""
-    return secrets.token_hex(JOB_ID_BYTES)
-
-
-@dataclass
-class Job:
-    """One piece of work and what became of it. Times are UTC."""
-
-    id: str
-    kind: str
-    key: str
-    status: JobStatus = "queued"
-    created_at: datetime = field(default_factory=_now)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    result: Any = None
-    error: str | None = None
-    namespace: str | None = None  # whose job it is (see services/tenancy/tenants.py)
-    subject: str = ""  # what it works on, for people: a dataset's name
-    requested_by: str | None = None  # the user who started it
-    progress: float | None = None  # 0..1 while running, when the work can tell
-    summary: str = ""  # one line for people: what a finished job made
-    refused: bool = False  # it failed on input the user can fix (a UserFacingError)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in ("done", "failed", "interrupted")
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds of running: final once finished, so far while running, None while queued."""
-        if self.started_at is None:
-            return None
-        end = self.finished_at or _now()
-        return max(0.0, (end - self.started_at).total_seconds())
-
-    @property
-    def waited(self) -> float | None:
-        """Seconds spent queued before starting (None while still queued)."""
-        if self.started_at is None:
-            return None
-        return max(0.0, (self.started_at - self.created_at).total_seconds())
 
 
 @dataclass
@@ -123,20 +60,6 @@ class _Entry:
     on_done: OnDone | None
     ended: asyncio.Event
     keep_exception: bool = False
-
-
-def short_reason(exc: BaseException) -> str:
-    """A one-line reason for a failed job that is safe to show: no traceback, no host path."""
-    if isinstance(exc, BrokenProcessPool):
-        return WORKER_DIED
-    if isinstance(exc, UserFacingError):
-        return exc.message
-    lines = str(exc).strip().splitlines()
-    text = _HOST_PATH.sub("<path>", lines[0]) if lines else ""
-    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    if len(reason) > MAX_REASON_CHARS:
-        reason = reason[: MAX_REASON_CHARS - 1] + "…"
-    return reason
 
 
 def _init_worker(preload: tuple[str, ...] = ()) -> None:
@@ -310,7 +233,7 @@ class JobRunner:
             entry.args = ()
             entry.job.status = "failed"
             entry.job.error = SHUTTING_DOWN
-            entry.job.finished_at = _now()
+            entry.job.finished_at = now()
             self._tasks_add(self._finish(entry))
         running = [t for t in self._tasks if not t.done()]
         if running:
@@ -380,7 +303,7 @@ class JobRunner:
             self._busy_keys.add(entry.job.key)
             self._cancel_idle_timer()
             entry.job.status = "running"
-            entry.job.started_at = _now()
+            entry.job.started_at = now()
             log.info("job %s (%s) started", entry.job.id, entry.job.kind)
             self._record(entry.job)
             self._tasks_add(self._run(entry))
@@ -408,7 +331,7 @@ class JobRunner:
             else:
                 log.error("job %s (%s) failed", job.id, job.kind, exc_info=exc)
         finally:
-            job.finished_at = _now()
+            job.finished_at = now()
             entry.args = ()  # a finished job's history must not pin its (possibly big) input
             self._busy_keys.discard(job.key)
             if not self._closed:
