@@ -25,6 +25,7 @@ from bot import metrics
 from bot.sandbox.server import Sandbox
 from bot.sandbox.world import GUILDS, SandboxGuild
 from bot.services.speech import audio
+from tests.fixtures.recordings import recordings
 from tests.postgres import PostgresServer
 from tests.processes import free_port
 from tests.prometheus_server import PrometheusServer
@@ -330,6 +331,32 @@ async def test_a_training_becomes_active_in_the_process_serving_the_server(
     assert (await cluster.ask("what food is there", third))["content"] == "Soup today."
     assert ("train", third.id) in cluster.served(cluster.bot_of(third))
     assert any(f"task {job[1]} (train) done" in w.text() for w in cluster.workers)
+
+
+async def test_listening_captions_are_heard_by_the_workers_in_the_speakers_server(
+    cluster: Cluster,
+) -> None:
+    """Listening with workers: each utterance is a transcribe task in the namespace of the
+    server it was said in (its audio goes there), and the caption comes back."""
+    second = next(g for g in GUILDS if g.key == "second")
+    await cluster.sandbox.join_voice(second.owner)
+    listening = await cluster.ask("!listen on", second)
+    assert listening["content"].startswith("🎙️ I'm now listening in **Voice**"), listening
+    await until(lambda: not cluster.sandbox.bot_self_deaf(second.id), 30, "undeafened")
+    [person] = recordings("en")
+    wav = await asyncio.to_thread(lambda: audio.to_wav(audio.decode(person.data(), person.file)))
+    await cluster.sandbox.speak(second.owner, wav, guild_id=second.id)
+
+    def caption() -> str | None:
+        found = cluster.sandbox.bot_messages(second.text_channel_id)
+        return next((m["content"] for m in found if m["content"].startswith("**alice:**")), None)
+
+    await until(lambda: caption() is not None, ANSWER_TIMEOUT, "a caption")
+    assert "gospel" in (caption() or "").lower()
+    started = [w.text() for w in cluster.workers]
+    assert any(f"(transcribe) started in namespace {second.id}" in t for t in started)
+    assert not any("started in namespace shared" in t for t in started)
+    await cluster.ask("!listen off", second)
 
 
 def long_speech() -> bytes:

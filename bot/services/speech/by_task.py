@@ -28,8 +28,8 @@ async def recognize(
     namespace: str | None,
 ) -> Transcript:
     """A `transcribe` task with the decoded audio as its input; progress per chunk."""
+    job = _job(namespace)
     wav = await asyncio.to_thread(audio.to_wav, segment)
-    job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
 
     async def report(meta: dict[str, Any]) -> None:
         if on_progress is not None:
@@ -56,7 +56,7 @@ async def transcribe_url(
 ) -> Transcript:
     """A `transcribe` task with the audio's URL. The worker's first report (after it
     decoded) gives the length; a result that comes before any report gives it then."""
-    job = Job(new_job_id(), "transcribe", "", namespace=namespace or "shared", subject="audio")
+    job = _job(namespace)
     known = False
 
     async def length(seconds: float) -> None:
@@ -79,3 +79,10 @@ async def transcribe_url(
     if not known:
         await length(transcript.duration_seconds)
     return transcript
+
+
+def _job(namespace: str | None) -> Job:
+    """The task's job, in the namespace whose audio it is (its bytes go there too)."""
+    if namespace is None:
+        raise ValueError("a transcribe task needs the namespace whose audio it is")
+    return Job(new_job_id(), "transcribe", "", namespace=namespace, subject="audio")

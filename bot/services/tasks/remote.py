@@ -350,7 +350,7 @@ def worker_handler(broker: AsyncBroker, blobs: DatabaseBlobs, services: Any) -> 
             log.info("task %s was delivered again; running it again", job_id)
             metrics.TASKS_REDELIVERED.labels(task_label(task)).inc()
         started = datetime.now(UTC)
-        log.info("task %s (%s) started", job_id, task)
+        log.info("task %s (%s) started in namespace %s", job_id, task, namespace)
         await jobstore.running(job_id)
         await set_progress(broker, job_id, {})  # the bot's sign that a worker took it
         ctx = WorkerContext(broker, blobs, jobstore, services, job_id, namespace)

@@ -42,9 +42,13 @@ class FakeSpeech:
         self.gate = asyncio.Event()
         self.gate.set()
         self.calls: list[tuple[float, int, str]] = []
+        self.namespaces: list[str | None] = []
 
-    async def recognize(self, segment: Any, language: str = "en-US") -> Said:
+    async def recognize(
+        self, segment: Any, language: str = "en-US", *, namespace: str | None = None
+    ) -> Said:
         self.calls.append((segment.duration_seconds, segment.frame_rate, language))
+        self.namespaces.append(namespace)
         if segment.duration_seconds > 2:
             await self.gate.wait()
             text = self.long_text
@@ -233,7 +237,7 @@ async def test_pending_counts_utterances_until_their_captions_are_posted(
     assert service.pending(GUILD + 1) == 0  # a server that is not listening
 
 
-async def test_recognition_gets_16_khz_audio_in_the_servers_language(
+async def test_recognition_gets_16_khz_audio_in_the_servers_language_and_namespace(
     session: ListeningSession, storage: Storage, clock: Clock, heard: Heard, speech: FakeSpeech
 ) -> None:
     await storage.set_guild_setting(GUILD, "language", "de-DE")
@@ -241,6 +245,7 @@ async def test_recognition_gets_16_khz_audio_in_the_servers_language(
     await until(lambda: len(heard.captions) == 1)
     [(seconds, rate, language)] = speech.calls
     assert rate == 16_000 and language.language == "de-DE" and 1.0 <= seconds <= 1.5
+    assert speech.namespaces == [str(GUILD)]  # with workers, its audio goes to this server's
 
 
 @pytest.mark.parametrize("transcript", ["", "[BLANK_AUDIO]", "(music) ♪", " . . ", "you"])

@@ -41,6 +41,7 @@ from bot.services.hearing.listening.sink import SAMPLE_RATE
 from bot.services.hearing.listening.wakewords import match_wake_word
 from bot.services.storage import Storage
 from bot.services.tenancy.language import ServerLanguages
+from bot.services.tenancy.namespaces import guild_namespace
 from bot.services.tenancy.settings import ServerSettings, Setting
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ _NOISE_WORDS = frozenset({"you"})  # whisper's usual guess for a noise
 class Recognizer(Protocol):
     """The part of `SpeechService` listening uses (a fake in tests)."""
 
-    async def recognize(self, segment: Any, language: Any = "en-US") -> Any: ...
+    async def recognize(
+        self, segment: Any, language: Any = "en-US", *, namespace: str | None = None
+    ) -> Any: ...
 
 
 @dataclass
@@ -411,7 +414,9 @@ class ListeningService:
         async with self._recognitions:
             segment = await asyncio.to_thread(to_segment, pcm48)
             try:
-                transcript = await self.speech.recognize(segment, hearing)
+                transcript = await self.speech.recognize(
+                    segment, hearing, namespace=guild_namespace(guild_id)
+                )
             except UserFacingError as exc:  # no speech, or every engine down
                 log.info("no caption for an utterance in guild %s: %s", guild_id, exc)
                 return ""
