@@ -11,6 +11,8 @@ from bot.config import Settings
 from bot.core.gateway import LoginTurns
 from bot.services.common.text import MB
 from bot.services.hearing.listening.service import ListeningService
+from bot.services.model.corrections import Corrections
+from bot.services.model.policy import FirstTrainings
 from bot.services.ops.observe import Observer, redis_answers
 from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
@@ -52,6 +54,8 @@ class Services:
     languages: ServerLanguages
     server_settings: ServerSettings  # every server's, channel's and person's settings
     reading: ReadAloud
+    first_trainings: FirstTrainings  # a chat message's first training of a dataset
+    corrections: Corrections  # !correct and !forgetme's writes, in a crash-safe order
     tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
     observer: Observer | None = None  # /metrics, /healthz, /readyz when METRICS_PORT is set
 
@@ -155,20 +159,21 @@ async def build_services(settings: Settings) -> Services:
     server_settings = ServerSettings(storage, settings)
     languages = ServerLanguages(server_settings)
     synthesis = SynthesisService.from_settings(settings)
+    tenants = Tenants(
+        settings.data_dir,
+        jobs,
+        limits,
+        tasks=tasks,
+        blobs=DatabaseBlobs(storage),
+        max_cached=settings.max_cached_servers,
+    )
     return Services(
         settings=settings,
         storage=storage,
         synthesis=synthesis,
         speech=speech,
         jobs=jobs,
-        tenants=Tenants(
-            settings.data_dir,
-            jobs,
-            limits,
-            tasks=tasks,
-            blobs=DatabaseBlobs(storage),
-            max_cached=settings.max_cached_servers,
-        ),
+        tenants=tenants,
         listening=ListeningService(speech, storage, settings=server_settings, languages=languages),
         jobstore=jobstore,
         languages=languages,
@@ -180,6 +185,8 @@ async def build_services(settings: Settings) -> Services:
             prefix=settings.command_prefix,
             max_chars=settings.max_spoken_chars,
         ),
+        first_trainings=FirstTrainings(),
+        corrections=Corrections(storage, tenants, server_settings),
         tasks=tasks,
         observer=observer,
     )

@@ -20,7 +20,7 @@ from bot.core.context import VoiceContext
 from bot.core.jobs import describe_job
 from bot.core.messages import ON_OFF, Kind, kind_of, parse_on_off
 from bot.core.replies import reply_error
-from bot.services.model.policy import active_dataset
+from bot.services.model.policy import FirstTrainings, active_dataset
 from bot.services.model.service import NoModelError
 from bot.services.tasks.job import Job
 from bot.services.tenancy.settings import CHAT, ServerSettings
@@ -36,14 +36,16 @@ NOT_SURE = (
 
 class Chat(commands.Cog):
     def __init__(
-        self, bot: VoiceChatBot, tenants: Tenants, server_settings: ServerSettings
+        self,
+        bot: VoiceChatBot,
+        tenants: Tenants,
+        server_settings: ServerSettings,
+        first_trainings: FirstTrainings,
     ) -> None:
         self.bot = bot
         self.tenants = tenants
         self.server_settings = server_settings
-        # (namespace, dataset) -> the first training started by a chat message
-        self._first_training: dict[tuple[str, str], Job] = {}
-        self._starting: set[tuple[str, str]] = set()
+        self.first_trainings = first_trainings
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -99,21 +101,19 @@ class Chat(commands.Cog):
         self, tenant: Tenant, dataset: str, ctx: VoiceContext, text: str
     ) -> bool:
         """No model yet: train the dataset once, then answer. False if there is no data."""
-        key = (tenant.namespace, dataset)
-        running = self._first_training.get(key)
-        if (running is not None and not running.finished) or key in self._starting:
+        first = await self.first_trainings.start(
+            tenant.namespace,
+            tenant.models,
+            tenant.datasets,
+            dataset,
+            on_done=self._answer_when_trained(ctx, text),
+        )
+        if first is None:
+            return False
+        job, started = first
+        if not started or job is None:
             await ctx.answer(f"I'm still learning dataset `{dataset}`; ask me again in a moment.")
             return True
-        self._starting.add(key)  # set before any await: two messages start one training
-        try:
-            if not await tenant.datasets.exists_async(dataset):
-                return False
-            job = await tenant.models.start_training(
-                dataset, on_done=self._answer_when_trained(key, ctx, text)
-            )
-            self._first_training[key] = job
-        finally:
-            self._starting.discard(key)
         await ctx.answer(
             f"One moment: I'm learning dataset `{dataset}` for the first time "
             f"(job `{job.id}`). I'll answer as soon as it's done."
@@ -121,10 +121,9 @@ class Chat(commands.Cog):
         return True
 
     def _answer_when_trained(
-        self, key: tuple[str, str], ctx: VoiceContext, text: str
+        self, ctx: VoiceContext, text: str
     ) -> Callable[[Job], Awaitable[None]]:
         async def answer(done: Job) -> None:
-            self._first_training.pop(key, None)
             if done.status == "done":
                 await self.answer(ctx, text)
             else:
@@ -155,4 +154,7 @@ class Chat(commands.Cog):
 
 
 async def setup(bot: VoiceChatBot) -> None:
-    await bot.add_cog(Chat(bot, bot.services.tenants, bot.services.server_settings))
+    services = bot.services
+    await bot.add_cog(
+        Chat(bot, services.tenants, services.server_settings, services.first_trainings)
+    )

@@ -23,11 +23,9 @@ from bot.core.context import VoiceContext, context_of
 from bot.core.scope_option import SERVER, SlashLimited, scoped_command, slash_text
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.hearing.listening.service import ListeningService
-from bot.services.model.policy import active_dataset
+from bot.services.model.corrections import Corrections
 from bot.services.storage import Storage
 from bot.services.tenancy.namespaces import Scope
-from bot.services.tenancy.settings import ServerSettings
-from bot.services.tenancy.tenants import Tenants
 from bot.services.voice.reading import ReadAloud
 
 MAX_FEEDBACK_CHARS = 1000
@@ -78,17 +76,15 @@ class Feedback(commands.Cog):
         self,
         bot: VoiceChatBot,
         storage: Storage,
-        tenants: Tenants,
+        corrections: Corrections,
         listening: ListeningService,
         reading: ReadAloud,
-        server_settings: ServerSettings,
     ) -> None:
         self.bot = bot
         self.storage = storage
-        self.tenants = tenants
+        self.corrections = corrections
         self.listening = listening
         self.reading = reading
-        self.server_settings = server_settings
         self.menu = app_commands.ContextMenu(name="Correct this reply", callback=self.correct_menu)
 
     async def cog_load(self) -> None:
@@ -233,41 +229,24 @@ class Feedback(commands.Cog):
             raise NotFoundError("Message not found.") from None
         self._check_mine(target)
         correction = self._checked(correction, "")
-        guild_id = ctx.guild.id if ctx.guild else None
-        namespace = ctx.namespace
-        logged = await self.storage.get_reply(target.id)
-        if (
-            logged is None
-            or logged.kind != "chat"
-            or not logged.user_text
-            or logged.namespace != namespace
-        ):
-            await self.storage.add_correction(
-                target.id, ctx.author.id, guild_id, target.content, correction, namespace=namespace
-            )
+        taught = await self.corrections.correct(
+            message_id=target.id,
+            author_id=ctx.author.id,
+            guild_id=ctx.guild.id if ctx.guild else None,
+            namespace=ctx.namespace,
+            original=target.content,
+            correction=correction,
+        )
+        dataset = taught.dataset
+        if dataset is None:
             await ctx.answer(
                 "Thanks, your correction is saved. That message wasn't a chat reply, so the "
                 "training data is unchanged."
             )
             return
-        # Teach the dataset whose model made the reply, even if another one is active now.
-        dataset = logged.dataset or await active_dataset(self.server_settings, guild_id)
-        # The record first: a crash in between leaves a record !forgetme can still act on.
-        await self.storage.add_correction(
-            target.id,
-            ctx.author.id,
-            guild_id,
-            target.content,
-            correction,
-            dataset=dataset,
-            user_text=logged.user_text,
-            namespace=namespace,
-        )
-        datasets = self.tenants.get(namespace).datasets
-        await datasets.add_correction_async(dataset, logged.user_text, correction)
         await ctx.answer(
             f"Thanks, your correction is saved and added to the training data of dataset "
-            f"`{dataset}`: “{_quote(logged.user_text)}” → “{_quote(correction)}”. "
+            f"`{dataset}`: “{_quote(taught.user_text or '')}” → “{_quote(correction)}”. "
             f"It takes effect after the next `{ctx.shown_prefix}train {dataset}`."
         )
 
@@ -310,14 +289,7 @@ class Feedback(commands.Cog):
         extras={"example": "forgetme"},
     )
     async def forgetme(self, ctx: VoiceContext) -> None:
-        # Training data first, then the records: a crash in between can be redone.
-        for lesson in await self.storage.user_corrections(ctx.author.id):
-            if lesson.dataset and lesson.dataset_namespace:
-                datasets = self.tenants.get(lesson.dataset_namespace).datasets
-                await datasets.remove_correction_async(
-                    lesson.dataset, lesson.user_text or "", lesson.correction
-                )
-        counts = await self.storage.forget_user(ctx.author.id)
+        counts = await self.corrections.forget(ctx.author.id)
         total = sum(counts.values())
         detail = ", ".join(f"{n} {FORGOTTEN.get(name, name)}" for name, n in counts.items())
         text = f"Done: I deleted {total} row(s) about you ({detail})."
@@ -339,9 +311,8 @@ async def setup(bot: VoiceChatBot) -> None:
         Feedback(
             bot,
             services.storage,
-            services.tenants,
+            services.corrections,
             services.listening,
             services.reading,
-            services.server_settings,
         )
     )

@@ -63,11 +63,10 @@ async def test_messages_are_read_with_the_name_once_and_links_unread(e2e: E2E, h
     ear = Listener(e2e, hear)
     await e2e.sandbox.send("the weather is sunny today", author="moderator")
     first = await ear.until("sunny")
-    # "moderator said:" is spoken as its own first piece: two utterances, then one.
-    assert "moderator" in first and ear.next_index == 2, first
+    assert "moderator" in first, first  # "moderator said: …"
     await e2e.sandbox.send("i would like a cup of coffee please", author="moderator")
     second = await ear.until("coffee")
-    assert "moderator" not in second and ear.next_index == 3, second
+    assert "moderator" not in second, second  # the same run: no name again
     await e2e.sandbox.send("look at https://example.com/page now", author="moderator")
     link = await ear.until("link")
     assert "example" not in link and "http" not in link
@@ -185,8 +184,8 @@ async def test_text_in_voice_is_read(e2e: E2E, hear: Hear) -> None:
     voice_chat = Sandbox.VOICE_CHANNEL_ID
     on = await e2e.ask_text("!voice read on", channel_id=voice_chat)
     assert on.startswith(f"I'll read <#{voice_chat}> aloud")
-    await e2e.sandbox.send("typing in the voice chat works", channel_id=voice_chat)
-    heard = await Listener(e2e, hear).until("voice chat")
+    await e2e.sandbox.send("typing in the voice channel works", channel_id=voice_chat)
+    heard = await Listener(e2e, hear).until("works")
     assert "typing" in heard
 
 

@@ -340,7 +340,7 @@ class ListeningService:
     async def forget(self, user_id: int) -> bool:
         """`!forgetme`: delete the user's listening choice; True if there was one."""
         had = await self.stored.user(user_id, keys.OPT_OUT) is not None
-        await self.storage.forget_user_settings(user_id)
+        await self.stored.set_user(user_id, keys.OPT_OUT, None)
         self._opted_out.discard(user_id)
         return had
 
