@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -156,13 +157,22 @@ def typer(proc: subprocess.Popen[str]) -> Callable[[str], None]:
     return send
 
 
-def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
-    proc = console(tmp_path / "data")
+@contextlib.contextmanager
+def typing_console(
+    data_dir: Path,
+) -> Iterator[tuple[subprocess.Popen[str], Output, Callable[[str], None]]]:
+    """A console to type into and read from; killed at the end if it is still running."""
+    proc = console(data_dir)
     assert proc.stdin is not None
-    output = Output(proc)
-
-    send = typer(proc)
     try:
+        yield proc, Output(proc), typer(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
+    with typing_console(tmp_path / "data") as (proc, output, send):
         send("//hi")
         output.expect("bot: Hi owner! Type `/help` to see what I can do.")
         send("//train name:small?")
@@ -185,18 +195,10 @@ def test_console_runs_slash_commands_menus_and_forms(tmp_path: Path) -> None:
         proc.stdin.close()
         assert proc.wait(timeout=120) == 0
         output.expect("Bye.")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_console_says_a_file_in_voice(tmp_path: Path) -> None:
-    proc = console(tmp_path / "data")
-    assert proc.stdin is not None
-    output = Output(proc)
-
-    send = typer(proc)
-    try:
+    with typing_console(tmp_path / "data") as (proc, output, send):
         send("/voice say tests/fixtures/hello.wav")
         output.expect("the bot is not in the voice channel here; join it and send !join first")
         send("/voice join")
@@ -219,19 +221,11 @@ def test_console_says_a_file_in_voice(tmp_path: Path) -> None:
         proc.stdin.close()
         assert proc.wait(timeout=120) == 0
         output.expect("Bye.")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_console_tries_what_read_aloud_reads(tmp_path: Path) -> None:
     """Nicknames, a voice channel's text chat, edits, deletions and webhooks, against the bot."""
-    proc = console(tmp_path / "data")
-    assert proc.stdin is not None
-    output = Output(proc)
-
-    send = typer(proc)
-    try:
+    with typing_console(tmp_path / "data") as (proc, output, send):
         send("/nick Boss")
         output.expect("owner is now called Boss in Sandbox")
         send("!hi")
@@ -254,6 +248,3 @@ def test_console_tries_what_read_aloud_reads(tmp_path: Path) -> None:
         proc.stdin.close()
         assert proc.wait(timeout=120) == 0
         output.expect("Bye.")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
