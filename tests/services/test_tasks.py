@@ -11,16 +11,23 @@ from pathlib import Path
 import pytest
 from taskiq import InMemoryBroker
 
+from bot.errors import NotFoundError, TooLargeError, UserFacingError, crosses_processes
+from bot.services.speech.errors import (
+    NoSpeechError,
+    PartialTranscriptError,
+    SpeechUnavailableError,
+)
 from bot.services.speech.service import SpeechService
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
+from bot.services.tasks.base import TaskFailedError, TaskResult
 from bot.services.tasks.client import raise_failure
 from bot.services.tasks.job import Job
 from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
-from bot.services.tasks.work import WorkServices, train_files
+from bot.services.tasks.work import WorkServices, failure, train_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -132,3 +139,36 @@ async def test_bad_test_inputs_get_one_clear_error(  # type: ignore[no-untyped-d
         inputs={"model": model, "items.json": rows},
     )  # fmt: skip
     assert result.value["error"] == error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NoSpeechError("nothing heard"),
+        SpeechUnavailableError("down"),
+        PartialTranscriptError("so far so good", 50.0, 120.0),
+        NotFoundError("Job 'x' is unknown."),
+        TooLargeError("too big"),
+    ],
+)
+def test_a_registered_error_crosses_the_process_boundary_as_itself(error: Exception) -> None:
+    result = TaskResult(json.loads(json.dumps(failure(error))))  # as a worker sends it
+    with pytest.raises(type(error)) as raised:
+        raise_failure(result)
+    assert raised.value.message == error.message  # type: ignore[attr-defined]
+    assert getattr(raised.value, "__dict__", {}) == error.__dict__
+
+
+def test_any_other_error_comes_back_as_a_task_failure_with_a_safe_reason() -> None:
+    result = TaskResult(failure(RuntimeError("boom at /srv/bot/secret/path.py")))
+    with pytest.raises(TaskFailedError) as raised:
+        raise_failure(result)
+    assert "/srv" not in raised.value.message and "RuntimeError" in raised.value.message
+
+
+def test_two_error_types_may_not_cross_under_one_name() -> None:
+    class NoSpeechError(UserFacingError):  # the same name as speech's
+        pass
+
+    with pytest.raises(TypeError, match="two error types"):
+        crosses_processes(NoSpeechError)

@@ -18,7 +18,6 @@ from typing import Any
 
 from bot import metrics
 from bot.errors import InvalidInputError, UserFacingError
-from bot.services.speech.errors import PartialTranscriptError
 from bot.services.speech.service import SpeechService
 from bot.services.speech.transcript import Hearing, Progress
 from bot.services.tasks.base import TaskContext
@@ -43,8 +42,8 @@ def failure(exc: BaseException) -> dict[str, Any]:
     value: dict[str, Any] = {"ok": False, "error": short_reason(exc), "type": type(exc).__name__}
     if isinstance(exc, UserFacingError):  # bad input the user can fix, not a fault here
         value["refused"] = True
-    if isinstance(exc, PartialTranscriptError):
-        value["partial"] = {"text": exc.text, "stopped_at": exc.stopped_at, "total": exc.total}
+        if details := exc.details():
+            value["details"] = details
     return value
 
 
