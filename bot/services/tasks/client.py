@@ -1,5 +1,5 @@
-"""What the bot's services do with a runner: a task's failure raised again as the error it
-was, transcription of decoded audio, and training of a dataset."""
+"""A task's failure raised again in the bot as the error it was (the registry of error types
+that cross processes is `bot.errors`')."""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """`LocalRunner`: task bodies run in this process, their CPU-bound parts in its job pool.
 
-Inputs and outputs stay in memory; nothing goes through the blob store or a broker. This is
-the runner for a bot without `TASK_BROKER_URL`, and the reference the workers must match.
+Inputs and outputs stay in memory; nothing goes through the blob store or a broker. It is the
+reference the workers must match (the tests and the benchmarks run the task bodies with it).
+A bot without `TASK_BROKER_URL` does not use it yet: its services run the work in their own
+threads and job pool (making this the one in-process runner is the next step of the
+redesign, see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
