@@ -13,6 +13,7 @@ BENCHMARKS = (
     "hi",
     "slash",
     "voice",
+    "reading",
     "tts",
     "stt",
     "stream",
