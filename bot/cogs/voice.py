@@ -235,7 +235,7 @@ class Voice(commands.Cog):
             f"Voice: `{voice or 'default'}`",
             f"Spoken replies: {_on(autospeak)}",
             f"Reading aloud: {await self._read_summary(ctx.guild.id)}",
-            f"Voices for `{language}`: {await self.reading.voices_line(language)}",
+            f"Voices for `{language}`: {await self.synthesis.voices_line(language)}",
         ]
         await ctx.answer("\n".join(lines))
 
@@ -283,7 +283,7 @@ class Voice(commands.Cog):
             if name not in voices:
                 raise InvalidInputError(
                     f"`{name}` is not a voice for `{language}`. Voices for it: "
-                    f"{await self.reading.voices_line(language)}."
+                    f"{await self.synthesis.voices_line(language)}."
                 )
         value = None if name.lower() == "default" else name
         await self.server_settings.set(ctx.guild.id, TTS_VOICE, value)
@@ -403,7 +403,7 @@ class Voice(commands.Cog):
         if note := self.reading.speed_note(reader, server_engine):
             lines.append(note)
         if what is None or option == "voice":
-            lines.append(f"Voices for `{language}`: {await self.reading.voices_line(language)}")
+            lines.append(f"Voices for `{language}`: {await self.synthesis.voices_line(language)}")
         await ctx.answer("\n".join(lines), private=True)
 
     @voice_me.autocomplete("value")

@@ -243,18 +243,8 @@ class ReadAloud:
                 return engine, wanted_voice
         raise InvalidInputError(
             f"`{name}` is not a voice for `{language}`. Voices for it: "
-            f"{await self.voices_line(language)}."
+            f"{await self.synthesis.voices_line(language)}."
         )
-
-    async def voices_line(self, language: str) -> str:
-        """ "piper: en_US-joe-medium; espeak: en-gb, en-us, …; gtts (online)"."""
-        parts = []
-        for fit in self.synthesis.speaking(language):
-            voices = await self.synthesis.voices(fit.name, language)
-            shown = ", ".join(voices[:12]) + (", …" if len(voices) > 12 else "")
-            online = " (online)" if fit.online else ""
-            parts.append(f"{fit.name}{online}: {shown}" if shown else f"{fit.name}{online}")
-        return "; ".join(parts) or "none installed"
 
     async def set_nickname(self, guild_id: int, user_id: int, value: str | None) -> Reader:
         """The name said before the person's messages; None, `off` or `default` clears it."""

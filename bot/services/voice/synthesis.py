@@ -137,6 +137,16 @@ class SynthesisService:
         except EngineUnavailableError:
             return []
 
+    async def voices_line(self, language: str) -> str:
+        """ "piper: en_US-joe-medium; espeak: en-gb, en-us, …; gtts (online)"."""
+        parts = []
+        for fit in self.speaking(language):
+            voices = await self.voices(fit.name, language)
+            shown = ", ".join(voices[:12]) + (", …" if len(voices) > 12 else "")
+            online = " (online)" if fit.online else ""
+            parts.append(f"{fit.name}{online}: {shown}" if shown else f"{fit.name}{online}")
+        return "; ".join(parts) or "none installed"
+
     def speaking(self, language: str) -> list[EngineFit]:
         """The installed engines that can speak `language`, in order (for `!language`)."""
         return [
