@@ -86,11 +86,10 @@ def plain_fit(texts: list[str], labels: list[str], defaults: bool = False) -> fl
     return time.perf_counter() - started
 
 
-async def bot_training(service: ModelService, jobs: JobRunner) -> tuple[float, float]:
+async def bot_training(service: ModelService) -> tuple[float, float]:
     """(job wall time, time inside train_model) of one training as `!train big` runs it."""
     started = time.perf_counter()
-    job = await service.start_training("big")
-    await jobs.wait(job.id)
+    job = await service.wait(await service.start_training("big"))
     wall = time.perf_counter() - started
     if job.status != "done":
         raise RuntimeError(f"training failed: {job.error}")
@@ -185,14 +184,13 @@ async def measure() -> dict[str, object]:
         try:
             for _ in range(RUNS):
                 await cold_pool(jobs)
-                wall, fit = await bot_training(service, jobs)
+                wall, fit = await bot_training(service)
                 ours.append(wall)
                 inside.append(fit)
                 plain.append(await asyncio.to_thread(plain_fit, texts, labels))
                 defaults.append(await asyncio.to_thread(plain_fit, texts, labels, True))
                 print(f"training {wall:.2f} s ({fit:.2f} s inside), plain fit {plain[-1]:.2f} s")
-            job = await service.start_training("smalltalk")
-            await jobs.wait(job.id)
+            await service.wait(await service.start_training("smalltalk"))
             started = time.perf_counter()
             await service.predict("big", "hello")  # loads the model
             load = time.perf_counter() - started

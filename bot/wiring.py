@@ -15,11 +15,14 @@ from bot.services.model.corrections import Corrections
 from bot.services.model.policy import FirstTrainings
 from bot.services.ops.observe import Observer, redis_answers
 from bot.services.speech.service import SpeechService
+from bot.services.speech.transcriber import Transcriber
 from bot.services.storage import Storage
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import Runner
 from bot.services.tasks.jobs import JobRunner, best_start_method
 from bot.services.tasks.jobstore import JobStore
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import WorkServices
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import ServerSettings
 from bot.services.tenancy.tenants import TenantLimits, Tenants, adopt_local_files, migrate_files
@@ -46,7 +49,8 @@ class Services:
     settings: Settings
     storage: Storage
     synthesis: SynthesisService
-    speech: SpeechService
+    speech: SpeechService  # the engines (what they hear, size limits); tasks call them
+    transcriber: Transcriber  # audio to text: a task on the runner
     jobs: JobRunner
     tenants: Tenants
     listening: ListeningService
@@ -56,13 +60,15 @@ class Services:
     reading: ReadAloud
     first_trainings: FirstTrainings  # a chat message's first training of a dataset
     corrections: Corrections  # !correct and !forgetme's writes, in a crash-safe order
-    tasks: Runner | None = None  # TaskiqRunner when TASK_BROKER_URL is set
+    # Where heavy work runs: this process (LocalRunner), or workers with TASK_BROKER_URL.
+    tasks: Runner
     observer: Observer | None = None  # /metrics, /healthz, /readyz when METRICS_PORT is set
 
     async def warm_up(self) -> None:
-        """Load the speech and voice engines named first (when they have a model), in threads:
+        """Load the speech engine named first where tasks run (here, unless there are
+        workers) and the voice engine named first (when they have a model), in threads:
         started in the background at start (WARM_UP), it never delays the gateway."""
-        for service in (self.speech, self.synthesis):
+        for service in (self.tasks, self.synthesis):
             try:
                 await service.warm_up()
             except Exception:  # a broken engine must not stop the bot; its requests will say
@@ -76,8 +82,7 @@ class Services:
         await self.speech.close()
         await self.synthesis.close()
         await self.jobs.close()
-        if self.tasks is not None:
-            await self.tasks.close()
+        await self.tasks.close()
         await self.jobstore.close()
         await self.storage.close()
 
@@ -147,7 +152,8 @@ async def build_services(settings: Settings) -> Services:
         preload=WORKER_PRELOAD,
         recorder=jobstore.record,
     )
-    tasks = task_runner(settings, storage, jobstore)
+    speech = SpeechService.from_settings(settings, jobs)
+    tasks = task_runner(settings, storage, jobstore, WorkServices(speech, jobs))
     jobs.warm_up()
     limits = TenantLimits(
         train_max_bytes=settings.train_max_mb * MB,
@@ -155,7 +161,7 @@ async def build_services(settings: Settings) -> Services:
         max_upload_bytes=settings.max_upload_mb * MB,
         min_confidence=settings.chat_min_confidence,
     )
-    speech = SpeechService.from_settings(settings, jobs, tasks)
+    transcriber = Transcriber(tasks)
     server_settings = ServerSettings(storage, settings)
     languages = ServerLanguages(server_settings)
     synthesis = SynthesisService.from_settings(settings)
@@ -172,9 +178,12 @@ async def build_services(settings: Settings) -> Services:
         storage=storage,
         synthesis=synthesis,
         speech=speech,
+        transcriber=transcriber,
         jobs=jobs,
         tenants=tenants,
-        listening=ListeningService(speech, storage, settings=server_settings, languages=languages),
+        listening=ListeningService(
+            transcriber, storage, settings=server_settings, languages=languages
+        ),
         jobstore=jobstore,
         languages=languages,
         server_settings=server_settings,
@@ -192,11 +201,13 @@ async def build_services(settings: Settings) -> Services:
     )
 
 
-def task_runner(settings: Settings, storage: Storage, jobstore: JobStore) -> Runner | None:
-    """With TASK_BROKER_URL, transcription and training go to workers through Redis;
-    without it (None), the bot's own threads and job pool do them as always."""
+def task_runner(
+    settings: Settings, storage: Storage, jobstore: JobStore, here: WorkServices
+) -> Runner:
+    """Where transcription and training run: with TASK_BROKER_URL on workers through Redis,
+    else in this process with `here` (its speech engines and job pool)."""
     if settings.task_broker_url is None:
-        return None
+        return LocalRunner(here, jobstore)
     from bot.services.tasks.remote import TaskiqRunner, make_broker
 
     broker = make_broker(

@@ -185,7 +185,7 @@ class Model(commands.Cog):
     async def train(
         self, ctx: VoiceContext, file: discord.Attachment | None = None, *, name: str = ""
     ) -> None:
-        # No rate limit: only admins train, and trainings of one dataset queue (JobRunner keys).
+        # No rate limit: only admins train, and trainings of one dataset run one at a time.
         await ctx.defer()
         saved, job = await self._save_and_start(ctx, name, file)
         queued = (
@@ -411,7 +411,7 @@ class Model(commands.Cog):
         dataset = await self.dataset_for(ctx.guild)
         try:
             evaluation = await self.tenant_of(ctx).models.evaluate(
-                dataset, items, on_worker=file is not None
+                dataset, items, as_task=file is not None
             )
         except NoModelError as exc:
             raise NoModelError(f"{exc.message} Then try `!test` again.") from None

@@ -43,6 +43,7 @@ from bot.services.common.limits import FREE, InArrivalOrder, WindowBudget, forma
 from bot.services.speech.audio import STREAM_AFTER_SECONDS, format_clock
 from bot.services.speech.errors import PartialTranscriptError
 from bot.services.speech.service import SpeechService
+from bot.services.speech.transcriber import Transcriber
 from bot.services.speech.transcript import AudioSource, Hearing, Progress, Transcript
 from bot.services.tenancy.language import ServerLanguages
 from bot.services.tenancy.settings import AUTOTRANSCRIBE, ServerSettings
@@ -172,12 +173,14 @@ class Transcribe(commands.Cog):
         self,
         bot: VoiceChatBot,
         speech: SpeechService,
+        transcriber: Transcriber,
         synthesis: SynthesisService,
         server_settings: ServerSettings,
         languages: ServerLanguages,
     ) -> None:
         self.bot = bot
         self.speech = speech
+        self.transcriber = transcriber
         self.synthesis = synthesis
         self.server_settings = server_settings
         self.languages = languages
@@ -261,8 +264,8 @@ class Transcribe(commands.Cog):
         async with ctx.typing():
             hearing = await self.languages.hearing(guild_id)
             try:
-                transcript = await self.speech.transcribe_source(
-                    AudioSource(attachment.url, attachment.filename, attachment.read),
+                transcript = await self.transcriber.transcribe_source(
+                    AudioSource(attachment.url, attachment.filename),
                     hearing,
                     on_length=on_length,
                     on_progress=on_progress,
@@ -431,6 +434,7 @@ async def setup(bot: VoiceChatBot) -> None:
         Transcribe(
             bot,
             services.speech,
+            services.transcriber,
             services.synthesis,
             services.server_settings,
             services.languages,

@@ -73,6 +73,16 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def job_ended(bot: Any, job_id: str, timeout: float = 120.0) -> Any:
+    """The job with this id once it has ended, read from the jobs table as `!job` reads it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (job := await bot.services.jobstore.get(job_id)) is None or not job.finished:
+        assert loop.time() < deadline, f"job {job_id} did not end in time"
+        await asyncio.sleep(0.05)
+    return job
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**env: str) -> Settings:

@@ -13,7 +13,7 @@ from typing import Any
 from bot.sandbox.runner import sandboxed_bot
 from bot.sandbox.server import Sandbox
 from bot.services.speech import audio
-from tests.e2e.conftest import E2E, eventually
+from tests.e2e.conftest import E2E, eventually, job_ended
 
 GUILD = Sandbox.GUILD_ID
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -191,6 +191,4 @@ async def test_an_admin_corrects_a_reply_then_trains_right_away(e2e: E2E) -> Non
     assert JOB_STARTED.match(second), second
     for text in (first, second):
         job_id = JOB_STARTED.match(text)["id"]
-        await eventually(
-            lambda job_id=job_id: e2e.bot.services.jobs.get(job_id).finished, timeout=120
-        )
+        await job_ended(e2e.bot, job_id)

@@ -19,7 +19,7 @@ from bot.cogs.voice import NOT_IN_VOICE
 from bot.core.checks import NO_PERMISSION, NOT_OWNER, OWNERS_ONLY_OPTION
 from bot.sandbox.interactions import DEFERRED, MESSAGE_REPLY, is_ephemeral
 from bot.sandbox.runner import sandboxed_bot
-from tests.e2e.conftest import E2E, assert_no_late_interactions, eventually
+from tests.e2e.conftest import E2E, assert_no_late_interactions, eventually, job_ended
 from tests.e2e.test_model import JOB_STARTED, MENU, TRAINING_TIMEOUT
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -133,7 +133,7 @@ async def test_voice_commands_and_the_speak_menu(e2e: E2E) -> None:
 
 
 async def job_done(e2e: E2E, job_id: str) -> None:
-    job = await e2e.bot.services.jobs.wait(job_id, timeout=TRAINING_TIMEOUT)
+    job = await job_ended(e2e.bot, job_id, timeout=TRAINING_TIMEOUT)
     assert job.status == "done", job.error
 
 

@@ -47,7 +47,7 @@ def process(storage: Storage, jobs: JobRunner, data_dir: Path) -> Tenant:
 
 
 async def train(tenant: Tenant, jobs: JobRunner, dataset: str) -> str:
-    job = await jobs.wait((await tenant.models.start_training(dataset)).id)
+    job = await tenant.models.wait(await tenant.models.start_training(dataset))
     assert job.status == "done", job.error
     return job.result.version
 
@@ -112,7 +112,8 @@ async def test_trainings_in_two_processes_get_versions_of_their_own(
     await two.datasets.exists_async("weather")  # the second caches the dataset
     first = await one.models.start_training("weather")
     second = await two.models.start_training("weather")
-    results = [(await jobs.wait(j.id)).result.version for j in (first, second)]
+    ended = [await one.models.wait(first), await two.models.wait(second)]
+    results = [job.result.version for job in ended]
     assert sorted(results) == ["v1", "v2"]
     versions = await one.models.list_versions("weather")
     assert [v.version for v in versions] == ["v1", "v2"]

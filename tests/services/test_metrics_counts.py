@@ -30,7 +30,7 @@ from bot.services.tasks.jobs import JobRunner
 from bot.services.tasks.jobstore import JobStore
 from bot.services.tasks.local import LocalRunner
 from bot.services.tasks.remote import TaskiqRunner, register, worker_handler
-from bot.services.tasks.work import WorkServices
+from bot.services.tasks.work import BODIES, WorkServices
 from bot.services.tenancy.tenants import TenantLimits, Tenants
 from bot.services.voice.player import PlaybackQueue
 from bot.services.voice.synthesis import SpokenAudio
@@ -241,8 +241,7 @@ async def test_trainings_predictions_and_loaded_models_are_counted(
     ok = Delta("voicechat_trainings_total", outcome="ok")
     took = Delta("voicechat_training_duration_seconds_count")
     took_sum = Delta("voicechat_training_duration_seconds_sum")
-    job = await service.start_training("smalltalk")
-    await jobs.wait(job.id)
+    job = await service.wait(await service.start_training("smalltalk"))
     assert job.status == "done", job.error
     assert ok() == 1 and took() == 1
     assert took_sum() == pytest.approx(job.result.duration_seconds)
@@ -265,18 +264,18 @@ async def test_a_training_refused_or_failed_is_counted_so(jobs: JobRunner, tmp_p
     with pytest.raises(NotFoundError):
         await service.start_training("missing")
     (tmp_path / "datasets" / "one.csv").write_text("text,label\nhi,greeting\nhello,greeting\n")
-    job = await service.start_training("one")  # one label: the worker refuses to train it
-    await jobs.wait(job.id)
+    job = await service.start_training("one")  # one label: the task refuses to train it
+    await service.wait(job)
     assert job.status == "failed" and refused() == 2
+    runner = LocalRunner(WorkServices(None, jobs), bodies={**BODIES, "train": _crashing_train})
     crashing = ModelService(
-        tmp_path, service.datasets, jobs, 0.35, train_fn=_crashing_train, namespace=NAMESPACE
+        tmp_path, service.datasets, jobs, 0.35, tasks=runner, namespace=NAMESPACE
     )
-    job = await crashing.start_training("smalltalk")
-    await jobs.wait(job.id)
+    await crashing.wait(await crashing.start_training("smalltalk"))
     assert failed() == 1 and refused() == 2
 
 
-def _crashing_train(source: object, out_dir: Path, dataset: str) -> None:
+async def _crashing_train(payload: dict, ctx: object) -> dict:
     raise RuntimeError("simulated crash while fitting")
 
 

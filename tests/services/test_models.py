@@ -36,6 +36,8 @@ from bot.services.model.store import ModelIntegrityError
 from bot.services.model.training import CV_MAX_ROWS, build_pipeline, cv_sample
 from bot.services.model.training_run import TrainResult
 from bot.services.tasks.jobs import JobRunner
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import BODIES, WorkServices
 
 # Async tests share the module's event loop, so they can share one warm job runner.
 module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -46,8 +48,8 @@ THREE_LABELS = ROOT / "tests" / "fixtures" / "three_labels.csv"  # greeting, wea
 MIN_CONFIDENCE = 0.35
 
 
-def crashing_train(source: object, out_dir: Path, dataset: str) -> None:
-    """A training function that fails part-way, as a bug or bad data would."""
+async def crashing_train(payload: dict, ctx: object) -> dict:
+    """A `train` task that fails part-way, as a bug or bad data would."""
     raise RuntimeError("simulated crash while fitting")
 
 
@@ -72,7 +74,7 @@ def with_sample(data_dir: Path) -> Path:
 
 async def train(service: ModelService, dataset: str = "smalltalk") -> TrainResult:
     job = await service.start_training(dataset)
-    await service.jobs.wait(job.id)
+    await service.wait(job)
     assert job.status == "done", job.error
     return job.result
 
@@ -106,7 +108,7 @@ async def test_train_job_reports_metrics_and_stores_a_verified_version(
     job = await service.start_training("smalltalk", on_done=on_done)
     assert job.kind == "train" and job.subject == "smalltalk"
     assert job.status in ("queued", "running")
-    await jobs.wait(job.id)
+    await service.wait(job)
     assert job.status == "done" and done == ["done"]
 
     result = job.result
@@ -142,7 +144,7 @@ async def test_training_needs_an_existing_valid_dataset(jobs: JobRunner, tmp_pat
     (tmp_path / "datasets" / "bad.csv").write_text("text,label\nhi,a\nho,a\n")
     # The worker reads the dataset: one that can't be trained fails its job with the reason.
     job = await service.start_training("bad")
-    await jobs.wait(job.id)
+    await service.wait(job)
     assert job.status == "failed" and "at least 2 different labels" in job.error
     assert not (tmp_path / "models").exists()
 
@@ -592,8 +594,8 @@ async def test_concurrent_trainings_of_one_dataset_queue(
     service = make_service(trained_copy, jobs)
     first = await service.start_training("smalltalk")
     second = await service.start_training("smalltalk")
-    assert first.status == "running" and second.status == "queued"
-    await jobs.wait(second.id)
+    assert not service.queued_behind(first) and service.queued_behind(second)
+    await service.wait(second)
     assert first.status == second.status == "done"
     assert second.started_at >= first.finished_at
     assert (first.result.version, second.result.version) == ("v2", "v3")
@@ -604,7 +606,8 @@ async def test_concurrent_trainings_of_one_dataset_queue(
 async def test_a_crash_in_training_fails_the_job_and_keeps_the_previous_model(
     jobs: JobRunner, trained_copy: Path
 ) -> None:
-    service = make_service(trained_copy, jobs, train_fn=crashing_train)
+    crashing = LocalRunner(WorkServices(None, jobs), bodies={**BODIES, "train": crashing_train})
+    service = make_service(trained_copy, jobs, tasks=crashing)
     before = await service.predict("smalltalk", "hello")
     reported: list[tuple[str, str | None]] = []
 
@@ -612,7 +615,7 @@ async def test_a_crash_in_training_fails_the_job_and_keeps_the_previous_model(
         reported.append((job.status, job.error))
 
     job = await service.start_training("smalltalk", on_done=on_done)
-    await jobs.wait(job.id)
+    await service.wait(job)
     assert reported == [("failed", "RuntimeError: simulated crash while fitting")]
     assert [v.version for v in await service.list_versions("smalltalk")] == ["v1"]
     assert (await service.active_version("smalltalk")).version == "v1"

@@ -292,12 +292,23 @@ def test_whisper_without_a_model_is_unavailable(hello_wav, tmp_path) -> None:
         engine.transcribe(hello_wav, "en-US")
 
 
-async def test_with_workers_the_bot_warms_no_speech_engine() -> None:
-    """With TASK_BROKER_URL the workers recognize everything: the bot never loads whisper."""
-    service = SpeechService(["whisper"], tasks=object())  # type: ignore[arg-type]
+async def test_with_workers_the_bot_warms_no_speech_engine(tmp_path) -> None:
+    """With TASK_BROKER_URL the workers recognize everything: the bot's runner is theirs,
+    and warming it up loads no whisper here."""
+    from bot.services.tasks.jobstore import JobStore
+    from bot.services.tasks.remote import TaskiqRunner
+    from bot.services.tasks.work import WorkServices
+    from bot.wiring import task_runner
+
+    settings = load_settings({"TASK_BROKER_URL": "redis://127.0.0.1:9/0"}, None)
+    service = SpeechService(["whisper"])
+    storage = object()  # never opened: nothing here reaches the database
+    runner = task_runner(settings, storage, JobStore(storage), WorkServices(service, None))
     try:
-        assert await service.warm_up() is None
+        assert isinstance(runner, TaskiqRunner)
+        assert await runner.warm_up() is None
         whisper = service._chain.get("whisper")
         assert not whisper.english.loaded and not whisper.multilingual.loaded
     finally:
+        await runner.close()
         await service.close()

@@ -172,3 +172,112 @@ def test_two_error_types_may_not_cross_under_one_name() -> None:
 
     with pytest.raises(TypeError, match="two error types"):
         crosses_processes(NoSpeechError)
+
+
+# ----- the bot's own runner and what the bot calls -------------------------------------------
+
+
+async def test_a_refusal_by_the_caller_stops_the_task_and_ends_its_job(
+    runner,  # type: ignore[no-untyped-def]
+) -> None:
+    """A caller that refuses once it learns the length (over its limit) gets its own error
+    back on either runner; the job ends failed with that reason, never left running."""
+    job = a_job()
+    reports: list[dict] = []
+
+    async def refuse(meta: dict) -> None:
+        reports.append(meta)
+        raise TooLargeError("That is more audio than you have left this hour.")
+
+    with pytest.raises(TooLargeError, match="more audio than you have left"):
+        await runner.run(
+            "transcribe", {"language": "en-US"}, job,
+            inputs={"audio": (FIXTURES / "hello.wav").read_bytes()}, on_progress=refuse,
+        )  # fmt: skip
+    assert reports and reports[0]["done_seconds"] == 0.0 and reports[0]["total_seconds"] > 1
+    stored = await runner.jobstore.get(job.id)
+    assert (stored.status, stored.error) == (
+        "failed",
+        "That is more audio than you have left this hour.",
+    )
+    assert job.id not in runner.jobstore._alive  # no heartbeat keeps it "running"
+
+
+async def test_a_job_nobody_sees_has_no_row_on_the_bots_runner(
+    storage: Storage, services: WorkServices
+) -> None:
+    jobstore = JobStore(storage)
+    runner = LocalRunner(services, jobstore)
+    hidden = Job("ab12cd35", "transcribe", "", namespace="1100000000000000001", shown=False)
+    result = await runner.run("mine_bitcoin", {}, hidden)
+    assert not result.ok and hidden.status == "failed"
+    assert await jobstore.get(hidden.id) is None
+    shown = a_job()
+    await runner.run("mine_bitcoin", {}, shown)
+    assert (await jobstore.get(shown.id)).status == "failed"
+
+
+async def test_a_task_cancelled_when_the_bot_stops_is_interrupted(
+    storage: Storage, services: WorkServices
+) -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def forever(payload: dict, ctx: object) -> dict:
+        started.set()
+        await asyncio.sleep(3600)
+        return {"ok": True}
+
+    jobstore = JobStore(storage)
+    runner = LocalRunner(services, jobstore, bodies={"train": forever})
+    job = a_job()
+    running = asyncio.create_task(runner.run("train", {}, job))
+    await started.wait()
+    assert (await jobstore.get(job.id)).status == "running"
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    stored = await jobstore.get(job.id)
+    assert stored.status == "interrupted" and stored.error.startswith("Interrupted")
+
+
+async def test_the_transcriber_hears_audio_by_url_and_decoded_audio_alike(
+    runner,  # type: ignore[no-untyped-def]
+) -> None:
+    """What the cogs and listening call, on either runner: a voice message by its URL (the
+    process that runs the task downloads it), and audio the bot decoded itself."""
+    from aiohttp import web
+
+    from bot.services.speech import audio
+    from bot.services.speech.transcriber import Transcriber
+    from bot.services.speech.transcript import AudioSource, Hearing
+
+    data = (FIXTURES / "hello.ogg").read_bytes()
+    app = web.Application()
+    app.router.add_get("/hello.ogg", lambda _request: web.Response(body=data))
+    site_runner = web.AppRunner(app)
+    await site_runner.setup()
+    site = web.TCPSite(site_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    transcriber = Transcriber(runner)
+    namespace = "1100000000000000001"
+    try:
+        lengths: list[float] = []
+
+        async def on_length(seconds: float) -> None:
+            lengths.append(seconds)
+
+        source = AudioSource(f"http://127.0.0.1:{port}/hello.ogg", "hello.ogg")
+        by_url = await transcriber.transcribe_source(
+            source, Hearing("en-US"), on_length=on_length, namespace=namespace
+        )
+        segment = audio.decode(data, "hello.ogg")
+        decoded = await transcriber.recognize(segment, "en-US", namespace=namespace)
+    finally:
+        await site_runner.cleanup()
+    assert "hello" in by_url.text.lower() and decoded.text == by_url.text
+    assert lengths == [pytest.approx(segment.duration_seconds)]
+    with pytest.raises(ValueError, match="namespace"):
+        await transcriber.recognize(segment, "en-US")

@@ -25,7 +25,6 @@ from sqlalchemy import table as sa_table
 from bot.config import SettingsError, load_settings
 from bot.errors import InvalidInputError, NotFoundError
 from bot.services.model.service import ModelService, NoModelError
-from bot.services.speech.service import SpeechService
 from bot.services.storage import SCHEMA_VERSION, Storage, database_url, migrate
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.storage.engine import create_engine, explicit_begin
@@ -111,8 +110,7 @@ async def test_datasets_are_per_namespace_and_the_sample_is_shared(tenants: Tena
 async def test_models_and_jobs_are_per_namespace(tenants: Tenants) -> None:
     a, b = tenants.get("100"), tenants.get("200")
     await a.datasets.save_async("mine", CSV, "mine.csv")
-    job = await a.models.start_training("mine")
-    await tenants.jobs.wait(job.id, timeout=120)
+    job = await a.models.wait(await a.models.start_training("mine"))
     assert job.status == "done", job.error
     assert (job.namespace, job.subject) == ("100", "mine")
     assert (await a.models.predict("mine", "hello")).label == "hi"
@@ -124,14 +122,12 @@ async def test_models_and_jobs_are_per_namespace(tenants: Tenants) -> None:
     assert await b.models.list_versions("mine") == []
     with pytest.raises(NotFoundError):
         await b.models.use_version("mine", "v1")
-    assert [j.id for j in tenants.jobs.list(10, namespace="100")] == [job.id]
-    assert tenants.jobs.list(10, namespace="200") == []
 
 
 async def test_each_namespace_trains_its_own_copy_of_the_sample(tenants: Tenants) -> None:
     jobs = [await tenants.get(ns).models.start_training("smalltalk") for ns in ("100", "dm-7")]
-    for job in jobs:
-        await tenants.jobs.wait(job.id, timeout=120)
+    for ns, job in zip(("100", "dm-7"), jobs, strict=True):
+        await tenants.get(ns).models.wait(job)
         assert job.status == "done", job.error
     for ns in ("100", "dm-7"):
         manifest = namespace_dir(tenants.data_dir, ns) / "models" / "smalltalk" / "manifest.json"
@@ -192,8 +188,7 @@ async def until_idle(tenant: Tenant) -> None:
 
 
 async def train_and_wait(tenant: Tenant, dataset: str) -> Job:
-    job = await tenant.models.start_training(dataset)
-    await tenant.models.jobs.wait(job.id, timeout=120)
+    job = await tenant.models.wait(await tenant.models.start_training(dataset))
     assert job.status == "done", job.error
     return job
 
@@ -266,14 +261,9 @@ async def _what_users_see(tenant: Tenant) -> tuple[object, ...]:
     return datasets, active and active.version, prediction, versions
 
 
-@pytest.mark.parametrize("via", ["job runner", "task runner"])
-async def test_a_namespace_with_a_training_in_progress_is_not_evicted(
-    tmp_path: Path, via: str
-) -> None:
+async def test_a_namespace_with_a_training_in_progress_is_not_evicted(tmp_path: Path) -> None:
     runner = JobRunner(1, idle_seconds=None)
-    tasks = None
-    if via == "task runner":  # the training waits in the model service for a worker
-        tasks = LocalRunner(WorkServices(SpeechService(["whisper"], jobs=runner), runner))
+    tasks = LocalRunner(WorkServices(None, runner))  # the training waits for the only worker
     tenants = Tenants(tmp_path / "data", runner, LIMITS, tasks=tasks, max_cached=1)
     flag = tmp_path / "go"
     runner.submit("hold", "hold", hold_until, str(flag))  # the only worker is busy

@@ -1,7 +1,7 @@
 """`ModelService`: train, store, select and use the chat models of one namespace's datasets.
 
-What the cogs call: `start_training` (a job on the job runner, or a `train` task on a worker
-with a task runner), `predict`, `evaluate` (`!test`, on a worker for a test file),
+What the cogs call: `start_training` (a `train` task on the runner: this process's job pool,
+or a worker), `predict`, `evaluate` (`!test`; a test file is an `evaluate` task),
 `list_versions` and `use_version` (a rollback). It keeps each dataset's manifest and loaded
 model, reloading them when they change; with a blob cache it records new versions in the
 shared manifest with a compare-and-swap (the class docstring, "Shared storage").
@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
-import shutil
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -43,13 +41,17 @@ from bot.services.model.store import (
     format_1_as_arrays,
     store_version,
 )
-from bot.services.model.training_run import DatasetSource, TrainResult, train_model
+from bot.services.model.training_run import TrainResult
+from bot.services.tasks.client import raise_failure
 from bot.services.tasks.job import Job, new_job_id, short_reason
 from bot.services.tasks.jobs import JobRunner
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import WorkServices
 
 if TYPE_CHECKING:
     from bot.services.files.blobcache import BlobCache
     from bot.services.model.scorer import _LoadedModel
+    from bot.services.tasks.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +76,6 @@ def _forget_loaded(loaded: dict[str, Any]) -> None:
     metrics.LOADED_MODELS.dec(len(loaded))
 
 
-def _counting(on_done: Callable[[Job], Awaitable[None]] | None) -> Callable[[Job], Awaitable[None]]:
-    """`on_done` of a training in the job runner: count it, then call `on_done`."""
-
-    async def counted(job: Job) -> None:
-        count_training(job)
-        if on_done is not None:
-            await on_done(job)
-
-    return counted
-
-
 class ModelService:
     """Train, store, select and use the chat models of the datasets.
 
@@ -92,8 +83,8 @@ class ModelService:
     versions and manifests live, so every process of the bot sees the same models. Each use
     asks for the manifest's sha256 (one small query) and fetches it when another process
     changed it (a new version, a rollback); a version file is fetched when it is not cached
-    with the sha256 that the manifest records. A training's worker writes into a private
-    folder; the bot then stores the version (a blob that only the first writer of a name
+    with the sha256 that the manifest records. A training's task gives back the model's
+    bytes; the bot then stores the version (a blob that only the first writer of a name
     gets) and records it in the manifest with a compare-and-swap, so trainings and rollbacks
     in several processes never lose each other's changes. Then the user hears of it.
     """
@@ -105,17 +96,19 @@ class ModelService:
         jobs: JobRunner,
         min_confidence: float,
         *,
-        train_fn: Callable[..., TrainResult] = train_model,
         namespace: str | None = None,
-        tasks: Any = None,
+        tasks: Runner | None = None,
         cache: BlobCache | None = None,
     ) -> None:
         self.namespace = namespace
-        # A task runner (TASK_BROKER_URL): trainings run as `train` tasks on workers.
-        self.tasks = tasks
+        # Where trainings and test files run: `train` and `evaluate` tasks on the bot's
+        # runner (without one, this process's: the same bodies, in `jobs`' processes).
+        self.tasks = tasks or LocalRunner(WorkServices(None, jobs))
+        self.jobs = jobs  # a model of the first format is read in its processes
         self._background: set[asyncio.Task[None]] = set()
-        # Trainings sent to workers, by dataset: one dataset's trainings run one at a time.
+        # Trainings under way, by dataset (one dataset's run one at a time) and by job id.
         self._trainings: dict[str, asyncio.Task[None]] = {}
+        self._by_job: dict[str, asyncio.Task[None]] = {}
         self._waiting: set[str] = set()  # ids of those that wait for the one before
         # With a cache, the blobs hold the versions and manifests and the folder caches them
         # ("Shared storage" in the class docstring).
@@ -123,9 +116,7 @@ class ModelService:
         self.models_dir = Path(data_dir) / "models"
         self.shared = SharedVersions(cache, self.models_dir, namespace) if cache else None
         self.datasets = datasets
-        self.jobs = jobs
         self.min_confidence = min_confidence
-        self._train_fn = train_fn
         self._manifests: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
         self._loaded: dict[str, _LoadedModel] = {}
         # Its models leave metrics.LOADED_MODELS with it (an evicted tenant's, once unused).
@@ -141,8 +132,8 @@ class ModelService:
 
         Trainings of one dataset run one after another. `job.result` is a `TrainResult`.
         On success the new version becomes active; on failure the previous one stays. The
-        worker reads the dataset itself (`DatasetSource`), so a dataset that can't be trained
-        (one label) fails the job with the reason.
+        dataset's files are the task's inputs, so a dataset that can't be trained (one
+        label) fails the job with the reason.
         """
         try:
             validate_name(dataset)
@@ -151,30 +142,6 @@ class ModelService:
         except UserFacingError:
             metrics.TRAININGS.labels(metrics.REFUSED).inc()
             raise
-        if self.tasks is not None:
-            return await self._start_training_task(dataset, on_done)
-        out_dir, finish = self.models_dir, _counting(on_done)
-        if self.cache is not None:
-            # The worker writes into a folder of its own (hidden: never a blob, never listed).
-            out_dir = self.models_dir / f".training-{secrets.token_hex(6)}"
-            finish = self._publisher(dataset, out_dir, finish)
-        return self.jobs.submit(
-            "train",
-            f"train:{self.namespace}:{dataset}",
-            self._train_fn,
-            DatasetSource.of(self.datasets),
-            out_dir,
-            dataset,
-            on_done=finish,
-            namespace=self.namespace,
-            subject=dataset,
-        )
-
-    async def _start_training_task(
-        self, dataset: str, on_done: Callable[[Job], Awaitable[None]] | None
-    ) -> Job:
-        """Send the dataset's files to a worker as a `train` task; when its model comes
-        back, store it as the next version here (the manifest gives it its number)."""
         files = await self.datasets.files_async(dataset)
         job = Job(new_job_id(), "train", f"train:{self.namespace}:{dataset}")
         job.namespace, job.subject = self.namespace, dataset
@@ -192,30 +159,34 @@ class ModelService:
             self._train_as_task(job, payload, files, on_done, before)
         )
         self._trainings[dataset] = task
+        self._by_job[job.id] = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self._by_job.pop(job.id, None))
         if before is not None:
             self._waiting.add(job.id)
         return job
 
     def queued_behind(self, job: Job) -> bool:
         """Whether a new training waits for another training of its dataset."""
-        if self.tasks is not None:
-            return job.id in self._waiting
-        return job.status == "queued"
+        return job.id in self._waiting
+
+    async def wait(self, job: Job) -> Job:
+        """`job` (a training this service started) once it has ended and its on_done ran."""
+        task = self._by_job.get(job.id)
+        if task is not None:
+            await asyncio.wait([task])
+        return job
 
     def busy(self) -> bool:
         """Whether work of this service is under way that a new instance could not take
-        over: trainings sent to workers (waiting for one, or for their model), trainings of
-        its namespace queued or running in the job runner (their on_done stores the model),
+        over: trainings (waiting for their turn, or for their model, which it then stores)
         and models being loaded or installed. Idle, everything it knows is on disk or in the
         blobs, so dropping it loses nothing (services/tenancy/tenants.py evicts idle ones)."""
-        if self._background or any(lock.locked() for lock in self._load_locks.values()):
-            return True
-        return self.namespace is not None and self.jobs.busy_for(self.namespace)
+        return bool(self._background) or any(lock.locked() for lock in self._load_locks.values())
 
     async def close(self) -> None:
-        """Stop waiting for trainings on workers (their rows end as interrupted)."""
+        """Stop waiting for trainings (their rows end as interrupted)."""
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -233,13 +204,13 @@ class ModelService:
             self._waiting.discard(job.id)
         try:
             result = await self.tasks.run("train", payload, job, inputs=files)
-            if result.ok:
-                job.result = await self._install_trained(job.subject, result)
-                job.summary = job.result.summary()
         except Exception as exc:
             log.exception("training job %s failed", job.id)
             job.status, job.error = "failed", short_reason(exc)
             job.finished_at = datetime.now(UTC)
+        else:
+            if result.ok:
+                await self._install(job, result)
         await self.tasks.record(job)
         count_training(job)
         if on_done is not None:
@@ -247,6 +218,15 @@ class ModelService:
                 await on_done(job)
             except Exception:
                 log.exception("on_done callback of job %s failed", job.id)
+
+    async def _install(self, job: Job, result: Any) -> None:
+        """Store a trained model as the dataset's next version; the job fails if it can't."""
+        try:
+            job.result = await self._install_trained(job.subject, result)
+            job.summary = job.result.summary()
+        except Exception:
+            log.exception("storing the model trained by job %s failed", job.id)
+            job.status, job.error, job.result = "failed", STORE_FAILED, None
 
     async def _install_trained(self, dataset: str, result: Any) -> TrainResult:
         fields = dict(result.value["result"])
@@ -263,26 +243,6 @@ class ModelService:
         self._manifests.pop(dataset, None)
         return TrainResult(**fields)
 
-    def _publisher(
-        self, dataset: str, staged: Path, on_done: Callable[[Job], Awaitable[None]] | None
-    ) -> Callable[[Job], Awaitable[None]]:
-        """An on_done that stores the trained version in the blobs, then calls `on_done`."""
-
-        async def publish(job: Job) -> None:
-            try:
-                if job.status == "done" and isinstance(job.result, TrainResult):
-                    job.result = await self._publish_staged(dataset, staged, job.result)
-                    job.summary = job.result.summary()
-            except Exception:
-                log.exception("storing the model trained by job %s failed", job.id)
-                job.status, job.error, job.result = "failed", STORE_FAILED, None
-            finally:
-                await asyncio.to_thread(shutil.rmtree, staged, ignore_errors=True)
-            if on_done is not None:
-                await on_done(job)
-
-        return publish
-
     async def _publish(
         self, dataset: str, data: bytes, entry: dict[str, Any], *, first_only: bool = False
     ) -> str | None:
@@ -290,13 +250,6 @@ class ModelService:
         assert self.shared is not None
         try:
             return await self.shared.publish(dataset, data, entry, first_only=first_only)
-        finally:
-            self._manifests.pop(dataset, None)
-
-    async def _publish_staged(self, dataset: str, staged: Path, result: TrainResult) -> TrainResult:
-        assert self.shared is not None
-        try:
-            return await self.shared.publish_staged(dataset, staged, result)
         finally:
             self._manifests.pop(dataset, None)
 
@@ -317,16 +270,17 @@ class ModelService:
         return Prediction(label, model.reply_for(label), confidence, sure, exact)
 
     async def evaluate(
-        self, dataset: str, items: Sequence[TestItem], *, on_worker: bool = False
+        self, dataset: str, items: Sequence[TestItem], *, as_task: bool = False
     ) -> Evaluation:
         """Predictions for test items; with labels also accuracy, a report and a PNG.
 
-        `on_worker` (a test file, up to MAX_TEST_ITEMS): with a task runner the scoring and
-        the picture are an `evaluate` task on a worker; a few inline items stay here."""
+        `as_task` (a test file, up to MAX_TEST_ITEMS): the scoring and the picture are an
+        `evaluate` task on the runner (the job pool, or a worker); a few inline items, and a
+        model of the first format, are scored here in a thread."""
         if not items:
             raise InvalidInputError("There is nothing to test.")
         model = await self._active_model(dataset)
-        if on_worker and self.tasks is not None and model.version:
+        if as_task and model.version:
             folder = self.models_dir / dataset
             entry = (await self._manifest(dataset) or {}).get("versions", {}).get(model.version)
             if entry is not None and not _is_format_1(folder, model.version, entry):
@@ -336,10 +290,8 @@ class ModelService:
     async def _evaluate_as_task(
         self, dataset: str, model: _LoadedModel, entry: dict[str, Any], items: Sequence[TestItem]
     ) -> Evaluation:
-        """`!test` scored on a worker: the model's bytes and the items go as the job's inputs;
-        the worker sends back the predictions, the report and the picture."""
-        from bot.services.tasks.client import raise_failure
-
+        """`!test` scored by a task: the model's bytes and the items go as the job's inputs;
+        the task gives back the predictions, the report and the picture."""
         folder = self.models_dir / dataset
         if self.shared is not None:  # the folder is a cache of the blobs: have the file there
             async with self.shared.cache.locked():

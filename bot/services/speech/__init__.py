@@ -3,8 +3,9 @@
 Owns: `audio` (ffmpeg decoding, length, silence, chunks, WAV), `recognizers` (`SpeechEngine`,
 the Google and pocketsphinx engines, `build_engine`), `whisper` (faster-whisper) with
 `whisper_models` (the pinned model files), `errors` (what the user is told), and `service`
-(`SpeechService`: size checks, chunking, fallback, `auto` language, translation), with
-`by_task` (the same work as a `transcribe` task on a runner) and `transcript` (`Hearing`,
-`Transcript`, `Progress`, `AudioSource`). Offers them to the cogs, listening, the task bodies
-and wiring; nothing here imports discord.
+(`SpeechService`, the engines at work: size checks, chunking, fallback, `auto` language,
+translation; the `transcribe` task body calls it), `transcriber` (`Transcriber`, what the
+cogs and listening call: a `transcribe` task on the bot's runner, here or on a worker) and
+`transcript` (`Hearing`, `Transcript`, `Progress`, `AudioSource`). Nothing here imports
+discord.
 """

@@ -16,6 +16,10 @@ know about is raised as a `UserFacingError` with a message ready to show.
 Engines are small blocking objects (`recognizers.SpeechEngine`). The service runs them off
 the event loop: in a thread when they release the GIL (network waits, faster-whisper), in a
 worker process when they hold it (pocketsphinx). The errors it raises are in `errors`.
+
+This is the process that recognizes: the bot's `transcribe` task body (tasks/work.py) calls
+it, in the bot or on a worker. The bot's cogs call `transcriber.Transcriber`, which sends
+that task to the runner.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from bot.services.common.engines import (
     text_of,
 )
 from bot.services.common.languages import EngineFit
-from bot.services.speech import audio, by_task
+from bot.services.speech import audio
 from bot.services.speech.errors import (
     NO_SPEECH_MESSAGE,
     UNAVAILABLE_MESSAGE,
@@ -52,14 +56,13 @@ from bot.services.speech.errors import (
     SpeechUnavailableError,
 )
 from bot.services.speech.recognizers import SpeechEngine, build_engine
-from bot.services.speech.transcript import AudioSource, Hearing, LengthFn, Progress, Transcript
+from bot.services.speech.transcript import Hearing, Progress, Transcript
 from bot.services.tasks.jobs import JobRunner
 
 if TYPE_CHECKING:
     from pydub import AudioSegment
 
     from bot.config import Settings
-    from bot.services.tasks.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,6 @@ class SpeechService:
         chunk_seconds: int = 50,
         rest_seconds: float = 60.0,
         jobs: JobRunner | None = None,
-        tasks: Runner | None = None,
     ) -> None:
         if isinstance(engines, EngineChain):
             self._chain = engines
@@ -111,13 +113,9 @@ class SpeechService:
         # Engines that hold the GIL (sphinx) run in the job runner's worker processes.
         self._jobs = jobs or JobRunner(max_workers=1)
         self._owns_jobs = jobs is None
-        # With a task runner (TASK_BROKER_URL), recognition runs where it sends the task.
-        self.tasks = tasks
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, jobs: JobRunner | None = None, tasks: Runner | None = None
-    ) -> SpeechService:
+    def from_settings(cls, settings: Settings, jobs: JobRunner | None = None) -> SpeechService:
         return cls(
             list(settings.stt_engines),
             google_api_key=settings.google_speech_api_key,
@@ -132,7 +130,6 @@ class SpeechService:
             max_bytes=settings.max_audio_mb * MB,
             max_seconds=settings.max_audio_seconds,
             jobs=jobs,
-            tasks=tasks,
         )
 
     @property
@@ -159,10 +156,8 @@ class SpeechService:
             raise TooLargeError(f"That file is too large ({size:.1f} MB; the limit is {limit} MB).")
 
     async def warm_up(self) -> str | None:
-        """Load the engine named first (if it has a model, like whisper) before any request;
-        with a task runner the workers recognize, so the bot loads nothing."""
-        if self.tasks is not None:
-            return None
+        """Load the engine named first (if it has a model, like whisper) before any request
+        (the runner calls it in the process that recognizes)."""
         return await self._chain.warm_up()
 
     async def transcribe(
@@ -170,30 +165,6 @@ class SpeechService:
     ) -> Transcript:
         """Transcribe an uploaded file. Raises UserFacingError subclasses for every bad input."""
         return await self.recognize(await self.decode(data, filename), language)
-
-    async def transcribe_source(
-        self,
-        source: AudioSource,
-        language: str | Hearing = "en-US",
-        *,
-        on_length: LengthFn | None = None,
-        on_progress: Callable[[Progress], Awaitable[None]] | None = None,
-        namespace: str | None = None,
-    ) -> Transcript:
-        """Transcribe audio by reference: download, decode, recognize, wherever that runs.
-
-        `on_length` is awaited with the audio's real length once it is decoded and before
-        recognition (a caller charges it there, or refuses by raising: then the work stops).
-        With a task runner a worker downloads the audio by its URL: the bot never holds it.
-        """
-        if self.tasks is not None:
-            return await by_task.transcribe_url(
-                self.tasks, source, _hearing(language), on_length, on_progress, namespace
-            )
-        segment = await self.decode(await source.read(), source.filename)
-        if on_length is not None:
-            await on_length(segment.duration_seconds)
-        return await self.recognize(segment, language, on_progress=on_progress)
 
     async def decode(self, data: bytes, filename: str = "") -> AudioSegment:
         """Decode an uploaded file; the first step of `transcribe`.
@@ -204,13 +175,16 @@ class SpeechService:
         self.check_size(len(data))
         return await asyncio.to_thread(audio.decode, data, filename, self.max_seconds)
 
+    async def decoded(self, wav: bytes) -> AudioSegment:
+        """Audio the bot decoded already (its WAV, `audio.to_wav`): read back without ffmpeg."""
+        self.check_size(len(wav))
+        return await asyncio.to_thread(audio.from_wav, wav)
+
     async def recognize(
         self,
         segment: AudioSegment,
         language: str | Hearing = "en-US",
         on_progress: Callable[[Progress], Awaitable[None]] | None = None,
-        *,
-        namespace: str | None = None,
     ) -> Transcript:
         """Recognize decoded audio chunk by chunk; the second step of `transcribe`.
 
@@ -219,12 +193,9 @@ class SpeechService:
         `on_progress` is awaited after each chunk with the text so far, so a caller can show
         a long transcript as it grows. When recognition fails after some text was made, the
         error is a `PartialTranscriptError` that keeps that text and where it stopped.
-        With a task runner the work is a `transcribe` task of `namespace`'s (a worker's);
-        the process that recognizes counts the recording (`metrics.TRANSCRIPTIONS`).
+        The recording is counted here (`metrics.TRANSCRIPTIONS`): where it is recognized.
         """
         hearing = _hearing(language)
-        if self.tasks is not None:
-            return await by_task.recognize(self.tasks, segment, hearing, on_progress, namespace)
         started = time.perf_counter()
         answered: list[str] = []
         try:

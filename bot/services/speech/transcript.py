@@ -55,14 +55,11 @@ class Hearing:
 
 @dataclass(frozen=True)
 class AudioSource:
-    """Audio not yet downloaded: where it is (an attachment's URL) and how to read it here.
-
-    With workers the URL goes in the task and a worker downloads it; without, `read()` does.
-    """
+    """Audio not yet downloaded: where it is (an attachment's URL) and its file name. The
+    process that runs the `transcribe` task downloads it (the bot, or a worker)."""
 
     url: str
     filename: str
-    read: Callable[[], Awaitable[bytes]]
 
 
 LengthFn = Callable[[float], Awaitable[None]]

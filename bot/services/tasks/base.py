@@ -3,9 +3,10 @@
 A task is a name (`transcribe`, `train`) and a payload of plain JSON data. Bytes never travel
 in the payload: the caller hands them to the runner as named `inputs`, and the task body
 reads them with `ctx.input(name)`; what it makes it gives back with `ctx.output(name, data)`.
-`LocalRunner` (local.py) keeps them in memory and runs the body in this process;
-`TaskiqRunner` (remote.py) puts them in the shared blob store under `jobs/<job id>/` in the
-job's namespace, and a worker on any machine (`python -m bot worker`) runs the body.
+`LocalRunner` (local.py, the default) keeps them in memory and runs the body in this
+process; `TaskiqRunner` (remote.py, with TASK_BROKER_URL) puts them in the shared blob store
+under `jobs/<job id>/` in the job's namespace, and a worker on any machine
+(`python -m bot worker`) runs the body. Services always call a runner and never ask which.
 
 Results are dicts: `{"ok": True, ...}` or `{"ok": False, "error": "...", "type": "..."}`; a
 failure is one clear message, raised again in the bot as the `UserFacingError` it was.
@@ -50,8 +51,6 @@ class TaskResult:
 class Runner(Protocol):
     """Runs tasks for services; cogs and services don't know where."""
 
-    remote: bool  # True when the work runs on workers (bytes then go through the blob store)
-
     async def run(
         self,
         task: str,
@@ -67,6 +66,11 @@ class Runner(Protocol):
 
     async def record(self, job: Job) -> None:
         """Save the job's state in the job store (a service ending a job after its task)."""
+        ...
+
+    async def warm_up(self) -> str | None:
+        """Load what this process needs to run tasks (the speech engine named first), when
+        it runs them itself; returns what it loaded."""
         ...
 
     async def close(self) -> None: ...

@@ -58,6 +58,9 @@ class Job:
     progress: float | None = None  # 0..1 while running, when the work can tell
     summary: str = ""  # one line for people: what a finished job made
     refused: bool = False  # it failed on input the user can fix (a UserFacingError)
+    # Whether people see its id (`!job`): a transcription's is never shown, so the bot
+    # records its row only where a worker needs it (tasks/local.py).
+    shown: bool = True
 
     @property
     def finished(self) -> bool:

@@ -259,8 +259,8 @@ class JobRunner:
         *,
         keep_exception: bool,
     ) -> Job:
-        if self._closed:
-            raise RuntimeError("the job runner is closed")
+        if self._closed:  # a task that waited for its turn while the bot stops
+            raise UserFacingError(SHUTTING_DOWN)
         job = Job(id=self._new_id(), kind=kind, key=key)
         entry = _Entry(job, fn, args, on_done, asyncio.Event(), keep_exception)
         self._jobs[job.id] = job

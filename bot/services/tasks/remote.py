@@ -34,9 +34,9 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 from bot import metrics
 from bot.services.storage.blobs import DatabaseBlobs
 from bot.services.tasks.base import JOB_PREFIX, JobEndedError, ProgressFn, TaskResult, job_key
-from bot.services.tasks.job import Job, short_reason
-from bot.services.tasks.jobstore import INTERRUPTED, JobStore
-from bot.services.tasks.local import finish, record
+from bot.services.tasks.job import Job
+from bot.services.tasks.jobstore import JobStore
+from bot.services.tasks.local import abandon, finish, record
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,6 @@ async def set_progress(broker: AsyncBroker, job_id: str, meta: dict[str, Any]) -
 
 
 class TaskiqRunner:
-    remote = True
-
     def __init__(
         self,
         broker: AsyncBroker,
@@ -163,7 +161,7 @@ class TaskiqRunner:
                 if data is not None:
                     outputs[str(name)] = data
         except BaseException as exc:
-            await self._abandon(job, exc)
+            await abandon(self.jobstore, job, exc)  # its worker stops at its next report
             raise
         finally:  # the job's blobs go after the answer: nobody waits for that
             self._spawn(self._forget(namespace, job.id))
@@ -176,19 +174,6 @@ class TaskiqRunner:
         task = asyncio.get_running_loop().create_task(work)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-
-    async def _abandon(self, job: Job, exc: BaseException) -> None:
-        """The bot stops waiting (a refusal in on_progress, a shutdown): the job ends here,
-        and its worker stops at its next progress report (`JobEndedError`)."""
-        job.finished_at = datetime.now(UTC)
-        if isinstance(exc, asyncio.CancelledError):
-            job.status, job.error = "interrupted", INTERRUPTED
-        else:
-            job.status, job.error = "failed", short_reason(exc)
-        try:
-            await record(self.jobstore, job)
-        except Exception:  # noqa: BLE001 - the row then ends as interrupted when it goes stale
-            log.warning("could not record the end of job %s", job.id, exc_info=True)
 
     async def _started_at(self, job: Job) -> None:
         """When the worker started the job (it wrote it in the job's row)."""
@@ -250,6 +235,10 @@ class TaskiqRunner:
     async def record(self, job: Job) -> None:
         """Save a job's state (for services that end a job after its task)."""
         await record(self.jobstore, job)
+
+    async def warm_up(self) -> str | None:
+        """Nothing here: the workers load their engines when they start."""
+        return None
 
     async def close(self) -> None:
         await asyncio.gather(*self._cleanups, return_exceptions=True)

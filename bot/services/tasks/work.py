@@ -1,4 +1,4 @@
-"""The task bodies: what a worker (or the bot itself, with `LocalRunner`) does for each task.
+"""The task bodies: what the bot (`LocalRunner`) or a worker (`TaskiqRunner`) does for each task.
 
 Each body is `async def body(payload, ctx) -> dict` and works only with its payload and
 `ctx` (inputs, outputs, progress, the process's engines): the same code runs in the bot and
@@ -11,18 +11,20 @@ import asyncio
 import json
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import metrics
-from bot.errors import InvalidInputError, UserFacingError
-from bot.services.speech.service import SpeechService
+from bot.errors import EngineUnavailableError, InvalidInputError, UserFacingError
 from bot.services.speech.transcript import Hearing, Progress
 from bot.services.tasks.base import TaskContext
 from bot.services.tasks.job import short_reason
 from bot.services.tasks.jobs import JobRunner
+
+if TYPE_CHECKING:
+    from bot.services.speech.service import SpeechService
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,10 @@ Body = Callable[[dict[str, Any], TaskContext], Awaitable[dict[str, Any]]]
 
 @dataclass
 class WorkServices:
-    """The engines and the process pool of the process that runs task bodies."""
+    """The engines and the process pool of the process that runs task bodies (no speech
+    engines where only models are trained: a `transcribe` task is then refused)."""
 
-    speech: SpeechService
+    speech: SpeechService | None
     pool: JobRunner
 
 
@@ -49,12 +52,17 @@ def failure(exc: BaseException) -> dict[str, Any]:
 
 async def transcribe(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Decode and recognize audio given as input `audio` or by `url`; progress per chunk."""
-    speech: SpeechService = ctx.services.speech
+    speech: SpeechService | None = ctx.services.speech
+    if speech is None:
+        raise EngineUnavailableError("This process has no speech engines.")
     if payload.get("url"):
         data = await ctx.fetch(str(payload["url"]), speech.max_bytes)
     else:
         data = await ctx.input("audio")
-    segment = await speech.decode(data, str(payload.get("filename", "")))
+    if payload.get("decoded"):  # the bot's own 16 kHz WAV of audio it decoded: no ffmpeg
+        segment = await speech.decoded(data)
+    else:
+        segment = await speech.decode(data, str(payload.get("filename", "")))
     # The length, before recognition: the bot charges it (or stops the job) and shows it.
     await ctx.progress(asdict(Progress("", 0.0, segment.duration_seconds)))
 
@@ -149,11 +157,13 @@ def task_label(task: str) -> str:
     return task if task in BODIES else "unknown"
 
 
-async def run_body(task: str, payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+async def run_body(
+    task: str, payload: dict[str, Any], ctx: TaskContext, bodies: Mapping[str, Body] = BODIES
+) -> dict[str, Any]:
     """Run a task's body; every failure becomes one failure result. Counted as running
     while it runs, then ok or failed, in the process that runs it (a worker, or the bot
     with `LocalRunner`)."""
-    body = BODIES.get(task)
+    body = bodies.get(task)
     if body is None:
         metrics.TASKS.labels(task_label(task), metrics.FAILED).inc()
         return failure(InvalidInputError(f"Unknown task {task[:40]!r}."))

@@ -100,7 +100,7 @@ class Tenants:
     jobs: JobRunner
     limits: TenantLimits
     samples_dir: Path = SAMPLES
-    tasks: Any = None  # a task runner (services/tasks) when work runs on workers
+    tasks: Any = None  # the bot's task runner (services/tasks); None: each its own LocalRunner
     blobs: BlobStore | None = None
     max_cached: int | None = None
     _tenants: OrderedDict[str, Tenant] = field(default_factory=OrderedDict)

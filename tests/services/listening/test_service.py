@@ -20,8 +20,12 @@ from bot.services.hearing.listening.service import (
 )
 from bot.services.speech.errors import NO_SPEECH_MESSAGE, NoSpeechError
 from bot.services.speech.service import SpeechService
+from bot.services.speech.transcriber import Transcriber
 from bot.services.speech.whisper import WhisperEngine
 from bot.services.storage import Storage
+from bot.services.tasks.jobs import JobRunner
+from bot.services.tasks.local import LocalRunner
+from bot.services.tasks.work import WorkServices
 from tests.services.listening.audio import Clock, espeak, frames, silence, tone
 
 GUILD = 100
@@ -363,7 +367,9 @@ async def test_server_wake_words_and_the_bots_name_wake_it(
 async def test_whisper_hears_an_espeak_request_through_the_whole_path(
     storage: Storage, clock: Clock, heard: Heard, whisper_engine: WhisperEngine
 ) -> None:
-    speech = SpeechService([whisper_engine])
+    # As the bot hears it: a `transcribe` task on its in-process runner.
+    engines = SpeechService([whisper_engine])
+    speech = Transcriber(LocalRunner(WorkServices(engines, JobRunner())))
     service = ListeningService(speech, storage, clock=clock)
     try:
         session = service.start(GUILD, heard.callbacks())
@@ -377,4 +383,4 @@ async def test_whisper_hears_an_espeak_request_through_the_whole_path(
         assert "weather" in request.lower() and not request.lower().startswith("hey")
     finally:
         await service.close()
-        await speech.close()
+        await engines.close()

@@ -1,6 +1,6 @@
 """The listening service: consent, one session per server, utterances to captions and requests.
 
-    service = ListeningService(speech, storage)
+    service = ListeningService(transcriber, storage)
     await service.load_consent()
     session = service.start(guild_id, callbacks, wake_words=[...], conversation=False)
     voice_client.start_receiving(session)      # the receiver calls the AudioSink methods
@@ -57,7 +57,7 @@ _NOISE_WORDS = frozenset({"you"})  # whisper's usual guess for a noise
 
 
 class Recognizer(Protocol):
-    """The part of `SpeechService` listening uses (a fake in tests)."""
+    """The part of `Transcriber` listening uses (a fake in tests)."""
 
     async def recognize(
         self, segment: Any, language: Any = "en-US", *, namespace: str | None = None
