@@ -191,7 +191,8 @@ async def quiet_then_speak(e2e: E2E, monkeypatch, keepalive: float) -> dict[str,
 async def test_speech_after_a_long_silence_is_still_captioned(e2e: E2E, monkeypatch) -> None:
     reply = await quiet_then_speak(e2e, monkeypatch, keepalive=0.5)
     await eventually(lambda: len(captions(e2e, reply)) == 2, 30)
-    assert "weather" in captions(e2e, reply)[1].lower()
+    # The later sentence is captioned (whisper tiny.en may hear "weather" as "water").
+    assert "lovely today" in captions(e2e, reply)[1].lower()
     assert e2e.sandbox.voice.route_dropped(GUILD) == 0
 
 

@@ -163,10 +163,10 @@ async def test_nicknames_bots_and_attachments(e2e: E2E, hear: Hear) -> None:
     await e2e.sandbox.send("", author="member", files=[("cat.png", b"\x89PNG\r\n\x1a\n")])
     heard = await ear.until("image")
     assert "captain" in heard and "webhook" not in heard
-    await e2e.sandbox.set_nick("owner", "Skipper")
+    await e2e.sandbox.set_nick("owner", "Professor")
     await e2e.sandbox.send("please close the door")
     heard = await ear.until("door")
-    assert "skipper" in heard
+    assert "professor" in heard
 
 
 async def test_auto_join_when_a_reader_joins_voice(e2e: E2E) -> None:

@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from bot.errors import InvalidInputError, NotFoundError
+from bot.errors import InvalidInputError, NotFoundError, UserFacingError
 from bot.services.tasks.job import WORKER_DIED, Job, short_reason
 from bot.services.tasks.jobs import SHUTTING_DOWN, JobRunner
 
@@ -249,7 +249,7 @@ async def test_close_fails_queued_jobs_and_stops_running_ones() -> None:
     assert queued.status == "failed" and queued.error == SHUTTING_DOWN
     assert running.status == "failed" and running.error == WORKER_DIED
     assert sorted(seen) == sorted([f"{running.id}:failed", f"{queued.id}:failed"])
-    with pytest.raises(RuntimeError):
+    with pytest.raises(UserFacingError, match=SHUTTING_DOWN):
         jobs.submit("x", "k", add, 1, 1)
 
 
