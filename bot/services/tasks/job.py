@@ -20,6 +20,7 @@ from bot.errors import UserFacingError
 JobStatus = Literal["queued", "running", "done", "failed", "interrupted"]
 
 WORKER_DIED = "The worker process stopped unexpectedly (it may have run out of memory)."
+INTERRUPTED = "Interrupted: the bot stopped while it ran. Start it again."
 MAX_REASON_CHARS = 200
 # Absolute paths (two or more components) in an error message; users must not see host paths.
 _HOST_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/]+[\\/])+[^\s'\"\\/]*")

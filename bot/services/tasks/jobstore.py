@@ -19,13 +19,12 @@ from sqlalchemy import select, update
 
 from bot.services.storage.schema import jobs
 from bot.services.storage.store import Storage, upsert
-from bot.services.tasks.job import Job
+from bot.services.tasks.job import INTERRUPTED, Job
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 30.0
 STALE_SECONDS = 120.0
-INTERRUPTED = "Interrupted: the bot stopped while it ran. Start it again."
 LIVE = ("queued", "running")
 
 

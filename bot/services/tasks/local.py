@@ -13,14 +13,15 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import InvalidInputError
 from bot.services.tasks.base import JobEndedError, ProgressFn, TaskResult
-from bot.services.tasks.fetch import fetch_url
-from bot.services.tasks.job import Job, short_reason
-from bot.services.tasks.jobstore import INTERRUPTED, JobStore
+from bot.services.tasks.job import INTERRUPTED, Job, short_reason
 from bot.services.tasks.work import BODIES, Body, WorkServices, run_body
+
+if TYPE_CHECKING:
+    from bot.services.tasks.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class _LocalContext:
             raise JobEndedError(f"Job {self.job_id} has ended; its task stops.") from exc
 
     async def fetch(self, url: str, max_bytes: int) -> bytes:
+        from bot.services.tasks.fetch import fetch_url  # aiohttp: only once audio is fetched
+
         return await fetch_url(url, max_bytes)
 
 
