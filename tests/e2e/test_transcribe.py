@@ -58,6 +58,15 @@ async def test_voice_message_and_mp3_are_transcribed(stt: E2E) -> None:
     assert stt.sandbox.typing  # the typing indicator showed while it worked
 
 
+async def test_transcriptions_run_as_tasks_but_do_not_crowd_the_job_list(stt: E2E) -> None:
+    """The bot transcribes through its runner (a task in this process); users never see a
+    transcription's job id, so `!jobs` keeps listing only what they started."""
+    for _ in range(2):
+        reply = await stt.ask(files=[("hello.ogg", fixture("hello.ogg"))], voice_message=True)
+        assert_heard(reply["content"])
+    assert await stt.ask_text("!jobs") == "No jobs yet."
+
+
 async def test_long_audio_streams_into_one_reply_then_a_file_while_the_bot_stays_responsive(
     stt: E2E,
 ) -> None:
