@@ -134,9 +134,10 @@ async def test_three_people_typing_at_once_are_read_in_turns(e2e: E2E, hear: Hea
     await e2e.sandbox.send("my favourite colour is blue")
     await e2e.sandbox.send("dogs love to play fetch", author="moderator")
     await e2e.sandbox.send("the coffee is too hot", author="member")
-    words = ("noon", "dog", "coffee", "blue")
+    # One word a line that whisper tiny.en hears surely ("dogs love" came out "docs look").
+    words = ("noon", "fetch", "coffee", "blue")
     heard = await ear.until(*words)
-    assert sorted(words, key=heard.index) == ["noon", "dog", "coffee", "blue"], heard
+    assert sorted(words, key=heard.index) == ["noon", "fetch", "coffee", "blue"], heard
 
 
 async def test_a_deleted_message_is_not_read_and_an_edited_one_is_read_as_edited(
