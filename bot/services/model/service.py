@@ -105,10 +105,10 @@ class ModelService:
         # runner (without one, this process's: the same bodies, in `jobs`' processes).
         self.tasks = tasks or LocalRunner(WorkServices(None, jobs))
         self.jobs = jobs  # a model of the first format is read in its processes
-        self._background: set[asyncio.Task[None]] = set()
-        # Trainings under way, by dataset (one dataset's run one at a time) and by job id.
-        self._trainings: dict[str, asyncio.Task[None]] = {}
+        # Trainings under way, by job id, and each dataset's latest (one dataset's trainings
+        # run one at a time, each waiting for the one before).
         self._by_job: dict[str, asyncio.Task[None]] = {}
+        self._trainings: dict[str, asyncio.Task[None]] = {}
         self._waiting: set[str] = set()  # ids of those that wait for the one before
         # With a cache, the blobs hold the versions and manifests and the folder caches them
         # ("Shared storage" in the class docstring).
@@ -156,12 +156,10 @@ class ModelService:
         if before is not None and before.done():
             before = None
         task = asyncio.get_running_loop().create_task(
-            self._train_as_task(job, payload, files, on_done, before)
+            self._train(job, payload, files, on_done, before)
         )
         self._trainings[dataset] = task
         self._by_job[job.id] = task
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda _: self._by_job.pop(job.id, None))
         if before is not None:
             self._waiting.add(job.id)
@@ -183,15 +181,16 @@ class ModelService:
         over: trainings (waiting for their turn, or for their model, which it then stores)
         and models being loaded or installed. Idle, everything it knows is on disk or in the
         blobs, so dropping it loses nothing (services/tenancy/tenants.py evicts idle ones)."""
-        return bool(self._background) or any(lock.locked() for lock in self._load_locks.values())
+        return bool(self._by_job) or any(lock.locked() for lock in self._load_locks.values())
 
     async def close(self) -> None:
         """Stop waiting for trainings (their rows end as interrupted)."""
-        for task in list(self._background):
+        running = list(self._by_job.values())
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
 
-    async def _train_as_task(
+    async def _train(
         self,
         job: Job,
         payload: dict[str, Any],

@@ -39,7 +39,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import metrics
 from bot.services.files.blobcache import BlobCache
@@ -49,6 +49,9 @@ from bot.services.model.service import ModelService
 from bot.services.storage.blobs import BlobStore
 from bot.services.tasks.jobs import JobRunner
 from bot.services.tenancy.namespaces import LEGACY, known_namespaces, namespace_dir
+
+if TYPE_CHECKING:
+    from bot.services.tasks.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class Tenants:
     jobs: JobRunner
     limits: TenantLimits
     samples_dir: Path = SAMPLES
-    tasks: Any = None  # the bot's task runner (services/tasks); None: each its own LocalRunner
+    tasks: Runner | None = None  # the bot's task runner; None: each its own LocalRunner
     blobs: BlobStore | None = None
     max_cached: int | None = None
     _tenants: OrderedDict[str, Tenant] = field(default_factory=OrderedDict)
